@@ -1,0 +1,1 @@
+"""bench: metrics under the papers' protocols, run over methods, with provenance."""

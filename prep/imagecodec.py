@@ -1,0 +1,35 @@
+"""Encode and decode single frames (PNG lossless by default, JPEG with a quality) with OpenCV."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from prep.errors import AnimbenchError
+
+if TYPE_CHECKING:
+    from prep.store import EncodeOptions
+
+cv2.setNumThreads(1)
+
+
+def encode_image(rgb: np.ndarray, options: EncodeOptions) -> bytes:
+    """Encode an RGB uint8 HxWx3 frame; deterministic for the same pixels and options."""
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    if options.image_format == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, int(options.png_compression)])
+    else:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(options.jpeg_quality)])
+    if not ok:
+        raise AnimbenchError(f"could not encode a {rgb.shape} frame as {options.image_format}")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode PNG/JPEG bytes to an RGB uint8 HxWx3 array."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise AnimbenchError("could not decode a stored frame (corrupt image bytes)")
+    return np.ascontiguousarray(bgr[..., ::-1])

@@ -1,0 +1,550 @@
+"""The frame store: the single source of truth for its schema, writers, reader and verification.
+
+Layout of a store directory (readable with plain pyarrow, pandas or DuckDB)::
+
+    STORE/
+      frames/*.parquet     one row per frame: video_id, frame_index, image (encoded PNG or JPEG bytes);
+                           a video's frames are contiguous and in order inside one shard;
+                           row groups of `row_group_size` frames, so one frame never decodes a whole shard
+      videos.parquet       one row per video: split, person id, source, fps, original size, crop box, ...
+      failures.parquet     one row per unit of work that failed: video id, stage, error class, message
+      manifest.json        written last: schema version, config, per-shard hash and row counts, versions
+
+Every file is written under a temporary name and renamed into place, and the manifest is written last, so
+a store whose writer died never opens as complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prep.errors import AnimbenchError
+from prep.imagecodec import decode_image, encode_image
+from prep.provenance import package_versions
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "animbench-frame-store"
+FRAMES_DIR = "frames"
+VIDEOS_FILE = "videos.parquet"
+FAILURES_FILE = "failures.parquet"
+MANIFEST_FILE = "manifest.json"
+DEFAULT_ROW_GROUP = 16
+
+FRAME_SCHEMA = pa.schema(
+    [("video_id", pa.string()), ("frame_index", pa.int32()), ("image", pa.binary())]
+)
+VIDEO_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("split", pa.string()),
+        ("person_id", pa.string()),
+        ("source_path", pa.string()),
+        ("fps", pa.float64()),
+        ("orig_width", pa.int32()),
+        ("orig_height", pa.int32()),
+        ("crop_box", pa.list_(pa.int32())),  # left, top, right, bottom in original pixels; null = full frame
+        ("start", pa.int64()),  # first source frame index (reference fps), null when not a clip
+        ("end", pa.int64()),
+        ("num_frames", pa.int32()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("recipe", pa.string()),
+        ("shard", pa.string()),
+        ("first_row", pa.int64()),
+        ("frames_sha256", pa.string()),
+    ]
+)
+FAILURE_SCHEMA = pa.schema(
+    [("video_id", pa.string()), ("stage", pa.string()), ("error", pa.string()), ("message", pa.string())]
+)
+# Per-video facts a recipe supplies; the writer fills the rest (shard, rows, size, hash).
+VIDEO_FACTS = ("split", "person_id", "source_path", "fps", "orig_width", "orig_height", "crop_box", "start",
+               "end", "recipe")
+
+
+@dataclass
+class EncodeOptions:
+    """How frames are encoded: lossless PNG (default) or JPEG with a quality."""
+
+    image_format: str = "png"
+    jpeg_quality: int = 95
+    png_compression: int = 1
+
+    def __post_init__(self) -> None:
+        if self.image_format not in ("png", "jpeg"):
+            raise AnimbenchError(f"image format {self.image_format!r}: expected 'png' or 'jpeg'")
+        if not 1 <= int(self.jpeg_quality) <= 100:
+            raise AnimbenchError(f"jpeg quality {self.jpeg_quality}: expected 1..100")
+        if not 0 <= int(self.png_compression) <= 9:
+            raise AnimbenchError(f"png compression {self.png_compression}: expected 0..9")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as recorded in the manifest."""
+        d: dict[str, Any] = {"image_format": self.image_format}
+        if self.image_format == "jpeg":
+            d["jpeg_quality"] = int(self.jpeg_quality)
+        else:
+            d["png_compression"] = int(self.png_compression)
+        return d
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> None:
+    tmp = _tmp_name(path)
+    pq.write_table(table, tmp, **kwargs)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = _tmp_name(path)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _check_frame(frame: np.ndarray, video_id: str, index: int, shape: tuple[int, ...] | None) -> None:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise AnimbenchError(
+            f"video {video_id!r} frame {index}: expected uint8 HxWx3 RGB, got {frame.dtype} {frame.shape}"
+        )
+    if shape is not None and frame.shape != shape:
+        raise AnimbenchError(f"video {video_id!r} frame {index}: size {frame.shape} differs from frame 0 {shape}")
+
+
+class ShardWriter:
+    """Write whole videos into one Parquet shard, atomically (temporary name, renamed on close).
+
+    Pipelines give each unit of work its own ShardWriter; `finalize_store` then ties the shards together.
+    """
+
+    def __init__(self, path: str | os.PathLike, encode: EncodeOptions | None = None,
+                 row_group_size: int = DEFAULT_ROW_GROUP) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.encode = encode or EncodeOptions()
+        self.row_group_size = int(row_group_size)
+        self._tmp = _tmp_name(self.path)
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[tuple[str, int, bytes]] = []
+        self._rows = 0
+        self.videos: list[dict[str, Any]] = []
+        self._closed = False
+
+    def add_video(self, video_id: str, frames: Iterable[np.ndarray], **facts: Any) -> dict[str, Any]:
+        """Encode and append all frames of one video; return its row for the videos table."""
+        unknown = set(facts) - set(VIDEO_FACTS)
+        if unknown:
+            raise AnimbenchError(f"video {video_id!r}: unknown video fields {sorted(unknown)}")
+        first_row = self._rows
+        digest = hashlib.sha256()
+        shape = None
+        n = 0
+        for n, frame in enumerate(frames):  # noqa: B007
+            frame = np.asarray(frame)
+            _check_frame(frame, video_id, n, shape)
+            shape = frame.shape
+            data = encode_image(frame, self.encode)
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+            self._buffer.append((video_id, n, data))
+            self._rows += 1
+            if len(self._buffer) >= self.row_group_size:
+                self._flush()
+        if shape is None:
+            raise AnimbenchError(f"video {video_id!r}: no frames")
+        row = {name: facts.get(name) for name in VIDEO_FACTS}
+        row.update(
+            video_id=video_id, num_frames=n + 1, height=shape[0], width=shape[1], shard=None,
+            first_row=first_row, frames_sha256=digest.hexdigest(),
+        )
+        self.videos.append(row)
+        return row
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        ids, idx, data = zip(*self._buffer, strict=True)
+        table = pa.table(
+            {"video_id": list(ids), "frame_index": pa.array(idx, pa.int32()), "image": list(data)},
+            schema=FRAME_SCHEMA,
+        )
+        if self._writer is None:
+            # PNG/JPEG bytes are already compressed: store them raw; dictionary-encode the repeated ids.
+            self._writer = pq.ParquetWriter(
+                self._tmp, FRAME_SCHEMA, compression={"video_id": "zstd", "frame_index": "zstd", "image": "none"},
+                use_dictionary=["video_id"], write_statistics=["video_id", "frame_index"],
+            )
+        self._writer.write_table(table, row_group_size=self.row_group_size)
+        self._buffer.clear()
+
+    @property
+    def num_rows(self) -> int:
+        """Frames written so far."""
+        return self._rows
+
+    def close(self) -> list[dict[str, Any]]:
+        """Flush, close and rename into place; return the video rows (with their shard name)."""
+        if self._closed:
+            return self.videos
+        self._flush()
+        if self._writer is None:
+            raise AnimbenchError(f"shard {self.path}: no frames were written")
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+        self._closed = True
+        for row in self.videos:
+            row["shard"] = self.path.name
+        return self.videos
+
+    def abort(self) -> None:
+        """Drop the partial shard."""
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+        self._closed = True
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def content_hash(video_rows: Iterable[dict[str, Any]]) -> str:
+    """A fingerprint of frame content only (ids and encoded bytes), independent of sharding and order."""
+    h = hashlib.sha256()
+    for vid, digest in sorted((r["video_id"], r["frames_sha256"]) for r in video_rows):
+        h.update(f"{vid}\t{digest}\n".encode())
+    return h.hexdigest()
+
+
+def finalize_store(
+    root: str | os.PathLike,
+    videos: Sequence[dict[str, Any]],
+    *,
+    config: dict[str, Any],
+    encode: EncodeOptions,
+    row_group_size: int = DEFAULT_ROW_GROUP,
+    failures: Sequence[dict[str, Any]] = (),
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Write the videos and failures tables, hash every shard, then write the manifest (last)."""
+    root = Path(root)
+    frames_dir = root / FRAMES_DIR
+    seen: set[str] = set()
+    for row in videos:
+        if row["video_id"] in seen:
+            raise AnimbenchError(f"store {root}: video id {row['video_id']!r} appears twice")
+        seen.add(row["video_id"])
+        if not (frames_dir / str(row["shard"])).is_file():
+            raise AnimbenchError(f"store {root}: shard {row['shard']!r} of video {row['video_id']!r} is missing")
+    rows = sorted(videos, key=lambda r: (str(r.get("split")), r["video_id"]))
+    vtable = pa.Table.from_pylist([{k: r.get(k) for k in VIDEO_SCHEMA.names} for r in rows], schema=VIDEO_SCHEMA)
+    _atomic_write_table(vtable, root / VIDEOS_FILE)
+    ftable = pa.Table.from_pylist(
+        [{k: (None if f.get(k) is None else str(f.get(k))) for k in FAILURE_SCHEMA.names} for f in failures],
+        schema=FAILURE_SCHEMA,
+    )
+    _atomic_write_table(ftable, root / FAILURES_FILE)
+
+    shards = []
+    used = sorted({str(r["shard"]) for r in rows})
+    for name in used:
+        path = frames_dir / name
+        shards.append({"name": name, "sha256": sha256_file(path), "rows": pq.ParquetFile(path).metadata.num_rows,
+                       "bytes": path.stat().st_size})
+    splits: dict[str, int] = {}
+    for r in rows:
+        splits[str(r.get("split"))] = splits.get(str(r.get("split")), 0) + 1
+    manifest = {
+        "format": FORMAT_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config,
+        "encoding": encode.as_dict(),
+        "row_group_size": int(row_group_size),
+        "num_videos": len(rows),
+        "num_frames": int(sum(int(r["num_frames"]) for r in rows)),
+        "num_failures": len(failures),
+        "splits": splits,
+        "content_hash": content_hash(rows),
+        "shards": shards,
+        "tables": {
+            name: {"sha256": sha256_file(root / name), "rows": n}
+            for name, n in ((VIDEOS_FILE, len(rows)), (FAILURES_FILE, len(failures)))
+        },
+        "timings": timings or {},
+        "package_versions": package_versions(),
+    }
+    _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", root / MANIFEST_FILE)
+    return manifest
+
+
+def _prepare_root(root: Path, overwrite: bool) -> None:
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise AnimbenchError(f"store {root}: directory is not empty (pass --overwrite to replace it)")
+        import shutil
+
+        shutil.rmtree(root)
+    (root / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+
+
+class FrameStoreWriter:
+    """Single-process writer: add videos, shards roll over by frame count, `close()` writes the manifest."""
+
+    def __init__(self, root: str | os.PathLike, config: dict[str, Any] | None = None, *,
+                 encode: EncodeOptions | None = None, row_group_size: int = DEFAULT_ROW_GROUP,
+                 shard_frames: int = 4096, overwrite: bool = False) -> None:
+        self.root = Path(root)
+        _prepare_root(self.root, overwrite)
+        self.config = dict(config or {})
+        self.encode = encode or EncodeOptions()
+        self.row_group_size = row_group_size
+        self.shard_frames = shard_frames
+        self._shard: ShardWriter | None = None
+        self._shard_no = 0
+        self.videos: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+        self._t0 = time.perf_counter()
+
+    def add_video(self, video_id: str, frames: Iterable[np.ndarray], **facts: Any) -> dict[str, Any]:
+        """Append one video (all its frames) to the current shard."""
+        if self._shard is None:
+            name = f"shard-{self._shard_no:05d}.parquet"
+            self._shard = ShardWriter(self.root / FRAMES_DIR / name, self.encode, self.row_group_size)
+            self._shard_no += 1
+        row = self._shard.add_video(video_id, frames, **facts)
+        if self._shard.num_rows >= self.shard_frames:
+            self.videos.extend(self._shard.close())
+            self._shard = None
+        return row
+
+    def add_failure(self, video_id: str, stage: str, error: BaseException | str, message: str = "") -> None:
+        """Record a unit of work that failed (it is kept out of the frames)."""
+        err = type(error).__name__ if isinstance(error, BaseException) else str(error)
+        msg = message or (str(error) if isinstance(error, BaseException) else "")
+        self.failures.append({"video_id": video_id, "stage": stage, "error": err, "message": msg})
+
+    def close(self) -> dict[str, Any]:
+        """Close the last shard and write the manifest; return it."""
+        if self._shard is not None:
+            self.videos.extend(self._shard.close())
+            self._shard = None
+        return finalize_store(
+            self.root, self.videos, config=self.config, encode=self.encode, row_group_size=self.row_group_size,
+            failures=self.failures, timings={"write_s": round(time.perf_counter() - self._t0, 3)},
+        )
+
+    def abort(self) -> None:
+        """Drop the open shard; no manifest is written, so the store stays incomplete."""
+        if self._shard is not None:
+            self._shard.abort()
+
+    def __enter__(self) -> FrameStoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
+    """Load and check the manifest; a store without a valid one is incomplete and does not open."""
+    path = Path(root) / MANIFEST_FILE
+    if not Path(root).is_dir():
+        raise AnimbenchError(f"store {root}: no such directory")
+    if not path.is_file():
+        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} is missing, so the store is incomplete "
+                             "(its writer did not finish); rebuild or resume it")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} is not valid JSON ({exc})") from exc
+    if manifest.get("format") != FORMAT_NAME:
+        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} field 'format' is {manifest.get('format')!r}, "
+                             f"expected {FORMAT_NAME!r}")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} field 'schema_version' is "
+                             f"{manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    return manifest
+
+
+@dataclass
+class ReadStats:
+    """Counters of what the reader touched: used by tests and benchmarks."""
+
+    row_groups_read: int = 0
+    bytes_read: int = 0
+    frames_decoded: int = 0
+
+
+@dataclass
+class _ShardIndex:
+    file: pq.ParquetFile
+    offsets: np.ndarray  # first row of each row group, plus the total at the end
+    sizes: list[int] = field(default_factory=list)
+
+
+class FrameStore:
+    """Read a complete frame store: list videos, read frames by (video, indices), iterate."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        self.videos_table = pq.read_table(self.root / VIDEOS_FILE).to_pandas()
+        self._by_id = {vid: i for i, vid in enumerate(self.videos_table["video_id"])}
+        self._shards: dict[str, _ShardIndex] = {}
+        self.stats = ReadStats()
+
+    # Parquet handles are per process: drop them when pickled into DataLoader / Ray workers.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_shards"] = {}
+        return state
+
+    @property
+    def fingerprint(self) -> str:
+        """The store's content hash (frame bytes and video ids), used as the data fingerprint."""
+        return str(self.manifest["content_hash"])
+
+    def videos(self, split: str | None = None) -> list[str]:
+        """Video ids, optionally of one split, in stored order."""
+        t = self.videos_table
+        if split is not None:
+            t = t[t["split"] == split]
+        return list(t["video_id"])
+
+    def splits(self) -> list[str]:
+        """The splits present in the store."""
+        return sorted(self.videos_table["split"].astype(str).unique())
+
+    def info(self, video_id: str) -> dict[str, Any]:
+        """The videos-table row of one video."""
+        try:
+            return self.videos_table.iloc[self._by_id[video_id]].to_dict()
+        except KeyError:
+            raise AnimbenchError(f"store {self.root}: no video {video_id!r}") from None
+
+    def num_frames(self, video_id: str) -> int:
+        """Frame count of one video."""
+        return int(self.info(video_id)["num_frames"])
+
+    def failures(self):
+        """The failures table as a pandas DataFrame."""
+        return pq.read_table(self.root / FAILURES_FILE).to_pandas()
+
+    def _shard(self, name: str) -> _ShardIndex:
+        idx = self._shards.get(name)
+        if idx is None:
+            pf = pq.ParquetFile(self.root / FRAMES_DIR / name)
+            md = pf.metadata
+            counts = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+            sizes = [md.row_group(i).total_byte_size for i in range(md.num_row_groups)]
+            idx = _ShardIndex(pf, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sizes)
+            self._shards[name] = idx
+        return idx
+
+    def read_encoded(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
+        """Encoded image bytes of the given frames (all frames when indices is None), in the order asked."""
+        info = self.info(video_id)
+        n = int(info["num_frames"])
+        wanted = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
+            raise AnimbenchError(f"store {self.root}: video {video_id!r} has {n} frames, asked for {wanted.tolist()}")
+        shard = self._shard(str(info["shard"]))
+        rows = int(info["first_row"]) + wanted
+        groups = np.searchsorted(shard.offsets, rows, side="right") - 1
+        out: list[bytes | None] = [None] * len(rows)
+        for g in np.unique(groups):
+            col = shard.file.read_row_group(int(g), columns=["image"]).column(0)
+            self.stats.row_groups_read += 1
+            self.stats.bytes_read += shard.sizes[int(g)]
+            for k in np.nonzero(groups == g)[0]:
+                out[k] = col[int(rows[k] - shard.offsets[g])].as_py()
+        return out  # type: ignore[return-value]
+
+    def read(self, video_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
+        """Frames as uint8 (T, H, W, 3), in the order of `indices` (all frames when None)."""
+        data = self.read_encoded(video_id, indices)
+        self.stats.frames_decoded += len(data)
+        if not data:
+            info = self.info(video_id)
+            return np.zeros((0, int(info["height"]), int(info["width"]), 3), np.uint8)
+        return np.stack([decode_image(b) for b in data])
+
+    def iter_frames(self, video_id: str, chunk: int = 64) -> Iterator[np.ndarray]:
+        """Yield the frames of one video in order, reading `chunk` frames at a time."""
+        n = self.num_frames(video_id)
+        for start in range(0, n, chunk):
+            yield from self.read(video_id, range(start, min(n, start + chunk)))
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        for vid in self.videos():
+            yield vid, self.read(vid)
+
+    def __len__(self) -> int:
+        return len(self.videos_table)
+
+
+def verify_store(root: str | os.PathLike) -> list[str]:
+    """Re-hash every file named in the manifest; return one message per problem (empty = intact)."""
+    root = Path(root)
+    try:
+        manifest = read_manifest(root)
+    except AnimbenchError as exc:
+        return [str(exc)]
+    problems = []
+    for shard in manifest.get("shards", []):
+        path = root / FRAMES_DIR / shard["name"]
+        if not path.is_file():
+            problems.append(f"shard {shard['name']}: missing")
+            continue
+        digest = sha256_file(path)
+        if digest != shard["sha256"]:
+            problems.append(f"shard {shard['name']}: sha256 {digest[:12]}... != manifest {shard['sha256'][:12]}...")
+            continue
+        rows = pq.ParquetFile(path).metadata.num_rows
+        if rows != shard["rows"]:
+            problems.append(f"shard {shard['name']}: {rows} rows != manifest {shard['rows']}")
+    for name, meta in manifest.get("tables", {}).items():
+        path = root / name
+        if not path.is_file():
+            problems.append(f"table {name}: missing")
+        elif sha256_file(path) != meta["sha256"]:
+            problems.append(f"table {name}: sha256 differs from the manifest")
+    if not problems:
+        table = pq.read_table(root / VIDEOS_FILE).to_pylist()
+        if content_hash(table) != manifest.get("content_hash"):
+            problems.append("content_hash: the videos table does not match the manifest")
+    return problems

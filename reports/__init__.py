@@ -1,0 +1,1 @@
+"""reports: tables, HTML and plots rendered from results files only (no torch needed)."""

@@ -1,0 +1,161 @@
+"""The one weights manifest: every pretrained file a loss or a metric backend needs, as data.
+
+Each entry names the file as its library expects it, the folder that library looks in, and the hash it must
+have. Nothing here downloads: users place files (or `animbench weights install --from DIR`) for offline use.
+Losses (methods) and metric backends (bench) both resolve their files through `locate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from prep.errors import AnimbenchError
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A pretrained weight file: standard name, where its library looks, expected hash, who uses it."""
+
+    name: str
+    folder: str  # one of the FOLDERS keys, or a sub-path below one ("insightface:buffalo_l")
+    users: tuple[str, ...]  # loss / metric backends that need it
+    source: str  # where a user gets it
+    sha256_prefix: str | None = None  # torch-hub style: the hash prefix embedded in the file name
+    sha256: str | None = None  # full hash, when known
+    description: str = ""
+
+    def path(self) -> Path:
+        """Where the file is expected on this machine."""
+        return folder_path(self.folder) / self.name
+
+
+def _torch_hub_checkpoints() -> Path:
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
+    return Path(torch_home) / "hub" / "checkpoints"
+
+
+def _animbench_weights() -> Path:
+    return Path(os.environ.get("ANIMBENCH_WEIGHTS", os.path.expanduser("~/.cache/animbench/weights")))
+
+
+def _insightface_models() -> Path:
+    return Path(os.environ.get("INSIGHTFACE_HOME", os.path.expanduser("~/.insightface"))) / "models"
+
+
+FOLDERS = {
+    "torch_hub": _torch_hub_checkpoints,  # torchvision, lpips trunks, pytorch-fid, face-alignment
+    "animbench": _animbench_weights,  # evaluation networks with no library of their own (OpenFace, re-id, rtpose)
+    "insightface": _insightface_models,  # insightface model packs, one folder per pack
+}
+
+
+def folder_path(folder: str) -> Path:
+    """Resolve a manifest folder ("torch_hub", "animbench", "insightface:buffalo_l") to a path."""
+    base, _, sub = folder.partition(":")
+    if base not in FOLDERS:
+        raise AnimbenchError(f"weights folder {folder!r}: expected one of {sorted(FOLDERS)}")
+    root = FOLDERS[base]()
+    return root / sub if sub else root
+
+
+WEIGHTS: dict[str, WeightFile] = {}
+
+
+def register_weight(w: WeightFile) -> WeightFile:
+    """Add a file to the manifest (modules declare their weights next to the code that loads them)."""
+    if w.name in WEIGHTS and WEIGHTS[w.name] != w:
+        raise ValueError(f"weight file {w.name} registered twice with different facts")
+    WEIGHTS[w.name] = w
+    return w
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_hash(w: WeightFile, path: str | os.PathLike) -> str | None:
+    """None when the file's hash matches the manifest, else a one-line reason."""
+    if not (w.sha256 or w.sha256_prefix):
+        return None
+    digest = sha256_of(path)
+    if w.sha256 and digest != w.sha256:
+        return f"{path}: sha256 {digest[:16]}... != expected {w.sha256[:16]}..."
+    if w.sha256_prefix and not digest.startswith(w.sha256_prefix):
+        return f"{path}: sha256 {digest[:16]}... does not start with {w.sha256_prefix} (the hash in its name)"
+    return None
+
+
+def locate(name: str, *, verify_hash: bool = True) -> Path:
+    """The path of a registered weight file, checked; a clear error says where to place a missing one."""
+    w = get(name)
+    path = w.path()
+    if not path.is_file():
+        raise AnimbenchError(
+            f"missing weight file {w.name}: place it in {path.parent} (needed by {', '.join(w.users)}; "
+            f"get it from {w.source}; or run `animbench weights install --from DIR`)"
+        )
+    if verify_hash and (reason := check_hash(w, path)):
+        raise AnimbenchError(f"weight file {reason}")
+    return path
+
+
+def get(name: str) -> WeightFile:
+    """The manifest entry of one file."""
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise AnimbenchError(f"unknown weight file {name!r}: see `animbench weights list`") from None
+
+
+def status(name: str) -> str:
+    """'ok', 'missing' or a hash-mismatch reason, for `weights list` / `weights verify`."""
+    w = get(name)
+    if not w.path().is_file():
+        return "missing"
+    return check_hash(w, w.path()) or "ok"
+
+
+def install_from(src_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """Copy every manifest file found in src_dir (searched recursively) to where its library looks."""
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise AnimbenchError(f"weights install: {src} is not a directory")
+    found = {p.name: p for p in src.rglob("*") if p.is_file()}
+    done = []
+    for name, w in sorted(WEIGHTS.items()):
+        if name not in found:
+            continue
+        if reason := check_hash(w, found[name]):
+            raise AnimbenchError(f"weights install: {reason}")
+        dest = w.path()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.copyfile(found[name], tmp)
+        os.replace(tmp, dest)
+        done.append((name, str(dest)))
+    return done
+
+
+# --- the manifest ------------------------------------------------------------------------------------------
+# Backends add their files here, next to one another, so `animbench weights list` shows everything.
+_TORCHVISION = "https://download.pytorch.org/models/"
+for _w in (
+    WeightFile("vgg19-dcbb9e9d.pth", "torch_hub", ("loss:perceptual_vgg19",), _TORCHVISION + "vgg19-dcbb9e9d.pth",
+               sha256_prefix="dcbb9e9d", description="torchvision VGG19 ImageNet (FOMM perceptual pyramid loss)"),
+    WeightFile("alexnet-owt-7be5be79.pth", "torch_hub", ("metric:lpips",), _TORCHVISION + "alexnet-owt-7be5be79.pth",
+               sha256_prefix="7be5be79", description="torchvision AlexNet trunk for LPIPS(net='alex')"),
+    WeightFile("vgg16-397923af.pth", "torch_hub", ("metric:lpips",), _TORCHVISION + "vgg16-397923af.pth",
+               sha256_prefix="397923af", description="torchvision VGG16 trunk for LPIPS(net='vgg')"),
+):
+    register_weight(_w)

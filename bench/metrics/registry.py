@@ -1,0 +1,235 @@
+"""The one metric registry: `@register_metric` on a function or a class, `list_metrics`, `get_metric`.
+
+Two kinds of metric:
+- "paired": per-frame values from (pred, gt) frames of one video -> `FrameScores` (L1, PSNR, SSIM, LPIPS, AKD...).
+- "set": a distance between two sets of frames (FID): `features(frames)` -> `accumulator()` -> `distance(a, b)`.
+
+Canonical input everywhere: uint8 RGB frames shaped (N, H, W, 3), as the frame store holds them; each metric
+converts internally (to [0,1] floats, [-1,1] for LPIPS, 299x299 for FID) and says so in `describe()`.
+
+Aggregation across frames and videos is the runner's choice (FOMM: frame-weighted mean over all frames;
+Monkey-Net: video-weighted mean of per-video means); `FrameScores` keeps enough per frame for either, for
+counting skipped frames, and for bootstrapping over videos.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prep.errors import AnimbenchError
+
+KINDS = ("paired", "set")
+
+
+@dataclass
+class FrameScores:
+    """Per-frame result of a paired metric over one video (or any run of frames)."""
+
+    values: np.ndarray  # (N,) float64; NaN where the frame is skipped
+    skipped: np.ndarray | None = None  # (N,) bool; a skipped frame counts in no mean (e.g. AKD: no detection)
+    fields: dict[str, np.ndarray] = field(default_factory=dict)  # extra per-frame arrays, (N,) each
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float64).reshape(-1)
+        n = self.values.shape[0]
+        self.skipped = (np.zeros(n, bool) if self.skipped is None
+                        else np.asarray(self.skipped, dtype=bool).reshape(-1))
+        if self.skipped.shape != (n,):
+            raise ValueError(f"FrameScores: skipped has shape {self.skipped.shape}, expected ({n},)")
+        self.values = np.where(self.skipped, np.nan, self.values)
+        for key, arr in self.fields.items():
+            arr = np.asarray(arr)
+            if arr.shape[:1] != (n,):
+                raise ValueError(f"FrameScores: field {key!r} has shape {arr.shape}, expected ({n}, ...)")
+            self.fields[key] = arr
+
+    @property
+    def n_frames(self) -> int:
+        """Frames scored, skipped ones included."""
+        return int(self.values.shape[0])
+
+    @property
+    def n_valid(self) -> int:
+        """Frames that count in a mean."""
+        return int((~self.skipped).sum())
+
+    def total(self) -> float:
+        """Sum over valid frames (frame-weighted aggregation sums these and divides by the summed n_valid)."""
+        return float(np.nansum(self.values[~self.skipped]))
+
+    def mean(self) -> float:
+        """Mean over valid frames; NaN when every frame was skipped."""
+        return self.total() / self.n_valid if self.n_valid else float("nan")
+
+    @classmethod
+    def concat(cls, parts: list[FrameScores]) -> FrameScores:
+        """Join consecutive chunks of one video (fields must agree across chunks)."""
+        if not parts:
+            return cls(np.zeros(0))
+        keys = set(parts[0].fields)
+        if any(set(p.fields) != keys for p in parts):
+            raise ValueError("FrameScores.concat: chunks carry different fields")
+        return cls(np.concatenate([p.values for p in parts]), np.concatenate([p.skipped for p in parts]),
+                   {k: np.concatenate([p.fields[k] for p in parts]) for k in sorted(keys)})
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What the registry knows about a metric before building it."""
+
+    name: str
+    kind: str  # "paired" | "set"
+    higher_is_better: bool
+    backend: str  # the distribution whose code computes it ("torch", "lpips", "pytorch-fid", "face-alignment")
+    needs: tuple[str, ...]  # weight file names from methods.weights (the manifest)
+    protocol_notes: str
+    build: Callable[..., Any]  # class or function -> metric object
+    summary: str  # first docstring line of the registered object
+
+
+_METRICS: dict[str, MetricSpec] = {}
+
+
+def backend_version(backend: str) -> str:
+    """'<dist> <version>' for a backend distribution ('unknown' when not installed as a distribution)."""
+    try:
+        return f"{backend} {metadata.version(backend)}"
+    except metadata.PackageNotFoundError:
+        return f"{backend} unknown"
+
+
+def weights_provenance(names: tuple[str, ...]) -> list[dict[str, str]]:
+    """Name, path and sha256 of each weight file a metric loads (hashing is cached per path and mtime)."""
+    from methods import weights
+
+    out = []
+    for name in names:
+        path = weights.get(name).path()
+        out.append({"name": name, "path": str(path),
+                    "sha256": _sha256_cached(path) if path.is_file() else "missing"})
+    return out
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256_cached(path: Path) -> str:
+    from methods.weights import sha256_of
+
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_of(path)
+    return _HASHES[key]
+
+
+def base_description(spec: MetricSpec) -> dict[str, Any]:
+    """The provenance fields every metric shares; metric objects extend it with their settings."""
+    return {
+        "name": spec.name,
+        "kind": spec.kind,
+        "higher_is_better": spec.higher_is_better,
+        "backend": backend_version(spec.backend),
+        "weights": weights_provenance(spec.needs),
+        "input": "uint8 RGB frames (N, H, W, 3)",
+        "protocol_notes": spec.protocol_notes,
+    }
+
+
+class FunctionMetric:
+    """A paired metric that is a plain function `fn(pred, gt) -> FrameScores | (N,) array`."""
+
+    def __init__(self, spec: MetricSpec, fn: Callable[[np.ndarray, np.ndarray], Any], settings: dict[str, Any]):
+        self.spec, self.fn, self.settings = spec, fn, settings
+
+    def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
+        """Score (N,H,W,3) uint8 pred frames against gt frames, one value per frame."""
+        out = self.fn(pred, gt)
+        return out if isinstance(out, FrameScores) else FrameScores(np.asarray(out))
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: backend version, settings, input convention."""
+        return {**base_description(self.spec), "settings": dict(self.settings)}
+
+
+def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: str, needs: tuple[str, ...] = (),
+                    protocol_notes: str = "", settings: dict[str, Any] | None = None) -> Callable:
+    """Decorator: register a paired function `fn(pred, gt)` or a class whose instances are metric objects.
+
+    A class is built by `get_metric(name, **options)` as `cls(spec, **options)`; its instances provide
+    `describe()` and either `__call__(pred, gt) -> FrameScores` (paired) or `features`, `accumulator`,
+    `distance` (set). `settings` (functions only) is reported verbatim by `describe()`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"metric {name}: kind {kind!r} not in {KINDS}")
+
+    def deco(obj: Callable) -> Callable:
+        if name in _METRICS and _METRICS[name].build is not obj:
+            raise ValueError(f"metric {name} registered twice")
+        is_class = inspect.isclass(obj)
+        if not is_class and kind != "paired":
+            raise ValueError(f"metric {name}: a {kind} metric must be a class")
+        if not is_class:
+            fn_settings = dict(settings or {})
+            build = _function_builder(obj, fn_settings)
+        else:
+            build = obj
+        doc = (inspect.getdoc(obj) or "").strip().splitlines()
+        _METRICS[name] = MetricSpec(name, kind, higher_is_better, backend, tuple(needs), protocol_notes, build,
+                                    doc[0] if doc else "")
+        return obj
+
+    return deco
+
+
+def _function_builder(fn: Callable, fn_settings: dict[str, Any]) -> Callable[..., FunctionMetric]:
+    def build(spec: MetricSpec) -> FunctionMetric:
+        return FunctionMetric(spec, fn, fn_settings)
+
+    return build
+
+
+def list_metrics(pattern: str = "*", *, kind: str | None = None) -> list[str]:
+    """Registered metric names matching a glob pattern (e.g. 'lpips*'), sorted; optionally of one kind."""
+    _load_builtin()
+    return sorted(n for n, s in _METRICS.items() if fnmatch.fnmatch(n, pattern) and (kind is None or s.kind == kind))
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The registry entry of one metric (no weights loaded)."""
+    _load_builtin()
+    try:
+        return _METRICS[name]
+    except KeyError:
+        raise AnimbenchError(f"unknown metric {name!r}: expected one of {sorted(_METRICS)}") from None
+
+
+def get_metric(name: str, **options: Any) -> Any:
+    """Build a metric object (loads its weights; options such as device='cuda' go to the class)."""
+    spec = metric_spec(name)
+    return spec.build(spec, **options)
+
+
+def _load_builtin() -> None:
+    # Importing the package registers the built-in metrics; harmless when already imported.
+    import bench.metrics  # noqa: F401
+
+
+def check_frames(pred: np.ndarray, gt: np.ndarray | None = None, *, metric: str = "metric") -> None:
+    """Assert the canonical input loudly: uint8 (N, H, W, 3) arrays, pred and gt of one shape."""
+    for label, arr in (("pred", pred), ("gt", gt)):
+        if arr is None:
+            continue
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+            got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise AnimbenchError(f"{metric}: {label} frames are {got}, expected uint8 RGB (N, H, W, 3)")
+    if gt is not None and pred.shape != gt.shape:
+        raise AnimbenchError(f"{metric}: pred frames {pred.shape} and gt frames {gt.shape} differ in shape")

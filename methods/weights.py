@@ -157,5 +157,25 @@ for _w in (
                sha256_prefix="7be5be79", description="torchvision AlexNet trunk for LPIPS(net='alex')"),
     WeightFile("vgg16-397923af.pth", "torch_hub", ("metric:lpips",), _TORCHVISION + "vgg16-397923af.pth",
                sha256_prefix="397923af", description="torchvision VGG16 trunk for LPIPS(net='vgg')"),
+    # pose-evaluation networks (bench/backends). No copy of these three was available to hash: sha256 unknown.
+    WeightFile("openface.pth", "animbench", ("metric:aed_face",),
+               "thnkim/OpenFacePytorch@d002218 openface.pth (linked from AliaksandrSiarohin/pose-evaluation)",
+               description="OpenFace nn4.small2.v1 PyTorch port, plain state_dict (224 tensors); sha256 unknown"),
+    WeightFile("reid_model.pth", "animbench", ("metric:aed_body",),
+               "pose-evaluation README: reid_baseline/reid_model.pth (yadi.sk/d/jAPhvFEFp6qzIw)",
+               description="layumi ft_net ResNet-50 Market-1501 (751 classes) state_dict; sha256 unknown"),
+    WeightFile("pose_model.pth", "animbench", ("metric:akd_body", "metric:mkr"),
+               "pose-evaluation README: pose_estimation/network/weight/pose_model.pth (yadi.sk/d/0L-PgAaGRKgkJA)",
+               description="rtpose VGG19 6-stage CPM (CMU pose_iter_440000 converted), state_dict; sha256 unknown"),
+    # face-alignment 1.5 file names; the hex in the name is the sha256 prefix (torch.hub convention).
+    WeightFile("s3fd-619a316812.pth", "torch_hub", ("metric:akd_face", "metric:pose_error"),
+               "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth", sha256_prefix="619a316812",
+               description="S3FD face detector for face-alignment (the 2018 s3fd_convert.pth, renamed)"),
+    WeightFile("2DFAN4-11f355bf06.pth.tar", "torch_hub", ("metric:akd_face", "metric:pose_error"),
+               "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
+               sha256_prefix="11f355bf06", description="2D-FAN-4 68-landmark network (the 2018 2DFAN-4.pth.tar)"),
+    WeightFile("w600k_r50.onnx", "insightface:buffalo_l", ("metric:identity_error",),
+               "insightface buffalo_l model pack (buffalo_l.zip from deepinsight/insightface releases)",
+               description="ArcFace ResNet-50 (WebFace600K) recogniser, 112x112 -> 512; sha256 unknown"),
 ):
     register_weight(_w)

@@ -1,0 +1,211 @@
+"""YAML configs of FOMM and Monkey-Net: the official files as they are, and our own.
+
+`load_config` returns the parsed dict with one extra key, `_meta`:
+
+    cfg["_meta"] = {"path": "configs/fomm-tiny.yaml" or None, "sha256": <hex of the config text>,
+                    "method": "fomm" | "monkey_net"}
+
+The sha256 is of the file's bytes (for a dict: of its canonical JSON), so a run can record exactly which config
+it used. The official files need nothing beyond `yaml.safe_load` (no python tags); the official `run.py` calls
+`yaml.load(f)` without a Loader, which crashes on PyYAML 6, so we never do that.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prep.errors import AnimbenchError
+
+METHODS = ("fomm", "monkey_net")
+
+# Dotted paths every config of a method must have; the models read them without defaults.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "fomm": (
+        "model_params.common_params.num_kp",
+        "model_params.common_params.num_channels",
+        "model_params.common_params.estimate_jacobian",
+        "model_params.kp_detector_params.temperature",
+        "model_params.kp_detector_params.block_expansion",
+        "model_params.kp_detector_params.max_features",
+        "model_params.kp_detector_params.num_blocks",
+        "model_params.kp_detector_params.scale_factor",
+        "model_params.generator_params.block_expansion",
+        "model_params.generator_params.max_features",
+        "model_params.generator_params.num_down_blocks",
+        "model_params.generator_params.num_bottleneck_blocks",
+        "model_params.generator_params.dense_motion_params.block_expansion",
+        "model_params.generator_params.dense_motion_params.max_features",
+        "model_params.generator_params.dense_motion_params.num_blocks",
+        "model_params.generator_params.dense_motion_params.scale_factor",
+        "model_params.discriminator_params.scales",
+        "model_params.discriminator_params.block_expansion",
+        "model_params.discriminator_params.max_features",
+        "model_params.discriminator_params.num_blocks",
+        "train_params.scales",
+        "train_params.transform_params.sigma_affine",
+        "train_params.loss_weights.generator_gan",
+        "train_params.loss_weights.discriminator_gan",
+        "train_params.loss_weights.feature_matching",
+        "train_params.loss_weights.perceptual",
+        "train_params.loss_weights.equivariance_value",
+        "train_params.loss_weights.equivariance_jacobian",
+    ),
+    "monkey_net": (
+        "model_params.common_params.num_kp",
+        "model_params.common_params.num_channels",
+        "model_params.common_params.kp_variance",
+        "model_params.kp_detector_params.temperature",
+        "model_params.kp_detector_params.block_expansion",
+        "model_params.kp_detector_params.max_features",
+        "model_params.kp_detector_params.num_blocks",
+        "model_params.generator_params.block_expansion",
+        "model_params.generator_params.max_features",
+        "model_params.generator_params.num_blocks",
+        "model_params.generator_params.num_refinement_blocks",
+        "model_params.generator_params.dense_motion_params",
+        "model_params.generator_params.kp_embedding_params",
+        "model_params.discriminator_params.block_expansion",
+        "model_params.discriminator_params.max_features",
+        "model_params.discriminator_params.num_blocks",
+        "train_params.loss_weights.reconstruction",
+        "train_params.loss_weights.generator_gan",
+        "train_params.loss_weights.discriminator_gan",
+    ),
+}
+
+# Fields that must be positive integers when present (a float or a string here is a typo, not a choice).
+_POSITIVE_INTS = (
+    "model_params.common_params.num_kp",
+    "model_params.common_params.num_channels",
+    "model_params.kp_detector_params.block_expansion",
+    "model_params.kp_detector_params.max_features",
+    "model_params.kp_detector_params.num_blocks",
+    "model_params.generator_params.block_expansion",
+    "model_params.generator_params.max_features",
+    "model_params.discriminator_params.block_expansion",
+    "model_params.discriminator_params.max_features",
+    "model_params.discriminator_params.num_blocks",
+)
+
+# train_params.perceptual_fallback: what the FOMM perceptual loss does when vgg19-dcbb9e9d.pth is absent.
+PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
+
+
+def get_path(cfg: Mapping[str, Any], dotted: str, default: Any = KeyError) -> Any:
+    """cfg["a"]["b"]["c"] for "a.b.c"; `default` when a level is missing (KeyError raised if none given)."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is KeyError:
+                raise KeyError(dotted)
+            return default
+        node = node[part]
+    return node
+
+
+def detect_method(cfg: Mapping[str, Any]) -> str | None:
+    """'fomm' or 'monkey_net' from an explicit `method:` key or the generator's fields; None if neither."""
+    if isinstance(cfg.get("method"), str):
+        return cfg["method"]
+    gen = get_path(cfg, "model_params.generator_params", {})
+    if not isinstance(gen, Mapping):
+        return None
+    if "num_bottleneck_blocks" in gen or "num_down_blocks" in gen:
+        return "fomm"
+    if "num_refinement_blocks" in gen or "kp_embedding_params" in gen:
+        return "monkey_net"
+    return None
+
+
+def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str | None = None) -> dict:
+    """Parse and validate a FOMM / Monkey-Net config (official or ours); adds cfg["_meta"] (path, sha256, method)."""
+    if isinstance(path_or_dict, Mapping):
+        where = "<dict>"
+        cfg = copy.deepcopy(dict(path_or_dict))
+        cfg.pop("_meta", None)
+        text = json.dumps(cfg, sort_keys=True, default=str).encode()
+        path = None
+    else:
+        path = Path(path_or_dict)
+        where = str(path)
+        if not path.is_file():
+            raise AnimbenchError(f"{where}: config file not found")
+        text = path.read_bytes()
+        try:
+            cfg = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            raise AnimbenchError(f"{where}:{line} not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(cfg, dict):
+        raise AnimbenchError(f"{where}: expected a mapping at the top level, got {type(cfg).__name__}")
+
+    found = detect_method(cfg)
+    method = method or found
+    if method not in METHODS:
+        raise AnimbenchError(
+            f"{where}: method: cannot tell the method (got {method!r}); expected a `method:` key with one of "
+            f"{list(METHODS)} or the model_params of an official FOMM / Monkey-Net config"
+        )
+    if found is not None and found != method:
+        raise AnimbenchError(f"{where}: method: the config is a {found} config, expected {method}")
+    _validate(cfg, method, where)
+    cfg["_meta"] = {"path": None if path is None else str(path), "sha256": hashlib.sha256(text).hexdigest(),
+                    "method": method}
+    return cfg
+
+
+def _validate(cfg: dict, method: str, where: str) -> None:
+    for dotted in REQUIRED[method]:
+        try:
+            get_path(cfg, dotted)
+        except KeyError:
+            raise AnimbenchError(f"{where}: {dotted} missing") from None
+    for dotted in _POSITIVE_INTS:
+        value = get_path(cfg, dotted, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise AnimbenchError(f"{where}: {dotted} must be a positive integer, got {value!r}")
+    if method == "fomm":
+        _validate_fomm(cfg, where)
+
+
+def _validate_fomm(cfg: dict, where: str) -> None:
+    for key in ("model_params.kp_detector_params.scale_factor",
+                "model_params.generator_params.dense_motion_params.scale_factor"):
+        scale = get_path(cfg, key)
+        # the anti-alias downsampling strides by int(1/scale): only 1/n scales are meaningful
+        if not isinstance(scale, (int, float)) or not 0 < scale <= 1 or abs(1 / scale - round(1 / scale)) > 1e-6:
+            raise AnimbenchError(f"{where}: {key} must be 1/n for an integer n >= 1, got {scale!r}")
+    for key in ("train_params.scales", "model_params.discriminator_params.scales"):
+        scales = get_path(cfg, key)
+        if not isinstance(scales, list) or not scales or not all(isinstance(s, (int, float)) for s in scales):
+            raise AnimbenchError(f"{where}: {key} must be a non-empty list of numbers, got {scales!r}")
+    weights = get_path(cfg, "train_params.loss_weights")
+    for key in ("perceptual", "feature_matching"):
+        if not isinstance(weights[key], list):
+            raise AnimbenchError(f"{where}: train_params.loss_weights.{key} must be a list, got {weights[key]!r}")
+    num_blocks = get_path(cfg, "model_params.discriminator_params.num_blocks")
+    if weights["generator_gan"] != 0 and len(weights["feature_matching"]) < num_blocks:
+        raise AnimbenchError(
+            f"{where}: train_params.loss_weights.feature_matching needs one weight per discriminator block "
+            f"({num_blocks}), got {len(weights['feature_matching'])}"
+        )
+    if len(weights["perceptual"]) != 5:
+        raise AnimbenchError(
+            f"{where}: train_params.loss_weights.perceptual must have 5 weights (VGG19 relu1_1..relu5_1), "
+            f"got {len(weights['perceptual'])}"
+        )
+    fallback = get_path(cfg, "train_params.perceptual_fallback", None)
+    if fallback is not None and fallback not in PERCEPTUAL_FALLBACKS:
+        raise AnimbenchError(
+            f"{where}: train_params.perceptual_fallback must be one of {list(PERCEPTUAL_FALLBACKS)} or absent, "
+            f"got {fallback!r}"
+        )

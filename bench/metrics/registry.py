@@ -93,6 +93,7 @@ class MetricSpec:
     protocol_notes: str
     build: Callable[..., Any]  # class or function -> metric object
     summary: str  # first docstring line of the registered object
+    target: Callable[..., Any]  # the registered function or class itself
 
 
 _METRICS: dict[str, MetricSpec] = {}
@@ -145,54 +146,52 @@ def base_description(spec: MetricSpec) -> dict[str, Any]:
 
 
 class FunctionMetric:
-    """A paired metric that is a plain function `fn(pred, gt) -> FrameScores | (N,) array`."""
+    """A paired metric that is a plain function `fn(pred, gt, **options) -> FrameScores | (N,) array`."""
 
-    def __init__(self, spec: MetricSpec, fn: Callable[[np.ndarray, np.ndarray], Any], settings: dict[str, Any]):
-        self.spec, self.fn, self.settings = spec, fn, settings
+    def __init__(self, spec: MetricSpec, fn: Callable[..., Any], settings: dict[str, Any], options: dict[str, Any]):
+        inspect.signature(fn).bind(None, None, **options)  # unknown options fail here, not mid-run
+        self.spec, self.fn, self.settings, self.options = spec, fn, settings, options
 
     def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
         """Score (N,H,W,3) uint8 pred frames against gt frames, one value per frame."""
-        out = self.fn(pred, gt)
+        out = self.fn(pred, gt, **self.options)
         return out if isinstance(out, FrameScores) else FrameScores(np.asarray(out))
 
     def describe(self) -> dict[str, Any]:
         """Provenance: backend version, settings, input convention."""
-        return {**base_description(self.spec), "settings": dict(self.settings)}
+        return {**base_description(self.spec), "settings": dict(self.settings), "options": dict(self.options)}
 
 
 def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: str, needs: tuple[str, ...] = (),
                     protocol_notes: str = "", settings: dict[str, Any] | None = None) -> Callable:
-    """Decorator: register a paired function `fn(pred, gt)` or a class whose instances are metric objects.
+    """Decorator: register a paired function `fn(pred, gt, **options)` or a class whose instances are metrics.
 
-    A class is built by `get_metric(name, **options)` as `cls(spec, **options)`; its instances provide
-    `describe()` and either `__call__(pred, gt) -> FrameScores` (paired) or `features`, `accumulator`,
-    `distance` (set). `settings` (functions only) is reported verbatim by `describe()`.
+    A function is wrapped so that `get_metric(name, **options)(pred, gt)` calls `fn(pred, gt, **options)`
+    (e.g. device="cuda"). A class is built by `get_metric(name, **options)` as `cls(spec, **options)`; its
+    instances provide `describe()` and either `__call__(pred, gt) -> FrameScores` (paired) or `features`,
+    `accumulator`, `distance` (set). `settings` (functions only) is reported verbatim by `describe()`.
     """
     if kind not in KINDS:
         raise ValueError(f"metric {name}: kind {kind!r} not in {KINDS}")
 
     def deco(obj: Callable) -> Callable:
-        if name in _METRICS and _METRICS[name].build is not obj:
+        if name in _METRICS and _METRICS[name].target is not obj:
             raise ValueError(f"metric {name} registered twice")
         is_class = inspect.isclass(obj)
         if not is_class and kind != "paired":
             raise ValueError(f"metric {name}: a {kind} metric must be a class")
-        if not is_class:
-            fn_settings = dict(settings or {})
-            build = _function_builder(obj, fn_settings)
-        else:
-            build = obj
+        build = obj if is_class else _function_builder(obj, dict(settings or {}))
         doc = (inspect.getdoc(obj) or "").strip().splitlines()
         _METRICS[name] = MetricSpec(name, kind, higher_is_better, backend, tuple(needs), protocol_notes, build,
-                                    doc[0] if doc else "")
+                                    doc[0] if doc else "", obj)
         return obj
 
     return deco
 
 
 def _function_builder(fn: Callable, fn_settings: dict[str, Any]) -> Callable[..., FunctionMetric]:
-    def build(spec: MetricSpec) -> FunctionMetric:
-        return FunctionMetric(spec, fn, fn_settings)
+    def build(spec: MetricSpec, **options: Any) -> FunctionMetric:
+        return FunctionMetric(spec, fn, fn_settings, options)
 
     return build
 

@@ -108,28 +108,26 @@ def backend_version(backend: str) -> str:
 
 
 def weights_provenance(names: tuple[str, ...]) -> list[dict[str, str]]:
-    """Name, path and sha256 of each weight file a metric loads (hashing is cached per path and mtime)."""
+    """Name, path and sha256 of each manifest weight file a metric loads."""
     from methods import weights
 
-    out = []
-    for name in names:
-        path = weights.get(name).path()
-        out.append({"name": name, "path": str(path),
-                    "sha256": _sha256_cached(path) if path.is_file() else "missing"})
-    return out
+    return [{"name": name, **file_provenance(weights.get(name).path())} for name in names]
 
 
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256_cached(path: Path) -> str:
+def file_provenance(path: Path) -> dict[str, str]:
+    """Path and sha256 of a file a metric loads ('missing' when absent); hashes are cached per path and mtime."""
     from methods.weights import sha256_of
 
+    if not path.is_file():
+        return {"path": str(path), "sha256": "missing"}
     st = path.stat()
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _HASHES:
         _HASHES[key] = sha256_of(path)
-    return _HASHES[key]
+    return {"path": str(path), "sha256": _HASHES[key]}
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def base_description(spec: MetricSpec) -> dict[str, Any]:

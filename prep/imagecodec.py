@@ -27,9 +27,14 @@ def encode_image(rgb: np.ndarray, options: EncodeOptions) -> bytes:
     return buf.tobytes()
 
 
+# OpenCV >= 4.10 decodes straight to RGB; older versions need a channel flip (a copy).
+_RGB_FLAG = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """Decode PNG/JPEG bytes to an RGB uint8 HxWx3 array."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, _RGB_FLAG if _RGB_FLAG is not None else cv2.IMREAD_COLOR)
+    if img is None:
         raise AnimbenchError("could not decode a stored frame (corrupt image bytes)")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return img if _RGB_FLAG is not None else np.ascontiguousarray(img[..., ::-1])

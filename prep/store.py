@@ -424,6 +424,10 @@ class FrameStore:
         self.manifest = read_manifest(self.root)
         self.videos_table = pq.read_table(self.root / VIDEOS_FILE).to_pandas()
         self._by_id = {vid: i for i, vid in enumerate(self.videos_table["video_id"])}
+        t = self.videos_table
+        # (shard, first row, frame count) per video: the hot path of random reads avoids pandas
+        self._loc = {vid: (str(sh), int(fr), int(n)) for vid, sh, fr, n in
+                     zip(t["video_id"], t["shard"], t["first_row"], t["num_frames"], strict=True)}
         self._shards: dict[str, _ShardIndex] = {}
         self.stats = ReadStats()
 
@@ -458,7 +462,13 @@ class FrameStore:
 
     def num_frames(self, video_id: str) -> int:
         """Frame count of one video."""
-        return int(self.info(video_id)["num_frames"])
+        return self._locate(video_id)[2]
+
+    def _locate(self, video_id: str) -> tuple[str, int, int]:
+        try:
+            return self._loc[video_id]
+        except KeyError:
+            raise AnimbenchError(f"store {self.root}: no video {video_id!r}") from None
 
     def failures(self):
         """The failures table as a pandas DataFrame."""
@@ -467,7 +477,8 @@ class FrameStore:
     def _shard(self, name: str) -> _ShardIndex:
         idx = self._shards.get(name)
         if idx is None:
-            pf = pq.ParquetFile(self.root / FRAMES_DIR / name)
+            # memory-mapped, no pre-buffering: a row-group read then costs tens of microseconds
+            pf = pq.ParquetFile(self.root / FRAMES_DIR / name, memory_map=True, pre_buffer=False)
             md = pf.metadata
             counts = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
             sizes = [md.row_group(i).total_byte_size for i in range(md.num_row_groups)]
@@ -477,17 +488,16 @@ class FrameStore:
 
     def read_encoded(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
         """Encoded image bytes of the given frames (all frames when indices is None), in the order asked."""
-        info = self.info(video_id)
-        n = int(info["num_frames"])
+        shard_name, first_row, n = self._locate(video_id)
         wanted = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
         if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
             raise AnimbenchError(f"store {self.root}: video {video_id!r} has {n} frames, asked for {wanted.tolist()}")
-        shard = self._shard(str(info["shard"]))
-        rows = int(info["first_row"]) + wanted
+        shard = self._shard(shard_name)
+        rows = first_row + wanted
         groups = np.searchsorted(shard.offsets, rows, side="right") - 1
         out: list[bytes | None] = [None] * len(rows)
         for g in np.unique(groups):
-            col = shard.file.read_row_group(int(g), columns=["image"]).column(0)
+            col = shard.file.read_row_group(int(g), columns=["image"], use_threads=False).column(0)
             self.stats.row_groups_read += 1
             self.stats.bytes_read += shard.sizes[int(g)]
             for k in np.nonzero(groups == g)[0]:

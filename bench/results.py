@@ -1,0 +1,420 @@
+"""The results format: the single source of truth for its schema, writer, reader, aggregation and bootstrap.
+
+Layout of a results directory (readable with plain pyarrow, pandas or DuckDB; no torch needed)::
+
+    RESULTS/
+      frames.parquet       one row per (method, video, frame, metric): value (NaN when skipped), skipped
+      videos.parquet       one row per (method, video, metric): mean over valid frames, sum, frame counts
+      aggregates.parquet   one row per (method, metric, weighting): mean, 95% bootstrap CI over videos, counts;
+                           weighting "frame" (FOMM: all frames of all videos pooled), "video" (Monkey-Net: mean
+                           of per-video means) or "set" (a distance between frame sets, e.g. FID: no CI)
+      comparisons.parquet  one row per (metric, weighting, method pair): paired bootstrap of the mean difference
+      samples/             a few PNG frames per video: samples/<method>/<video>/%07d.png, with the inputs under
+                           samples/_source/ and samples/_driving/ (the ground truth in reconstruction)
+      manifest.json        written last: run settings, methods and metric provenance, package versions per
+                           versions id, and each table's sha256 and row count
+
+Every row carries its provenance (PROVENANCE_COLUMNS), so a table concatenated from several runs stays
+self-describing. Tables are written under a temporary name and renamed; the manifest is written last and is
+removed first when a directory is overwritten, so a run that died never opens as complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prep.errors import AnimbenchError
+
+FORMAT_NAME = "animbench-results"
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+FRAMES_FILE = "frames.parquet"
+VIDEOS_FILE = "videos.parquet"
+AGGREGATES_FILE = "aggregates.parquet"
+COMPARISONS_FILE = "comparisons.parquet"
+SAMPLES_DIR = "samples"
+TABLES = (FRAMES_FILE, VIDEOS_FILE, AGGREGATES_FILE, COMPARISONS_FILE)
+WEIGHTINGS = ("frame", "video")
+WEIGHTING_LABELS = {
+    "frame": "frame-weighted mean over all frames of all videos (FOMM)",
+    "video": "video-weighted mean of per-video means (Monkey-Net)",
+    "set": "one distance between the frame sets (no per-video values, no CI)",
+}
+DEFAULT_BOOT = 1000
+DEFAULT_CI = 0.95
+
+# Where a value came from: identical on every row of one (method, metric) in one run.
+PROVENANCE_COLUMNS = (
+    "method_name", "checkpoint_sha256", "config_path", "config_sha256", "store_fingerprint", "split",
+    "metric_backend", "metric_weights_sha256", "protocol", "protocol_variant", "quantisation", "versions_id",
+)
+# What the runner supplies per frame; everything else is derived here.
+FRAME_COLUMNS = ("method", "video_id", "frame_index", "source_video", "source_frame", "driving_video", "metric",
+                 "value", "skipped") + PROVENANCE_COLUMNS
+ITEM_COLUMNS = ("source_video", "source_frame", "driving_video")
+
+
+def versions_id(versions: dict[str, str]) -> str:
+    """A short stable id of a package-versions dict (rows carry the id, the manifest the dict)."""
+    return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _atomic_table(df: pd.DataFrame, path: Path) -> dict[str, Any]:
+    tmp = _tmp_name(path)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
+    os.replace(tmp, path)
+    return {"sha256": _sha256(path), "rows": len(df)}
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = _tmp_name(path)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prepare_results_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create an empty results directory; with overwrite, the old manifest goes first, then everything else."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AnimbenchError(f"results {out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise AnimbenchError(f"results {out}: directory is not empty (pass --overwrite to replace it)")
+        (out / MANIFEST_FILE).unlink(missing_ok=True)  # from here on the old run no longer opens as complete
+        shutil.rmtree(out)
+    (out / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- aggregation
+def per_video(frames: pd.DataFrame) -> pd.DataFrame:
+    """Per-video rows from per-frame rows: mean over valid frames, their sum, and frame counts."""
+    keys = ["method", "video_id", "metric"]
+    f = frames.assign(_valid=~frames["skipped"], _v=frames["value"].where(~frames["skipped"], 0.0))
+    g = f.groupby(keys, sort=True)
+    out = g.agg(sum=("_v", "sum"), n_frames=("frame_index", "size"), n_valid=("_valid", "sum")).reset_index()
+    first = g[list(ITEM_COLUMNS) + list(PROVENANCE_COLUMNS)].first().reset_index()
+    out = out.merge(first, on=keys)
+    out["n_valid"] = out["n_valid"].astype("int64")
+    out["n_skipped"] = out["n_frames"] - out["n_valid"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["mean"] = np.where(out["n_valid"] > 0, out["sum"] / out["n_valid"].clip(lower=1), np.nan)
+    cols = keys + list(ITEM_COLUMNS) + ["mean", "sum", "n_frames", "n_valid", "n_skipped"]
+    return out[cols + list(PROVENANCE_COLUMNS)].sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _rng(seed: int, *key: str) -> np.random.Generator:
+    # a stream per (metric, method, weighting): results do not depend on which other methods ran
+    return np.random.default_rng([seed] + [zlib.crc32(k.encode()) for k in key])
+
+
+def _statistic(sums: np.ndarray, counts: np.ndarray, weighting: str, idx: np.ndarray | None = None) -> np.ndarray:
+    """Frame-weighted (pooled sums / pooled counts) or video-weighted (mean of means) statistic."""
+    s, c = (sums, counts) if idx is None else (sums[idx], counts[idx])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if weighting == "frame":
+            return s.sum(axis=-1) / c.sum(axis=-1)
+        return (s / c).mean(axis=-1)
+
+
+def _percentiles(stats: np.ndarray, level: float) -> tuple[float, float]:
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    stats = stats[~np.isnan(stats)]
+    if stats.size == 0:
+        return math.nan, math.nan
+    # linear interpolation between +inf values gives NaN (PSNR of identical frames): use nearest ranks then
+    method = "linear" if np.isfinite(stats).all() else "nearest"
+    lo, hi = np.quantile(stats, q, method=method)
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(sums: np.ndarray, counts: np.ndarray, weighting: str, *, n_boot: int = DEFAULT_BOOT,
+                 level: float = DEFAULT_CI, rng: np.random.Generator) -> tuple[float, float, float]:
+    """(estimate, low, high): percentile bootstrap over videos (videos resampled with replacement)."""
+    sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.float64)
+    if sums.size == 0:
+        return math.nan, math.nan, math.nan
+    estimate = float(_statistic(sums, counts, weighting))
+    idx = rng.integers(0, sums.size, size=(n_boot, sums.size))
+    lo, hi = _percentiles(_statistic(sums, counts, weighting, idx), level)
+    return estimate, lo, hi
+
+
+def _joined(values: Iterable[Any]) -> str:
+    return "+".join(sorted({str(v) for v in values}))
+
+
+def aggregate(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], n_boot: int = DEFAULT_BOOT,
+              level: float = DEFAULT_CI, seed: int = 0) -> pd.DataFrame:
+    """One row per (method, metric, weighting) with the estimate, its bootstrap CI over videos and counts."""
+    rows = []
+    for (method, metric), g in videos.groupby(["method", "metric"], sort=True):
+        used = g[g["n_valid"] > 0]
+        for weighting in WEIGHTINGS:
+            est, lo, hi = bootstrap_ci(used["sum"].to_numpy(), used["n_valid"].to_numpy(), weighting,
+                                       n_boot=n_boot, level=level, rng=_rng(seed, metric, method, weighting))
+            row = {"method": method, "metric": metric, "weighting": weighting, "mean": est, "ci_low": lo,
+                   "ci_high": hi, "ci_level": level, "n_boot": n_boot, "n_videos": len(g),
+                   "n_videos_used": len(used), "n_frames": int(g["n_frames"].sum()),
+                   "n_valid": int(g["n_valid"].sum()), "n_skipped": int(g["n_skipped"].sum()),
+                   "higher_is_better": bool(higher_is_better.get(metric, False))}
+            row.update({c: _joined(g[c]) for c in PROVENANCE_COLUMNS})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=_AGG_COLUMNS)
+
+
+_AGG_COLUMNS = ["method", "metric", "weighting", "mean", "ci_low", "ci_high", "ci_level", "n_boot", "n_videos",
+                "n_videos_used", "n_frames", "n_valid", "n_skipped", "higher_is_better", *PROVENANCE_COLUMNS]
+_CMP_COLUMNS = ["metric", "weighting", "method_a", "method_b", "n_videos", "mean_a", "mean_b", "diff", "ci_low",
+                "ci_high", "p_boot", "better", "higher_is_better", "ci_level", "n_boot"]
+
+
+def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, weighting: str, *, higher_is_better: bool,
+                      names: tuple[str, str], n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_CI,
+                      rng: np.random.Generator) -> dict[str, Any]:
+    """Paired bootstrap of (statistic of a) - (statistic of b) over the videos both scored.
+
+    The same resampled videos enter both statistics. `p_boot` is the share of resamples in which the observed
+    winner does not come out ahead: a one-sided bootstrap analogue of a p-value (small = a robust winner).
+    """
+    m = a[a["n_valid"] > 0].merge(b[b["n_valid"] > 0], on="video_id", suffixes=("_a", "_b"))
+    row = {"metric": a["metric"].iloc[0] if len(a) else "", "weighting": weighting, "method_a": names[0],
+           "method_b": names[1], "n_videos": len(m), "higher_is_better": higher_is_better, "ci_level": level,
+           "n_boot": n_boot}
+    if m.empty:
+        return {**row, "mean_a": math.nan, "mean_b": math.nan, "diff": math.nan, "ci_low": math.nan,
+                "ci_high": math.nan, "p_boot": math.nan, "better": "undefined"}
+    sa, ca = m["sum_a"].to_numpy(float), m["n_valid_a"].to_numpy(float)
+    sb, cb = m["sum_b"].to_numpy(float), m["n_valid_b"].to_numpy(float)
+    mean_a, mean_b = float(_statistic(sa, ca, weighting)), float(_statistic(sb, cb, weighting))
+    with np.errstate(invalid="ignore"):
+        diff = mean_a - mean_b
+        idx = rng.integers(0, len(m), size=(n_boot, len(m)))
+        boot = _statistic(sa, ca, weighting, idx) - _statistic(sb, cb, weighting, idx)
+    lo, hi = _percentiles(boot, level)
+    if math.isnan(diff):
+        better, p = "undefined", math.nan
+    elif diff == 0:
+        better, p = "tie", 1.0
+    else:
+        better = names[0] if (diff > 0) == higher_is_better else names[1]
+        with np.errstate(invalid="ignore"):
+            p = float(np.mean(~(boot * np.sign(diff) > 0)))  # NaN resamples count as "not ahead"
+    return {**row, "mean_a": mean_a, "mean_b": mean_b, "diff": diff, "ci_low": lo, "ci_high": hi, "p_boot": p,
+            "better": better}
+
+
+def compare_methods(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], n_boot: int = DEFAULT_BOOT,
+                    level: float = DEFAULT_CI, seed: int = 0) -> pd.DataFrame:
+    """Paired comparisons of every pair of methods (sorted names: a < b) on every metric and weighting."""
+    rows = []
+    for metric, g in videos.groupby("metric", sort=True):
+        by_method = {k: v for k, v in g.groupby("method", sort=True)}
+        names = sorted(by_method)
+        for i, ma in enumerate(names):
+            for mb in names[i + 1:]:
+                for weighting in WEIGHTINGS:
+                    rows.append(paired_comparison(
+                        by_method[ma], by_method[mb], weighting, higher_is_better=higher_is_better.get(metric, False),
+                        names=(ma, mb), n_boot=n_boot, level=level, rng=_rng(seed, metric, ma, mb, weighting)))
+    return pd.DataFrame(rows, columns=_CMP_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------- writer
+def _frame_table(rows: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in FRAME_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"per-frame rows lack columns {missing}")
+    df = rows[list(FRAME_COLUMNS)].copy()
+    df["frame_index"] = df["frame_index"].astype("int32")
+    df["source_frame"] = df["source_frame"].astype("int32")
+    df["value"] = df["value"].astype("float64")
+    # a NaN value counts as skipped: it can enter no mean
+    df["skipped"] = df["skipped"].astype(bool) | df["value"].isna()
+    df.loc[df["skipped"], "value"] = np.nan
+    # sorted output: the same bench gives the same bytes whatever order its workers finished in
+    return df.sort_values(["method", "video_id", "frame_index", "metric"], kind="stable").reset_index(drop=True)
+
+
+def write_results(out: str | os.PathLike, frame_rows: pd.DataFrame, *, run: dict[str, Any],
+                  versions: dict[str, dict[str, str]], higher_is_better: dict[str, bool],
+                  set_rows: Sequence[dict[str, Any]] = (), n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_CI,
+                  seed: int = 0) -> dict[str, Any]:
+    """Write the four tables (atomically) into a prepared directory, then the manifest (last); return it.
+
+    `set_rows` are set metrics (FID): dicts with method, metric, mean, n_frames and the provenance columns.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise AnimbenchError(f"results {out}: no such directory (call prepare_results_dir first)")
+    frames = _frame_table(frame_rows)
+    unknown = set(frames["versions_id"]) - set(versions)
+    if unknown:
+        raise ValueError(f"rows name versions ids {sorted(unknown)} that are not in `versions`")
+    videos = per_video(frames)
+    aggs = aggregate(videos, higher_is_better=higher_is_better, n_boot=n_boot, level=level, seed=seed)
+    if set_rows:
+        extra = pd.DataFrame([{"weighting": "set", "ci_low": math.nan, "ci_high": math.nan, "ci_level": level,
+                               "n_boot": 0, "n_valid": r.get("n_frames"), "n_skipped": 0,
+                               "higher_is_better": bool(higher_is_better.get(r["metric"], False)), **r}
+                              for r in set_rows])
+        aggs = pd.concat([aggs, extra.reindex(columns=_AGG_COLUMNS)], ignore_index=True) if len(aggs) else \
+            extra.reindex(columns=_AGG_COLUMNS)
+    aggs = aggs.sort_values(["method", "metric", "weighting"], kind="stable").reset_index(drop=True)
+    comps = compare_methods(videos, higher_is_better=higher_is_better, n_boot=n_boot, level=level, seed=seed)
+    tables = {FRAMES_FILE: _atomic_table(frames, out / FRAMES_FILE),
+              VIDEOS_FILE: _atomic_table(videos, out / VIDEOS_FILE),
+              AGGREGATES_FILE: _atomic_table(aggs, out / AGGREGATES_FILE),
+              COMPARISONS_FILE: _atomic_table(comps, out / COMPARISONS_FILE)}
+    samples = sorted(p.relative_to(out).as_posix() for p in (out / SAMPLES_DIR).rglob("*.png"))
+    manifest = {
+        "format": FORMAT_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": run,
+        "bootstrap": {"n_boot": n_boot, "ci_level": level, "seed": seed, "over": "videos",
+                      "method": "percentile; paired resampling for comparisons"},
+        "weightings": WEIGHTING_LABELS,
+        "higher_is_better": dict(sorted(higher_is_better.items())),
+        "versions": versions,
+        "tables": tables,
+        "samples": {"count": len(samples), "layout": "samples/<method>/<video_id>/%07d.png; inputs under "
+                                                     "samples/_source and samples/_driving"},
+    }
+    _atomic_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", out / MANIFEST_FILE)
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------------- reader
+def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a results manifest; a directory without one is an unfinished run and does not open."""
+    root = Path(root)
+    if not root.is_dir():
+        raise AnimbenchError(f"results {root}: no such directory")
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} is missing, so the run did not finish; run the bench "
+                             "again")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} is not valid JSON ({exc})") from exc
+    if manifest.get("format") != FORMAT_NAME:
+        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} field 'format' is {manifest.get('format')!r}, "
+                             f"expected {FORMAT_NAME!r}")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} field 'schema_version' is "
+                             f"{manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    return manifest
+
+
+class Results:
+    """A complete results directory: the manifest and its tables as pandas DataFrames."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        for name, meta in self.manifest.get("tables", {}).items():
+            path = self.root / name
+            if not path.is_file():
+                raise AnimbenchError(f"results {self.root}: table {name} named in {MANIFEST_FILE} is missing")
+            if pq.ParquetFile(path).metadata.num_rows != meta["rows"]:
+                raise AnimbenchError(f"results {self.root}: table {name} has a different row count than "
+                                     f"{MANIFEST_FILE} says ({meta['rows']})")
+
+    def _read(self, name: str) -> pd.DataFrame:
+        return pq.read_table(self.root / name).to_pandas()
+
+    def frames(self) -> pd.DataFrame:
+        """Per-frame rows."""
+        return self._read(FRAMES_FILE)
+
+    def videos(self) -> pd.DataFrame:
+        """Per-video rows."""
+        return self._read(VIDEOS_FILE)
+
+    def aggregates(self) -> pd.DataFrame:
+        """Per (method, metric, weighting) rows with bootstrap CIs."""
+        return self._read(AGGREGATES_FILE)
+
+    def comparisons(self) -> pd.DataFrame:
+        """Paired comparisons of method pairs."""
+        return self._read(COMPARISONS_FILE)
+
+    @property
+    def methods(self) -> list[str]:
+        """Method labels in the order the run listed them."""
+        return list(self.manifest.get("run", {}).get("method_order", [])) or \
+            sorted(self.aggregates()["method"].unique())
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metric names in the order the run listed them."""
+        return list(self.manifest.get("run", {}).get("metric_order", [])) or \
+            sorted(self.aggregates()["metric"].unique())
+
+    def leaderboard(self, by: str = "frame") -> pd.DataFrame:
+        """Aggregates of one weighting ('frame' or 'video'; set metrics such as FID always join), in run order."""
+        if by not in WEIGHTINGS:
+            raise AnimbenchError(f"leaderboard --by {by!r}: expected one of {list(WEIGHTINGS)}")
+        a = self.aggregates()
+        a = a[a["weighting"].isin([by, "set"])]
+        order = {m: i for i, m in enumerate(self.methods)}
+        morder = {m: i for i, m in enumerate(self.metrics)}
+        return a.sort_values(by=["method", "metric"], key=lambda s: s.map(order if s.name == "method" else morder),
+                             kind="stable").reset_index(drop=True)
+
+    def sample_frames(self, method: str, video_id: str) -> list[Path]:
+        """Sample PNGs of one method ('_source', '_driving' for the inputs) and video, in frame order."""
+        return sorted((self.root / SAMPLES_DIR / method / video_id).glob("*.png"))
+
+    def sample_videos(self) -> list[str]:
+        """Videos that have sample frames."""
+        d = self.root / SAMPLES_DIR / "_driving"
+        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+
+def verify_results(root: str | os.PathLike) -> list[str]:
+    """Re-hash every table named in the manifest; return one message per problem (empty = intact)."""
+    root = Path(root)
+    try:
+        manifest = read_manifest(root)
+    except AnimbenchError as exc:
+        return [str(exc)]
+    problems = []
+    for name, meta in manifest.get("tables", {}).items():
+        path = root / name
+        if not path.is_file():
+            problems.append(f"table {name}: missing")
+        elif _sha256(path) != meta["sha256"]:
+            problems.append(f"table {name}: sha256 differs from the manifest")
+    return problems

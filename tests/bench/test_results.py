@@ -1,0 +1,169 @@
+"""The results format: aggregation, bootstrap CIs, paired comparisons, and complete-or-nothing directories."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import results as R
+from prep.errors import AnimbenchError
+from prep.provenance import package_versions
+
+VERSIONS = package_versions()
+VID = R.versions_id(VERSIONS)
+
+
+def rows(method: str, metric: str, per_video: dict[str, list[float | None]]) -> pd.DataFrame:
+    """Hand-made per-frame rows; None marks a skipped frame (e.g. AKD without a detection)."""
+    out = []
+    for video, values in per_video.items():
+        for t, v in enumerate(values):
+            out.append({
+                "method": method, "video_id": video, "frame_index": t, "source_video": video, "source_frame": 0,
+                "driving_video": video, "metric": metric, "value": math.nan if v is None else v,
+                "skipped": v is None, "method_name": method, "checkpoint_sha256": "none", "config_path": "",
+                "config_sha256": "none", "store_fingerprint": "f" * 64, "split": "test", "metric_backend": "numpy",
+                "metric_weights_sha256": "none", "protocol": "reconstruction", "protocol_variant": "legacy",
+                "quantisation": "floor(255*pred)", "versions_id": VID,
+            })
+    return pd.DataFrame(out)
+
+
+def write(tmp_path, frames: pd.DataFrame, *, seed: int = 0, name: str = "res", hib=None) -> R.Results:
+    out = R.prepare_results_dir(tmp_path / name)
+    R.write_results(out, frames, run={"method_order": sorted(frames["method"].unique())},
+                    versions={VID: VERSIONS}, higher_is_better=hib or {"l1": False, "psnr": True}, seed=seed,
+                    n_boot=500)
+    return R.Results(out)
+
+
+def agg(res: R.Results, method: str, metric: str, weighting: str) -> pd.Series:
+    a = res.aggregates()
+    return a[(a["method"] == method) & (a["metric"] == metric) & (a["weighting"] == weighting)].iloc[0]
+
+
+def test_frame_weighted_and_video_weighted_means_differ_as_the_papers_do(tmp_path):
+    # a long video of 1s and a short one of 3s (plus one skipped frame): FOMM pools frames, Monkey-Net videos
+    res = write(tmp_path, rows("m", "l1", {"long": [1, 1, 1, 1], "short": [3, None]}))
+    frame, video = agg(res, "m", "l1", "frame"), agg(res, "m", "l1", "video")
+    assert frame["mean"] == pytest.approx(7 / 5)
+    assert video["mean"] == pytest.approx(2.0)
+    assert (frame["n_frames"], frame["n_valid"], frame["n_skipped"], frame["n_videos"]) == (6, 5, 1, 2)
+    v = res.videos().set_index("video_id")
+    assert v.loc["short", "mean"] == 3 and v.loc["short", "n_skipped"] == 1 and v.loc["long", "n_frames"] == 4
+    f = res.frames()
+    assert f["skipped"].sum() == 1 and f.loc[f["skipped"], "value"].isna().all()
+
+
+def test_a_video_with_every_frame_skipped_is_counted_but_enters_no_mean(tmp_path):
+    res = write(tmp_path, rows("m", "l1", {"a": [2, 2], "b": [None, None]}))
+    a = agg(res, "m", "l1", "video")
+    assert a["mean"] == 2 and a["n_videos"] == 2 and a["n_videos_used"] == 1 and a["n_skipped"] == 2
+
+
+def test_bootstrap_ci_contains_the_mean_and_is_seeded(tmp_path):
+    rng = np.random.default_rng(1)
+    data = {f"v{i:02d}": list(rng.uniform(0, 1, size=rng.integers(3, 9))) for i in range(20)}
+    frames = rows("m", "l1", data)
+    r1, r2 = write(tmp_path, frames, name="a"), write(tmp_path, frames, name="b")
+    r3 = write(tmp_path, frames, name="c", seed=7)
+    for weighting in ("frame", "video"):
+        a = agg(r1, "m", "l1", weighting)
+        assert a["ci_low"] < a["mean"] < a["ci_high"]
+        assert a["ci_high"] - a["ci_low"] < 0.4  # 20 videos of U(0,1) frames: a CI of about +-0.1
+        assert a.equals(agg(r2, "m", "l1", weighting))
+        assert a["ci_low"] != agg(r3, "m", "l1", weighting)["ci_low"]  # the seed is what fixes it
+    pd.testing.assert_frame_equal(r1.comparisons(), r2.comparisons())
+
+
+def test_single_video_ci_collapses_to_the_mean():
+    est, lo, hi = R.bootstrap_ci(np.array([6.0]), np.array([3.0]), "frame", rng=np.random.default_rng(0))
+    assert est == lo == hi == 2.0
+
+
+def test_paired_comparison_names_the_better_method_for_either_direction(tmp_path):
+    rng = np.random.default_rng(0)
+    vids = [f"v{i}" for i in range(12)]
+    base = {v: list(rng.uniform(0.1, 0.2, 5)) for v in vids}
+    good = {v: [x - 0.05 for x in base[v]] for v in vids}
+    frames = pd.concat([rows("bad", "l1", base), rows("good", "l1", good),
+                        rows("bad", "psnr", {v: [20.0] * 3 for v in vids}),
+                        rows("good", "psnr", {v: [25.0 + i % 2] * 3 for i, v in enumerate(vids)})])
+    comps = write(tmp_path, frames).comparisons().set_index(["metric", "weighting"])
+    for weighting in ("frame", "video"):
+        c = comps.loc[("l1", weighting)]
+        assert (c["method_a"], c["method_b"]) == ("bad", "good")
+        assert c["diff"] == pytest.approx(0.05) and c["ci_low"] > 0 and c["better"] == "good"
+        assert c["p_boot"] == 0.0 and c["n_videos"] == 12
+        p = comps.loc[("psnr", weighting)]
+        assert p["diff"] < 0 and p["better"] == "good"
+
+
+def test_paired_comparison_of_equal_methods_is_a_tie(tmp_path):
+    data = {"a": [0.1, 0.2], "b": [0.3]}
+    comps = write(tmp_path, pd.concat([rows("x", "l1", data), rows("y", "l1", data)])).comparisons()
+    assert set(comps["better"]) == {"tie"} and set(comps["p_boot"]) == {1.0}
+
+
+def test_paired_comparison_with_a_noisy_difference_is_not_confident():
+    rng = np.random.default_rng(3)
+    a = pd.DataFrame({"video_id": list("abcdefgh"), "metric": "l1", "sum": rng.normal(0, 1, 8), "n_valid": 1})
+    b = a.assign(sum=rng.normal(0, 1, 8))
+    c = R.paired_comparison(a, b, "video", higher_is_better=False, names=("a", "b"), rng=np.random.default_rng(0))
+    assert c["ci_low"] < 0 < c["ci_high"] and c["p_boot"] > 0.05
+
+
+def test_identical_frames_give_infinite_psnr_that_survives_aggregation(tmp_path):
+    frames = pd.concat([rows("oracle", "psnr", {"a": [math.inf] * 3, "b": [math.inf]}),
+                        rows("copy", "psnr", {"a": [20.0, 21, 22], "b": [30.0]})])
+    res = write(tmp_path, frames)
+    o = agg(res, "oracle", "psnr", "frame")
+    assert o["mean"] == math.inf and o["ci_low"] == math.inf
+    c = res.comparisons().iloc[0]
+    assert c["better"] == "oracle" and c["p_boot"] == 0.0
+
+
+def test_a_run_without_manifest_does_not_open(tmp_path):
+    res = write(tmp_path, rows("m", "l1", {"a": [1.0]}))
+    assert R.verify_results(res.root) == []
+    (res.root / R.MANIFEST_FILE).unlink()  # what a run that died before its last write leaves
+    with pytest.raises(AnimbenchError, match="manifest.json is missing"):
+        R.Results(res.root)
+    assert "missing" in R.verify_results(res.root)[0]
+
+
+def test_a_table_changed_after_the_run_is_reported(tmp_path):
+    res = write(tmp_path, rows("m", "l1", {"a": [1.0, 2.0]}))
+    R._atomic_table(res.frames().iloc[:1], res.root / R.FRAMES_FILE)
+    with pytest.raises(AnimbenchError, match="row count"):
+        R.Results(res.root)
+    assert any("frames.parquet" in p for p in R.verify_results(res.root))
+
+
+def test_a_finished_run_is_not_overwritten_by_accident(tmp_path):
+    res = write(tmp_path, rows("m", "l1", {"a": [1.0]}))
+    with pytest.raises(AnimbenchError, match="not empty"):
+        R.prepare_results_dir(res.root)
+    out = R.prepare_results_dir(res.root, overwrite=True)
+    assert not (out / R.MANIFEST_FILE).exists() and (out / R.SAMPLES_DIR).is_dir()
+
+
+def test_rows_must_name_known_versions(tmp_path):
+    out = R.prepare_results_dir(tmp_path / "r")
+    with pytest.raises(ValueError, match="versions ids"):
+        R.write_results(out, rows("m", "l1", {"a": [1.0]}), run={}, versions={}, higher_is_better={})
+    assert not (out / R.MANIFEST_FILE).exists()
+
+
+def test_leaderboard_orders_methods_as_the_run_listed_them(tmp_path):
+    frames = pd.concat([rows("zeta", "l1", {"a": [0.1]}), rows("alpha", "l1", {"a": [0.2]})])
+    out = R.prepare_results_dir(tmp_path / "r")
+    R.write_results(out, frames, run={"method_order": ["zeta", "alpha"], "metric_order": ["l1"]},
+                    versions={VID: VERSIONS}, higher_is_better={"l1": False})
+    board = R.Results(out).leaderboard("video")
+    assert list(board["method"]) == ["zeta", "alpha"] and set(board["weighting"]) == {"video"}
+    with pytest.raises(AnimbenchError, match="--by"):
+        R.Results(out).leaderboard("pixel")

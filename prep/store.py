@@ -496,12 +496,16 @@ class FrameStore:
         rows = first_row + wanted
         groups = np.searchsorted(shard.offsets, rows, side="right") - 1
         out: list[bytes | None] = [None] * len(rows)
-        for g in np.unique(groups):
-            col = shard.file.read_row_group(int(g), columns=["image"], use_threads=False).column(0)
-            self.stats.row_groups_read += 1
-            self.stats.bytes_read += shard.sizes[int(g)]
-            for k in np.nonzero(groups == g)[0]:
-                out[k] = col[int(rows[k] - shard.offsets[g])].as_py()
+        unique = np.unique(groups)
+        # one call for all row groups touched (each holds row_group_size frames), single-threaded: the
+        # thread-pool hand-off costs more than reading a few frames
+        col = shard.file.read_row_groups([int(g) for g in unique], columns=["image"], use_threads=False).column(0)
+        self.stats.row_groups_read += len(unique)
+        self.stats.bytes_read += sum(shard.sizes[int(g)] for g in unique)
+        counts = shard.offsets[unique + 1] - shard.offsets[unique]
+        start_in_col = dict(zip(unique.tolist(), (np.cumsum(counts) - counts).tolist(), strict=True))
+        for k, (g, row) in enumerate(zip(groups.tolist(), rows.tolist(), strict=True)):
+            out[k] = col[start_in_col[g] + row - int(shard.offsets[g])].as_py()
         return out  # type: ignore[return-value]
 
     def read(self, video_id: str, indices: Sequence[int] | None = None) -> np.ndarray:

@@ -181,13 +181,13 @@ def _validate_fomm(cfg: dict, where: str) -> None:
     for key in ("model_params.kp_detector_params.scale_factor",
                 "model_params.generator_params.dense_motion_params.scale_factor"):
         scale = get_path(cfg, key)
-        # the anti-alias downsampling strides by int(1/scale): only 1/n scales are meaningful
-        if not isinstance(scale, (int, float)) or not 0 < scale <= 1 or abs(1 / scale - round(1 / scale)) > 1e-6:
+        if not _is_inverse_int(scale):
             raise AnimbenchError(f"{where}: {key} must be 1/n for an integer n >= 1, got {scale!r}")
     for key in ("train_params.scales", "model_params.discriminator_params.scales"):
         scales = get_path(cfg, key)
-        if not isinstance(scales, list) or not scales or not all(isinstance(s, (int, float)) for s in scales):
-            raise AnimbenchError(f"{where}: {key} must be a non-empty list of numbers, got {scales!r}")
+        if not isinstance(scales, list) or not scales or not all(_is_inverse_int(s) for s in scales):
+            raise AnimbenchError(f"{where}: {key} must be a non-empty list of 1/n scales (1, 0.5, 0.25...), "
+                                 f"got {scales!r}")
     weights = get_path(cfg, "train_params.loss_weights")
     for key in ("perceptual", "feature_matching"):
         if not isinstance(weights[key], list):
@@ -209,3 +209,9 @@ def _validate_fomm(cfg: dict, where: str) -> None:
             f"{where}: train_params.perceptual_fallback must be one of {list(PERCEPTUAL_FALLBACKS)} or absent, "
             f"got {fallback!r}"
         )
+
+
+def _is_inverse_int(scale: Any) -> bool:
+    # the anti-alias downsampling strides by int(1/scale): only 1/n scales are meaningful
+    return (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale <= 1
+            and abs(1 / scale - round(1 / scale)) < 1e-6)

@@ -1,0 +1,217 @@
+"""The official FOMM / Monkey-Net checkpoint layout: load (including torch 1.0 files), map onto our models, save.
+
+A checkpoint is one `torch.save`d dict with an entry per network (`generator`, `discriminator`, `kp_detector`,
+each a state_dict), the three optimizer state_dicts (`optimizer_<network>`), `epoch`, and for Monkey-Net `it`.
+Any model with attributes `generator`, `kp_detector` and (optionally) `discriminator` can be loaded or saved.
+
+Old files: checkpoints written by torch 1.0 keep spectral-norm convs as `weight_orig`, `weight`, `weight_u` with
+no `weight_v`. Our discriminators use `nn.utils.spectral_norm`, whose load pre-hook rebuilds `weight_v` from
+those three, so such files load unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from methods.weights import sha256_of
+from prep.errors import AnimbenchError
+
+NETWORK_ENTRIES = ("generator", "discriminator", "kp_detector")
+OPTIMIZER_ENTRIES = tuple(f"optimizer_{name}" for name in NETWORK_ENTRIES)
+REQUIRED_ENTRIES = ("generator", "kp_detector")  # inference needs only these; Logger.load_cpk tolerates the rest
+_SHOW = 5  # how many offending keys an error message names
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    weights_only: bool = True,
+    map_location: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+) -> dict:
+    """Read an official-layout checkpoint; retries with full unpickling only when allow_pickle (trusted files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnimbenchError(f"checkpoint {path}: file not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
+        if not weights_only:
+            raise AnimbenchError(f"checkpoint {path}: cannot be read ({_first_line(e)})") from None
+        if not allow_pickle:
+            raise AnimbenchError(
+                f"checkpoint {path}: not loadable with weights_only=True ({_first_line(e)}); if you trust the "
+                "file, pass allow_pickle=True (or --allow-pickle) to unpickle it fully"
+            ) from None
+        warnings.warn(
+            f"checkpoint {path}: weights_only load failed ({_first_line(e)}); unpickling fully because "
+            "allow_pickle=True: only do this for files you trust",
+            stacklevel=2,
+        )
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as e2:  # a corrupt file fails in many ways; the user needs one line
+            raise AnimbenchError(f"checkpoint {path}: cannot be read ({_first_line(e2)})") from None
+    except (EOFError, OSError, ValueError) as e:
+        raise AnimbenchError(f"checkpoint {path}: cannot be read ({_first_line(e)})") from None
+    if not isinstance(ckpt, Mapping):
+        raise AnimbenchError(f"checkpoint {path}: expected a dict of entries, got {type(ckpt).__name__}")
+    for entry in REQUIRED_ENTRIES:
+        if entry not in ckpt:
+            raise AnimbenchError(
+                f"checkpoint {path}: entry {entry!r} missing (found {sorted(map(str, ckpt))}); "
+                f"expected the official layout with {list(REQUIRED_ENTRIES)}"
+            )
+    return dict(ckpt)
+
+
+def load_into(
+    model: nn.Module,
+    ckpt: Mapping[str, Any],
+    strict: bool = True,
+    entries: Iterable[str] | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """Load checkpoint entries onto model.generator / .kp_detector / .discriminator; returns missing/unexpected keys.
+
+    `entries` defaults to every network entry the checkpoint has (a missing `discriminator` is fine). Keys and
+    shapes are checked before anything is copied, so a mismatch leaves the model untouched.
+    """
+    names = [e for e in NETWORK_ENTRIES if e in ckpt] if entries is None else list(entries)
+    report: dict[str, dict[str, list[str]]] = {}
+    for name in names:
+        if name not in NETWORK_ENTRIES:
+            raise AnimbenchError(f"load_into: unknown entry {name!r}; expected one of {list(NETWORK_ENTRIES)}")
+        if name not in ckpt:
+            raise AnimbenchError(f"checkpoint entry {name!r} missing (found {sorted(map(str, ckpt))})")
+        module = getattr(model, name, None)
+        if module is None:
+            raise AnimbenchError(f"checkpoint entry {name!r}: the model has no {name} to load it into")
+        state = ckpt[name]
+        if not isinstance(state, Mapping):
+            raise AnimbenchError(f"checkpoint entry {name!r}: expected a state_dict, got {type(state).__name__}")
+        report[name] = _check_keys(name, module, state, strict)
+    # Copy only after every entry passed its check.
+    for name in names:
+        getattr(model, name).load_state_dict(ckpt[name], strict=strict)
+    return report
+
+
+def _legacy_sn_keys(module: nn.Module, state: Mapping[str, Any]) -> set[str]:
+    """`<conv>.weight` keys of torch-1.0 spectral-norm convs (no weight_v): the load pre-hook converts them."""
+    expected = module.state_dict()
+    legacy = set()
+    for key in expected:
+        if key.endswith(".weight_orig") or key == "weight_orig":
+            prefix = key[: -len("weight_orig")]
+            if prefix + "weight_v" not in state and prefix + "weight" in state and prefix + "weight_u" in state:
+                legacy.add(prefix + "weight")
+    return legacy
+
+
+def _check_keys(name: str, module: nn.Module, state: Mapping[str, Any], strict: bool) -> dict[str, list[str]]:
+    expected = module.state_dict()
+    legacy = _legacy_sn_keys(module, state)
+    legacy_v = {k + "_v" for k in legacy}  # rebuilt by spectral_norm's pre-hook
+    missing = [k for k in expected if k not in state and k not in legacy_v]
+    unexpected = [k for k in state if k not in expected and k not in legacy]
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:_SHOW])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:_SHOW])})")
+        raise AnimbenchError(
+            f"checkpoint entry {name!r} does not match the model: {'; '.join(parts)} "
+            "(wrong config for this checkpoint?)"
+        )
+    bad = []
+    for key, value in state.items():
+        if key in expected and torch.is_tensor(value) and tuple(value.shape) != tuple(expected[key].shape):
+            bad.append(f"{key} {tuple(value.shape)} != model {tuple(expected[key].shape)}")
+    if bad:
+        raise AnimbenchError(
+            f"checkpoint entry {name!r}: {len(bad)} shape mismatches (first: {'; '.join(bad[:_SHOW])}) "
+            "(wrong config for this checkpoint?)"
+        )
+    return {"missing": missing, "unexpected": unexpected}
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None,
+    epoch: int,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the official layout atomically (temp file + rename); optimizers keyed by network name."""
+    path = Path(path)
+    payload: dict[str, Any] = {}
+    for name in NETWORK_ENTRIES:
+        module = getattr(model, name, None)
+        if module is not None:
+            payload[name] = module.state_dict()
+    for name, optimizer in (optimizers or {}).items():
+        short = name.removeprefix("optimizer_")
+        if short not in NETWORK_ENTRIES:
+            raise AnimbenchError(
+                f"save_checkpoint: optimizer {name!r}: expected one of {list(NETWORK_ENTRIES)} (or optimizer_<name>)"
+            )
+        payload[f"optimizer_{short}"] = optimizer.state_dict()
+    payload["epoch"] = int(epoch)
+    for key, value in (extra or {}).items():
+        if key in payload:
+            raise AnimbenchError(f"save_checkpoint: extra key {key!r} would overwrite an official entry")
+        _check_plain(key, value)
+        payload[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _check_plain(key: str, value: Any) -> None:
+    """Extra entries must load with weights_only=True: tensors, numbers, strings, and containers of them."""
+    if value is None or isinstance(value, (bool, int, float, str)) or torch.is_tensor(value):
+        return
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check_plain(key, v)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(key, k)
+            _check_plain(key, v)
+        return
+    raise AnimbenchError(
+        f"save_checkpoint: extra[{key!r}] contains a {type(value).__name__}; only tensors, numbers, strings, "
+        "lists and dicts load with weights_only=True"
+    )
+
+
+def checkpoint_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a checkpoint file (recorded with every result computed from it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnimbenchError(f"checkpoint {path}: file not found")
+    return sha256_of(path)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -18,13 +18,13 @@ import os
 import time
 from collections.abc import Iterator
 from fractions import Fraction
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from prep.errors import AnimbenchError
+from prep.provenance import package_versions
 from prep.store import sha256_file
 from prep.synth_draw import (
     JOINTS,
@@ -193,16 +193,6 @@ def _prepare_out(out: Path) -> None:
                 p.unlink()
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("av", "numpy", "opencv-python-headless"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def make_synthetic(out: str | os.PathLike, *, kind: str = "faces", num_videos: int = 8, num_frames: int = 64,
                    identities: int | None = None, width: int = 320, height: int = 240, fps: float = 25.0,
                    test_fraction: float = 0.25, seed: int = 0) -> dict[str, Any]:
@@ -254,7 +244,9 @@ def make_synthetic(out: str | os.PathLike, *, kind: str = "faces", num_videos: i
         "generator": GENERATOR, "version": SYNTH_VERSION, "kind": kind, "arguments": args,
         "keypoints": {**layout, "shape": [num_frames, subject_cls.num_keypoints, 2], "dtype": "float32",
                       "units": "x, y in full-frame pixels; pixel centres at integers"},
-        "encoding": ENCODING, "versions": _versions(), "identities": people, "videos": videos, "files": files,
+        "encoding": ENCODING,
+        "versions": package_versions(("av", "numpy", "opencv-python-headless")),
+        "identities": people, "videos": videos, "files": files,
     }
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     _write_bytes_atomic(root / SYNTH_JSON, lambda f: f.write(text.encode()))

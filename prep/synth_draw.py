@@ -55,16 +55,14 @@ def _fill_textured(canvas: np.ndarray, pts: np.ndarray, texture: np.ndarray, to_
     x1, y1 = np.minimum(np.ceil(q.max(0)).astype(int) + 2, [canvas.shape[1], canvas.shape[0]])
     if x1 <= x0 or y1 <= y0:
         return
-    # canvas pixel (u + x0, v + y0) is 1x pixel ((u + x0) - (SS - 1) / 2) / SS
-    if to_tex is not None:
-        a = np.asarray(to_tex, np.float64) / SS
-        m = a.copy()
-        m[:, 2] = to_tex[:, 2] + a[:, 0] * (x0 - (SS - 1) / 2) + a[:, 1] * (y0 - (SS - 1) / 2)
     size = (int(x1 - x0), int(y1 - y0))
     if to_tex is None:
         patch = np.empty((size[1], size[0], 3), np.uint8)
         patch[:] = np.asarray(texture, np.float64).round().astype(np.uint8)
     else:
+        # canvas pixel (u + x0, v + y0) is the 1x pixel ((u + x0) - (SS - 1) / 2) / SS
+        m = np.asarray(to_tex, np.float64) / SS
+        m[:, 2] = to_tex[:, 2] + m[:, 0] * (x0 - (SS - 1) / 2) + m[:, 1] * (y0 - (SS - 1) / 2)
         patch = cv2.warpAffine(texture, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_WRAP)
     if layer is not None:
@@ -119,7 +117,7 @@ def cloth_texture(rng: np.random.Generator, c1: list[float], c2: list[float], pa
     v = np.arange(TEX)[:, None] / TEX
     cycles = int(rng.integers(6, 14))
     if pattern == "stripes":
-        mix = 0.5 + 0.5 * np.tanh(4 * np.sin(2 * np.pi * cycles * u)) + 0 * v
+        mix = np.broadcast_to(0.5 + 0.5 * np.tanh(4 * np.sin(2 * np.pi * cycles * u)), (TEX, TEX))
     elif pattern == "checks":
         mix = 0.5 + 0.5 * np.tanh(4 * np.sin(2 * np.pi * cycles * u) * np.sin(2 * np.pi * cycles * v))
     else:
@@ -190,7 +188,6 @@ def _clamp_into_frame(geom: Geometry, lo: np.ndarray, hi: np.ndarray, width: int
         elif hi[i] > size - 1 - margin:
             d[i] = size - 1 - margin - hi[i]
     return {k: v + d if v.ndim == 2 and v.shape[-1] == 2 else v for k, v in geom.items()}
-
 
 
 # ---------------------------------------------------------------------------------------------- faces
@@ -298,12 +295,13 @@ class FaceSubject:
         s = self.scale * (1 + _wave(m, "scale", tau))
         c = np.array(m["center"]) + [_wave(m, "x", tau), _wave(m, "y", tau) + 0.22 * s]
         roll, yaw, pitch = _wave(m, "roll", tau), _wave(m, "yaw", tau), _wave(m, "pitch", tau)
-        cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+        cw, sw, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
         cr, sr = np.cos(roll), np.sin(roll)
 
         def project(p3: np.ndarray) -> np.ndarray:
+            """Face units -> pixels: yaw about the vertical axis, pitch, then roll, scale and shift."""
             x, y, z = p3[:, 0] * self.look["face_aspect"], p3[:, 1], p3[:, 2]
-            xr, zr = x * cy + z * sy, -x * sy + z * cy
+            xr, zr = x * cw + z * sw, -x * sw + z * cw
             yr = y * cp + zr * sp
             return np.stack([c[0] + s * (cr * xr - sr * yr), c[1] + s * (sr * xr + cr * yr)], 1)
 
@@ -334,7 +332,9 @@ class FaceSubject:
         skin = np.asarray(look["skin"])
         s, roll = g["sizes"]
         c = g["center"][0]
-        _fill_textured(canvas, g["shoulders"], self.shirt_tex, _limb_frame(c, c + [0, 1], 600 / s / 3, c * 0))
+        # the shirt's texture runs down the body (stripes across the chest) and moves with the head
+        shirt_frame = _limb_frame(c, c + [0, 1], 200 / s, np.zeros(2))
+        _fill_textured(canvas, g["shoulders"], self.shirt_tex, shirt_frame)
         _poly(canvas, g["neck"], tuple(skin * 0.8))
         rot = np.array([[np.cos(roll), np.sin(roll)], [-np.sin(roll), np.cos(roll)]]) * (80 / s)
         to_tex = np.concatenate([rot, (TEX / 2 - rot @ c)[:, None]], 1)
@@ -347,7 +347,7 @@ class FaceSubject:
         _line(canvas, g["face"], tuple(skin * 0.75), 0.02 * s, closed=True)
         kp = g["kp"]
         for eye, iris in ((kp[36:42], g["irises"][0]), (kp[42:48], g["irises"][1])):
-            self._eye(canvas, eye, iris, 0.075 * s)
+            self._eye(canvas, eye, iris, 0.075 * s, 0.015 * s)
         brow = tuple(np.asarray(look["hair"]) * 0.7)
         for sl in (slice(17, 22), slice(22, 27)):
             _line(canvas, kp[sl], brow, look["brow_width"] * s)
@@ -367,7 +367,7 @@ class FaceSubject:
                 _fill_textured(canvas, g[key], self.hair_tex, to_tex)
         return _downsample(canvas)
 
-    def _eye(self, canvas: np.ndarray, eye: np.ndarray, iris: np.ndarray, r: float) -> None:
+    def _eye(self, canvas: np.ndarray, eye: np.ndarray, iris: np.ndarray, r: float, lid: float) -> None:
         iris_col = tuple(self.look["iris"])
 
         def layer(patch: np.ndarray, origin: np.ndarray) -> None:
@@ -378,7 +378,7 @@ class FaceSubject:
             cv2.circle(patch, hi, int(0.22 * r * SS * (1 << SHIFT)), (250, 250, 250), -1, cv2.LINE_AA, SHIFT)
 
         _fill_textured(canvas, eye, (240, 238, 232), None, layer)
-        _line(canvas, eye, (40, 30, 30), 0.012 * self.scale * SS / 2 + 0.5, closed=True)
+        _line(canvas, eye, (40, 30, 30), lid, closed=True)
 
 
 # --------------------------------------------------------------------------------------------- bodies

@@ -155,8 +155,15 @@ for _w in (
                sha256_prefix="dcbb9e9d", description="torchvision VGG19 ImageNet (FOMM perceptual pyramid loss)"),
     WeightFile("alexnet-owt-7be5be79.pth", "torch_hub", ("metric:lpips",), _TORCHVISION + "alexnet-owt-7be5be79.pth",
                sha256_prefix="7be5be79", description="torchvision AlexNet trunk for LPIPS(net='alex')"),
-    WeightFile("vgg16-397923af.pth", "torch_hub", ("metric:lpips",), _TORCHVISION + "vgg16-397923af.pth",
+    WeightFile("vgg16-397923af.pth", "torch_hub", ("metric:lpips_vgg",), _TORCHVISION + "vgg16-397923af.pth",
                sha256_prefix="397923af", description="torchvision VGG16 trunk for LPIPS(net='vgg')"),
+    # pytorch-fid's FID-Inception; sha256 and size (95,628,359 bytes) as published by genforce's inception.py
+    # and several users for this URL; torch-fidelity re-hosts the same bytes as weights-inception-...pth
+    WeightFile("pt_inception-2015-12-05-6726825d.pth", "torch_hub", ("metric:fid",),
+               "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+               "pt_inception-2015-12-05-6726825d.pth", sha256_prefix="6726825d",
+               sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+               description="FID-Inception (TF inception-2015-12-05 ported by pytorch-fid), state_dict"),
     # pose-evaluation networks (bench/backends). No copy of these three was available to hash: sha256 unknown.
     WeightFile("openface.pth", "animbench", ("metric:aed_face",),
                "thnkim/OpenFacePytorch@d002218 openface.pth (linked from AliaksandrSiarohin/pose-evaluation)",

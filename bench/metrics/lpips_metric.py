@@ -21,6 +21,7 @@ from bench.metrics.registry import (
     file_provenance,
     register_metric,
 )
+from methods import weights
 from prep.errors import AnimbenchError
 
 TRUNK_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
@@ -69,12 +70,10 @@ class LPIPSMetric:
     net = "alex"
 
     def __init__(self, spec: Any, *, device: str = "cpu", batch_size: int = 32, verify_hash: bool = True):
-        from methods.weights import locate
-
         self.spec, self.device, self.batch_size = spec, torch.device(device), batch_size
         # verify_hash=False is for weight files made by tests or converted locally; describe() records it
         self.verify_hash = verify_hash
-        self.trunk_path = locate(TRUNK_FILES[self.net], verify_hash=verify_hash)
+        self.trunk_path = weights.locate(TRUNK_FILES[self.net], verify_hash=verify_hash)
         self.model = build_lpips(self.net, self.trunk_path).to(self.device)
 
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from methods import weights
 from prep.errors import AnimbenchError
 
 KINDS = ("paired", "set")
@@ -109,21 +110,17 @@ def backend_version(backend: str) -> str:
 
 def weights_provenance(names: tuple[str, ...]) -> list[dict[str, str]]:
     """Name, path and sha256 of each manifest weight file a metric loads."""
-    from methods import weights
-
     return [{"name": name, **file_provenance(weights.get(name).path())} for name in names]
 
 
 def file_provenance(path: Path) -> dict[str, str]:
     """Path and sha256 of a file a metric loads ('missing' when absent); hashes are cached per path and mtime."""
-    from methods.weights import sha256_of
-
     if not path.is_file():
         return {"path": str(path), "sha256": "missing"}
     st = path.stat()
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _HASHES:
-        _HASHES[key] = sha256_of(path)
+        _HASHES[key] = weights.sha256_of(path)
     return {"path": str(path), "sha256": _HASHES[key]}
 
 

@@ -1,0 +1,353 @@
+"""The prep pipeline on Ray: units of work -> one shard each -> a frame store.
+
+The video2dataset contract: a recipe (the reader) lists units; workers turn each unit into one shard
+through prep.store's ShardWriter and then write the unit's stats file, last, under `STORE/_work/units/`;
+`finalize_store` ties the shards together. Resume = skip the units that have a stats file. Failures are
+rows (video id, stage, error class, message) in those stats files, gathered into the store's failures table.
+
+Workers are Ray actors, one CPU each, each holding its face detector. Every unit beats a heartbeat file while
+it works; a unit whose heartbeat stops for `timeout` seconds (a decoder hang: decord can deadlock holding the
+GIL) has its worker killed and becomes a failure row with error "Timeout". A worker that dies is replaced and
+its unit retried. Shard names derive from unit keys only, so the frames are identical whatever the worker
+count, and a crashed run that is resumed equals one that was not interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prep.errors import AnimbenchError
+from prep.recipes import Unit, check_unique
+from prep.store import FRAMES_DIR, MANIFEST_FILE, finalize_store
+from prep.units import STAGES, PrepConfig, UnitProcessor, failure, unit_video_ids
+
+WORK_DIR = "_work"
+RUN_FILE = "run.json"
+POLL_S = 0.25
+
+
+def unit_name(key: str) -> str:
+    """A file-safe name for a unit, stable across runs: readable prefix plus a hash of the key."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[-48:].strip("._") or "unit"
+    return f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+class _Heartbeat:
+    """The worker's progress file: stage and frame count, rewritten at most every half second."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stage = "start"
+        self._last = 0.0
+
+    def __call__(self, stage: str, frames: int) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self._last < 0.5:
+            return
+        self.stage, self._last = stage, now
+        _atomic_json(self.path, {"pid": os.getpid(), "stage": stage, "frames": frames, "t": time.time()})
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _Worker:
+    """A Ray actor: processes units one at a time and writes each unit's stats file after its shard."""
+
+    def __init__(self, config: PrepConfig, root: str) -> None:
+        self.processor = UnitProcessor(config)
+        self.root = Path(root)
+
+    def process(self, unit: Unit, attempt: int) -> dict[str, Any]:
+        """Turn one unit into a shard plus its stats file (written last); return the stats."""
+        name = unit_name(unit.key)
+        beat = _Heartbeat(self.root / WORK_DIR / "progress" / f"{name}.json")
+        beat("start", 0)
+        try:
+            result = self.processor.run(unit, self.root / FRAMES_DIR / f"{name}.parquet", beat)
+        except Exception as exc:  # noqa: BLE001 - a bug on one video must not stop the others
+            result = _failed_result(unit, beat.stage, exc)
+        result["attempts"] = attempt
+        _atomic_json(self.root / WORK_DIR / "units" / f"{name}.json", result)
+        beat.clear()
+        return result
+
+
+def _failed_result(unit: Unit, stage: str, error: BaseException | str, message: str = "") -> dict[str, Any]:
+    return {"key": unit.key, "shard": None, "videos": [], "decoder": None, "frames": 0, "decoded": 0,
+            "timings": {}, "failures": [failure(v, stage, error, message) for v in unit_video_ids(unit)]}
+
+
+@dataclass
+class PrepSummary:
+    """What a run did: units run and skipped, videos and frames in the store, failures by reason."""
+
+    store: str
+    units: int
+    run: int
+    skipped: int
+    videos: int
+    frames: int
+    failures: list[dict[str, str]]
+    wall_s: float
+    manifest: dict[str, Any] = field(repr=False)
+
+    def by_reason(self) -> dict[str, int]:
+        """Failure counts keyed 'stage/error'."""
+        return dict(sorted(Counter(f"{f['stage']}/{f['error']}" for f in self.failures).items()))
+
+
+# --- Ray --------------------------------------------------------------------------------------------------
+
+def _connect(workers: int | None, address: str | None) -> bool:
+    """Join `address` or start a local Ray with `workers` CPUs; reuse a session already open. True if we
+    started one (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from an offline prep run
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+            raise AnimbenchError(f"--address {address}: cannot join the Ray cluster ({exc})") from exc
+    else:
+        temp = os.environ.get("RAY_TMPDIR")
+        if temp:
+            os.makedirs(temp, exist_ok=True)
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, _temp_dir=temp or None, **quiet)
+    return True
+
+
+class _Scheduler:
+    """Hands units to idle workers, watches heartbeats, replaces killed or dead workers."""
+
+    def __init__(self, config: PrepConfig, root: Path, workers: int, timeout: float, retries: int, bar) -> None:
+        import ray
+
+        self.ray = ray
+        self.actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(_Worker)
+        self.config, self.root, self.timeout, self.retries, self.bar = config, root, timeout, retries, bar
+        self.workers = workers
+        self.actors: list[Any] = []
+        self.frames = 0
+        self.t0 = time.monotonic()
+
+    def _spawn(self):
+        actor = self.actor_cls.remote(self.config, str(self.root))
+        self.actors.append(actor)
+        return actor
+
+    def _retire(self, actor) -> None:
+        self.ray.kill(actor, no_restart=True)
+        self.actors.remove(actor)
+
+    def run(self, todo: Sequence[Unit]) -> None:
+        """Process every unit of `todo`; each ends with a stats file (the worker's, or ours on a timeout)."""
+        queue = deque((u, 1) for u in todo)
+        idle = [self._spawn() for _ in range(min(self.workers, len(todo)))]
+        inflight: dict[Any, dict[str, Any]] = {}
+        try:
+            while queue or inflight:
+                while queue and idle:
+                    unit, attempt = queue.popleft()
+                    actor = idle.pop()
+                    ref = actor.process.remote(unit, attempt)
+                    inflight[ref] = {"unit": unit, "actor": actor, "attempt": attempt, "beat": None, "last": None}
+                ready, rest = self.ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
+                if ready and rest:  # collect everything else that is done too, without waiting
+                    ready += self.ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+                for ref in ready:
+                    task = inflight.pop(ref)
+                    self._collect(ref, task, queue, idle)
+                self._watch(inflight, idle)
+        finally:
+            for actor in list(self.actors):
+                self._retire(actor)
+
+    def _collect(self, ref, task: dict[str, Any], queue: deque, idle: list) -> None:
+        from ray.exceptions import RayActorError, WorkerCrashedError
+
+        unit = task["unit"]
+        try:
+            result = self.ray.get(ref)
+        except (RayActorError, WorkerCrashedError) as exc:  # the worker process died under the unit
+            self.actors.remove(task["actor"])
+            idle.append(self._spawn())
+            if task["attempt"] <= self.retries:
+                queue.appendleft((unit, task["attempt"] + 1))
+                return
+            stage = (task["beat"] or {}).get("stage", "decode")
+            result = _failed_result(unit, stage, "WorkerCrashed",
+                                    f"worker died {task['attempt']} time(s) on this video ({type(exc).__name__})")
+            self._write_stats(unit, result)
+        else:
+            idle.append(task["actor"])
+        self._advance(result)
+
+    def _watch(self, inflight: dict[Any, dict[str, Any]], idle: list) -> None:
+        now = time.monotonic()
+        for ref, task in list(inflight.items()):
+            path = self.root / WORK_DIR / "progress" / f"{unit_name(task['unit'].key)}.json"
+            try:
+                beat = json.loads(path.read_text())
+            except (OSError, ValueError):
+                beat = None
+            if beat is not None and beat != task["beat"]:
+                task["beat"], task["last"] = beat, now
+            elif task["last"] is not None and now - task["last"] > self.timeout:
+                inflight.pop(ref)
+                self._retire(task["actor"])
+                idle.append(self._spawn())
+                beat = task["beat"] or {}
+                stage = beat.get("stage") if beat.get("stage") not in (None, "start", "write") else "decode"
+                result = _failed_result(task["unit"], stage, "Timeout",
+                                        f"no progress for {self.timeout:g} s (at {stage}, after "
+                                        f"{beat.get('frames', 0)} frames); its worker was killed")
+                self._write_stats(task["unit"], result)
+                path.unlink(missing_ok=True)
+                self._advance(result)
+
+    def _write_stats(self, unit: Unit, result: dict[str, Any]) -> None:
+        _atomic_json(self.root / WORK_DIR / "units" / f"{unit_name(unit.key)}.json", result)
+
+    def _advance(self, result: dict[str, Any]) -> None:
+        self.frames += int(result.get("frames", 0))
+        if self.bar is not None:
+            rate = self.frames / max(time.monotonic() - self.t0, 1e-9)
+            self.bar.set_postfix_str(f"{rate:.0f} frames/s, {self.frames} frames", refresh=False)
+            self.bar.update(1)
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+
+def _prepare(root: Path, record: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    run_file = root / WORK_DIR / RUN_FILE
+    if root.exists() and any(root.iterdir()):
+        if resume and run_file.is_file():
+            previous = json.loads(run_file.read_text())
+            if previous != record:
+                changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != record.get(k))
+                raise AnimbenchError(f"--resume {root}: the store was started with different settings "
+                                     f"({', '.join(changed)}); use a new --out or --overwrite")
+        elif resume:
+            raise AnimbenchError(f"--resume {root}: not a prep output (no {WORK_DIR}/{RUN_FILE})")
+        elif overwrite:
+            shutil.rmtree(root)
+        else:
+            raise AnimbenchError(f"--out {root}: directory is not empty (pass --resume to continue it or "
+                                 "--overwrite to replace it)")
+    for sub in (FRAMES_DIR, f"{WORK_DIR}/units", f"{WORK_DIR}/progress"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST_FILE).unlink(missing_ok=True)  # the store is incomplete until this run finalizes it
+    for stale in [*(root / FRAMES_DIR).glob(".*.tmp-*"), *(root / WORK_DIR / "progress").iterdir()]:
+        stale.unlink(missing_ok=True)
+    _atomic_json(run_file, record)
+
+
+def _read_stats(root: Path, unit: Unit) -> dict[str, Any] | None:
+    path = root / WORK_DIR / "units" / f"{unit_name(unit.key)}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, *, workers: int | None = None,
+             address: str | None = None, resume: bool = False, overwrite: bool = False,
+             retry_failed: bool = False, timeout: float = 300.0, retries: int = 1, progress: bool = True,
+             source: str | None = None) -> PrepSummary:
+    """Run the units on Ray and write the frame store at `out`; return a summary.
+
+    workers: local worker processes (default: all cores) or, with `address`, actors on the cluster
+    (default: its CPUs). timeout: seconds a unit may go without progress before its worker is killed.
+    retries: how often a unit whose worker died is retried. retry_failed: with resume, redo units that
+    recorded failures.
+    """
+    began = time.perf_counter()
+    if not units:
+        raise AnimbenchError(f"recipe {config.recipe}: found nothing to prepare in {source or 'the inputs'}")
+    check_unique(units)
+    if workers is not None and workers < 1:
+        raise AnimbenchError(f"--workers {workers}: expected 1 or more")
+    root = Path(out)
+    record = {"recipe": config.recipe, "config": config.as_dict(), "source": source, "units": len(units)}
+    _prepare(root, record, resume, overwrite)
+
+    todo = []
+    for unit in units:
+        stats = _read_stats(root, unit) if resume else None
+        if stats is None or (retry_failed and stats["failures"]):
+            todo.append(unit)
+    ray_start_s = 0.0
+    if todo:
+        t = time.perf_counter()
+        started = _connect(workers, address)
+        ray_start_s = time.perf_counter() - t
+        try:
+            import ray
+
+            n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(todo), desc=f"prep {config.recipe}", unit="video", dynamic_ncols=True,
+                           smoothing=0.1)
+            try:
+                _Scheduler(config, root, n, timeout, retries, bar).run(todo)
+            finally:
+                if bar is not None:
+                    bar.close()
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    return _finalize(root, units, config, record, len(todo), began, ray_start_s)
+
+
+def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dict[str, Any], ran: int,
+              began: float, ray_start_s: float) -> PrepSummary:
+    videos, failures = [], []
+    totals = Counter()
+    for unit in units:
+        stats = _read_stats(root, unit)
+        if stats is None:
+            raise AnimbenchError(f"unit {unit.key}: no stats file after the run (was the store changed meanwhile?)")
+        videos.extend(stats["videos"])
+        failures.extend(stats["failures"])
+        totals.update({k: float(v) for k, v in stats.get("timings", {}).items()})
+    used = {str(v["shard"]) for v in videos}
+    for shard in (root / FRAMES_DIR).glob("*.parquet"):
+        if shard.name not in used:  # left by units that now fail or by an earlier set of inputs
+            shard.unlink()
+    failures.sort(key=lambda f: (f["video_id"], f["stage"]))
+    timings = {f"{s}_s": round(totals.get(f"{s}_s", 0.0), 3) for s in STAGES}
+    wall = time.perf_counter() - began
+    timings.update(ray_start_s=round(ray_start_s, 3), wall_s=round(wall, 3))
+    manifest = finalize_store(root, videos, config={**record, "recipe": config.recipe}, encode=config.encode,
+                              row_group_size=config.row_group_size, failures=failures, timings=timings)
+    shutil.rmtree(root / WORK_DIR / "progress", ignore_errors=True)
+    return PrepSummary(store=str(root), units=len(units), run=ran, skipped=len(units) - ran, videos=len(videos),
+                       frames=int(manifest["num_frames"]), failures=failures, wall_s=round(wall, 3),
+                       manifest=manifest)

@@ -1,0 +1,47 @@
+"""Fashion (UBC Fashion Video, as FOMM uses it): videos listed in fashion_train.txt / fashion_test.txt
+(URLs or file names, one a line), full frames padded to a square and resized. FOMM ships no crop script for
+this set; padding keeps the whole body in view without distorting it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from prep.errors import AnimbenchError
+from prep.recipes import Clip, Unit
+
+NAME = "fashion"
+HELP = "fashion videos: split lists of URLs or file names; full frames padded to square"
+DEFAULTS = {"size": 256, "pad": True, "pad_value": 255}  # the videos have white backgrounds
+
+
+def _entries(path: str | os.PathLike) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise AnimbenchError(f"split list {path}: no such file")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def plan(src: str | os.PathLike, *, train_list: str | os.PathLike | None = None,
+         test_list: str | os.PathLike | None = None) -> list[Unit]:
+    """One unit (one clip, the whole video) per listed video; the file is `src/<basename of the entry>`."""
+    src = Path(src)
+    lists = [(s, p) for s, p in (("train", train_list), ("test", test_list)) if p is not None]
+    if not lists:
+        raise AnimbenchError("fashion: give --train-list and/or --test-list (fashion_train.txt, fashion_test.txt)")
+    units, seen = [], {}
+    for split, list_path in lists:
+        for n, entry in enumerate(_entries(list_path), start=1):
+            is_url = entry.startswith(("http://", "https://"))
+            name = Path(urlparse(entry).path).name if is_url else Path(entry).name
+            if not name:
+                raise AnimbenchError(f"split list {list_path} line {n}: {entry!r} names no file")
+            vid = Path(name).stem
+            if vid in seen:
+                raise AnimbenchError(f"split list {list_path} line {n}: video {vid!r} is also in {seen[vid]}")
+            seen[vid] = list_path
+            units.append(Unit(key=f"{NAME}/{vid}", source=str(src / name), clips=(Clip(vid, split),),
+                              url=entry if is_url else None))
+    return sorted(units, key=lambda u: u.key)

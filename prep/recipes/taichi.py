@@ -1,0 +1,21 @@
+"""TaiChi-HD: raw YouTube videos named `<video_id>.mp4` plus taichi-metadata.csv, cut as load_videos.py does.
+
+Output ids: `<video_id>#<start:06d>#<end:06d>`; the metadata has no person ids.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prep.recipes import YOUTUBE_URL, Unit, metadata_units
+
+NAME = "taichi"
+HELP = "TaiChi-HD: raw videos + taichi-metadata.csv"
+DEFAULTS = {"size": 256}
+
+
+def plan(src: str | os.PathLike, metadata: str | os.PathLike, *, url_template: str | None = YOUTUBE_URL
+         ) -> list[Unit]:
+    """One unit per source video, one clip per metadata row."""
+    return metadata_units(NAME, Path(src), metadata, with_person=False, url_template=url_template)

@@ -1,0 +1,407 @@
+"""What a worker does with one unit of work: fetch, decode, (detect), crop, resize, encode, write one shard.
+
+Clip-level problems become failure rows; only the pipeline decides about timeouts and crashed workers.
+Frames are selected, cropped and resized exactly as video-preprocessing's load_videos.py does, with
+OpenCV's area filter in place of scikit-image's anti-aliased resize (see tests/prep/test_recipes.py for the
+measured difference).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from prep.decode import DecodeStopped, FrameSource, frame_range, open_source
+from prep.detect import CropRules, detect_frame, make_detector, track_tubes, tube_clips
+from prep.errors import AnimbenchError
+from prep.recipes import Clip, Unit
+from prep.store import DEFAULT_ROW_GROUP, EncodeOptions, ShardWriter
+
+Report = Callable[[str, int], None]  # (stage, frames done): the worker's heartbeat
+STAGES = ("download", "decode", "detect", "crop", "encode", "write")
+
+
+@dataclass
+class PrepConfig:
+    """Everything that decides the frames a unit produces (recorded in the manifest; resume checks it)."""
+
+    recipe: str
+    size: int = 256  # output side in pixels; 0 keeps the source size
+    pad: bool = False  # pad to a square before resizing (fashion), else the crop is resized as it is
+    pad_value: int = 0
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    row_group_size: int = DEFAULT_ROW_GROUP
+    decoder: str = "auto"
+    min_frames: int = 2  # an output video needs a source and a driving frame
+    detector: str = "dlib"
+    detector_weights: str | None = None
+    rules: CropRules = field(default_factory=CropRules)
+    download: bool = False
+    download_format: str = "bv*[ext=mp4]/b[ext=mp4]/bv*/b"  # video only: the crops need no audio
+    download_timeout: float = 60.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able record of the configuration."""
+        d = asdict(self)
+        d["encode"] = self.encode.as_dict()
+        return d
+
+
+class _TimedShardWriter(ShardWriter):
+    """A ShardWriter that also measures the time spent writing Parquet (the rest of add_video is encoding)."""
+
+    write_s = 0.0
+
+    def _flush(self) -> None:
+        t = time.perf_counter()
+        super()._flush()
+        self.write_s += time.perf_counter() - t
+
+
+class _Redo(Exception):
+    """A clip failed after some of its frames reached the shard: rewrite the unit knowing the failure."""
+
+    def __init__(self, failures: dict[str, dict[str, str]], stop: DecodeStopped | None = None) -> None:
+        super().__init__("redo")
+        self.failures = failures
+        self.stop = stop
+
+
+def failure(video_id: str, stage: str, error: BaseException | str, message: str = "") -> dict[str, str]:
+    """A failures-table row."""
+    err = type(error).__name__ if isinstance(error, BaseException) else str(error)
+    if isinstance(error, BaseException) and not message:
+        message = " ".join(str(error).split())[:500]
+    return {"video_id": video_id, "stage": stage, "error": err, "message": message}
+
+
+def unit_video_ids(unit: Unit) -> list[str]:
+    """The ids a unit's failure rows are filed under (its clips, or the video name in detect mode)."""
+    return [c.video_id for c in unit.clips]
+
+
+class UnitProcessor:
+    """Turns units into shards; holds the face detector, loaded once on first use (one per worker)."""
+
+    def __init__(self, config: PrepConfig) -> None:
+        self.config = config
+        self._detector = None
+
+    @property
+    def detector(self):
+        """The face detector, loaded on first use."""
+        if self._detector is None:
+            self._detector = make_detector(self.config.detector, self.config.detector_weights)
+        return self._detector
+
+    def run(self, unit: Unit, shard_path: Path, report: Report = lambda stage, n: None) -> dict[str, Any]:
+        """Process one unit; return its stats: shard, video rows, failure rows, per-stage timings, counts."""
+        self._t = dict.fromkeys(STAGES, 0.0)
+        self._decoded = 0
+        self._report = report
+        result: dict[str, Any] = {"key": unit.key, "shard": None, "videos": [], "failures": [], "decoder": None}
+        path = Path(unit.source)
+        self._path = str(path)
+        if not path.exists():
+            if self.config.download and unit.url:
+                report("download", 0)
+                from prep.download import DownloadError, download_video
+
+                t = time.perf_counter()
+                try:
+                    path = download_video(unit.url, path, fmt=self.config.download_format,
+                                          timeout=self.config.download_timeout)
+                    self._path = str(path)
+                except DownloadError as exc:
+                    result["failures"] = [failure(v, "download", exc.kind, exc.message) for v in unit_video_ids(unit)]
+                    return self._finish(result)
+                finally:
+                    self._t["download"] += time.perf_counter() - t
+            else:
+                msg = f"{path}: no such file" + (" (pass --download to fetch it)" if unit.url else "")
+                result["failures"] = [failure(v, "input", "MissingFile", msg) for v in unit_video_ids(unit)]
+                return self._finish(result)
+        clips = list(unit.clips)
+        if unit.detect:
+            clips, problem = self._detect_clips(unit, path, result)
+            if problem is not None:
+                result["failures"] = [problem]
+                return self._finish(result)
+        result["videos"], result["failures"] = self._cut(unit, path, clips, shard_path, result)
+        if result["videos"]:
+            result["shard"] = shard_path.name
+        return self._finish(result)
+
+    def _finish(self, result: dict[str, Any]) -> dict[str, Any]:
+        result["timings"] = {f"{k}_s": round(v, 6) for k, v in self._t.items()}
+        result["frames"] = int(sum(v["num_frames"] for v in result["videos"]))
+        result["decoded"] = self._decoded
+        return result
+
+    def _open(self, unit: Unit, path: Path) -> FrameSource:
+        t = time.perf_counter()
+        try:
+            return open_source(path, unit.kind, self.config.decoder, unit.frame_width)
+        finally:
+            self._t["decode"] += time.perf_counter() - t
+
+    def _timed(self, frames: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+        """Count decode time and beat the heartbeat."""
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(frames)
+            except StopIteration:
+                return
+            finally:
+                self._t["decode"] += time.perf_counter() - t
+            self._decoded += 1
+            self._report("decode", self._decoded)
+            yield item
+
+    # --- detect mode ---------------------------------------------------------------------------------------
+
+    def _detect_clips(self, unit: Unit, path: Path, result: dict[str, Any]) -> tuple[list[Clip], dict | None]:
+        template = unit.clips[0]
+        rules = self.config.rules
+        self._report("detect", 0)
+        try:
+            t = time.perf_counter()
+            detector = self.detector
+            self._t["detect"] += time.perf_counter() - t
+            source = self._open(unit, path)
+        except Exception as exc:  # noqa: BLE001 - one bad video is a failure row
+            return [], failure(template.video_id, "decode" if not isinstance(exc, ImportError) else "detect", exc)
+        result["decoder"] = source.backend
+        boxes, size = [], (0, 0)
+        try:
+            for _, frame in self._timed(source.frames(0, None)):
+                size = (frame.shape[1], frame.shape[0])
+                t = time.perf_counter()
+                boxes.append(detect_frame(detector, frame, rules.detect_height))
+                self._t["detect"] += time.perf_counter() - t
+        except DecodeStopped as stop:
+            return [], failure(template.video_id, "decode", stop.cause or "ShortVideo", str(stop))
+        finally:
+            source.close()
+        found, dropped = tube_clips(track_tubes(boxes, rules), size[0], size[1], rules)
+        result["detect"] = {"frames": len(boxes), "clips": len(found), "dropped": dropped}
+        if not found:
+            why = ", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "no face detected"
+            return [], failure(template.video_id, "detect", "NoClips",
+                               f"no face tube passes the crop rules in {len(boxes)} frames ({why})")
+        clips, seen = [], {}
+        for start, end, box in found:
+            name = f"{template.video_id}#{start:06d}#{end:06d}"
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:  # two faces tracked over the same frames
+                name = f"{name}#{seen[name] - 1}"
+            clips.append(Clip(video_id=name, split=template.split, person_id=template.person_id, start=start,
+                              end=end, bbox=box))
+        return clips, None
+
+    # --- cutting clips ---------------------------------------------------------------------------------------
+
+    def _cut(self, unit: Unit, path: Path, clips: list[Clip], shard_path: Path, result: dict[str, Any]
+             ) -> tuple[list[dict], list[dict]]:
+        known: dict[str, dict[str, str]] = {}
+        stop: DecodeStopped | None = None
+        for _ in range(len(clips) + 2):  # every redo adds a known failure, so this ends
+            try:
+                source = self._open(unit, path)
+            except Exception as exc:  # noqa: BLE001 - unreadable file: every clip fails at decode
+                return [], [failure(c.video_id, "decode", exc) for c in clips]
+            result["decoder"] = source.backend
+            plan = []
+            for clip in clips:
+                if clip.video_id in known:
+                    continue
+                lo, hi = frame_range(clip.start, clip.end, source.fps, clip.ref_fps)
+                why = self._doomed(lo, hi, stop)
+                if why is not None:
+                    known[clip.video_id] = failure(clip.video_id, "decode", *why)
+                else:
+                    plan.append((clip, lo, hi))
+            writer = _TimedShardWriter(shard_path, self.config.encode, self.config.row_group_size)
+            try:
+                failures = self._write(source, plan, writer)
+            except _Redo as redo:
+                writer.abort()
+                known.update(redo.failures)
+                stop = redo.stop or stop
+                continue
+            except BaseException:
+                writer.abort()
+                raise
+            finally:
+                source.close()
+            t = time.perf_counter()
+            if writer.num_rows:
+                self._report("write", writer.num_rows)
+                videos = writer.close()
+            else:
+                writer.abort()
+                videos = []
+            self._t["write"] += time.perf_counter() - t + writer.write_s
+            all_failures = sorted([*known.values(), *failures], key=lambda f: f["video_id"])
+            return videos, all_failures
+        raise RuntimeError(f"unit {unit.key}: clip failures did not converge")  # pragma: no cover
+
+    def _doomed(self, lo: int, hi: int | None, stop: DecodeStopped | None) -> tuple[str, str] | None:
+        """Why a clip cannot be made, known before decoding (None: try it)."""
+        if hi is not None and hi - lo < self.config.min_frames:
+            return "TooFewFrames", f"source frames [{lo}, {hi}) give fewer than {self.config.min_frames} frames"
+        if stop is None:
+            return None
+        if hi is None and stop.cause is not None:
+            return type(stop.cause).__name__, str(stop)
+        if hi is not None and hi > stop.count:
+            err = type(stop.cause).__name__ if stop.cause is not None else "ShortVideo"
+            return err, f"clip needs source frames [{lo}, {hi}) but {stop}"
+        return None
+
+    def _transform(self, frame: np.ndarray, clip: Clip) -> np.ndarray:
+        """Crop (box rescaled from the reference size to this frame, as load_videos.py does), pad, resize."""
+        t = time.perf_counter()
+        out = frame
+        if clip.bbox is not None:
+            h, w = frame.shape[:2]
+            ref_w, ref_h = clip.ref_size or (w, h)
+            left, top, right, bot = clip.bbox
+            left, right = int(left / (ref_w / w)), int(right / (ref_w / w))
+            top, bot = int(top / (ref_h / h)), int(bot / (ref_h / h))
+            out = frame[max(top, 0):bot, max(left, 0):right]
+            if out.size == 0:
+                raise ValueError(f"crop box {clip.bbox} at {ref_w}x{ref_h} is empty on a {w}x{h} frame")
+        if self.config.pad and out.shape[0] != out.shape[1]:
+            h, w = out.shape[:2]
+            side = max(h, w)
+            top, left = (side - h) // 2, (side - w) // 2
+            out = cv2.copyMakeBorder(out, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT,
+                                     value=(self.config.pad_value,) * 3)
+        size = self.config.size
+        if size and out.shape[:2] != (size, size):
+            out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+        out = np.ascontiguousarray(out)
+        self._t["crop"] += time.perf_counter() - t
+        return out
+
+    def _facts(self, clip: Clip, source: FrameSource, frame_shape: tuple[int, ...], lo: int) -> dict[str, Any]:
+        h, w = frame_shape[:2]
+        box = None
+        if clip.bbox is not None:
+            ref_w, ref_h = clip.ref_size or (w, h)
+            l_, t_, r_, b_ = clip.bbox
+            box = [max(int(l_ / (ref_w / w)), 0), max(int(t_ / (ref_h / h)), 0),
+                   min(int(r_ / (ref_w / w)), w), min(int(b_ / (ref_h / h)), h)]
+        return {"split": clip.split, "person_id": clip.person_id, "fps": source.fps, "orig_width": w,
+                "orig_height": h, "crop_box": box, "start": clip.start if clip.start is not None else lo,
+                "end": clip.end, "recipe": self.config.recipe}
+
+    def _add(self, writer: _TimedShardWriter, clip: Clip, frames, source: FrameSource, lo: int,
+             shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """Write one clip and fill in its facts; raw frames are transformed here unless `shape` (the source
+        frame shape of already transformed frames) is given. Encoding time is what add_video spends beyond
+        pulling frames and writing Parquet."""
+        shapes = [shape] if shape is not None else []
+
+        def transformed():
+            for f in frames:
+                if not shapes:
+                    shapes.append(f.shape)
+                yield self._transform(f, clip)
+
+        t0, pulled0, write0 = time.perf_counter(), self._t["decode"] + self._t["crop"], writer.write_s
+        row = writer.add_video(clip.video_id, frames if shape is not None else transformed(),
+                               source_path=self._path)
+        pulled = self._t["decode"] + self._t["crop"] - pulled0
+        self._t["encode"] += time.perf_counter() - t0 - pulled - (writer.write_s - write0)
+        row.update(self._facts(clip, source, shapes[0], lo))
+        if row["end"] is None:
+            row["end"] = int(row["start"]) + int(row["num_frames"])
+        return row
+
+    def _write(self, source: FrameSource, plan: list[tuple[Clip, int, int | None]], writer: _TimedShardWriter
+               ) -> list[dict[str, str]]:
+        """Decode once and write every planned clip; disjoint clips stream, overlapping ones are buffered."""
+        if not plan:
+            return []
+        plan = sorted(plan, key=lambda p: (p[1], p[0].video_id))
+        first = plan[0][1]
+        last = None if any(hi is None for _, _, hi in plan) else max(hi for _, _, hi in plan)
+        frames = self._timed(source.frames(first, last))
+        disjoint = all(a[2] is not None and a[2] <= b[1] for a, b in zip(plan, plan[1:], strict=False))
+        if disjoint:
+            self._write_streaming(source, plan, frames, writer)
+            return []
+        return self._write_buffered(source, plan, frames, writer)
+
+    def _write_streaming(self, source, plan, frames, writer) -> None:
+        """Clips in frame order straight into the shard (constant memory); a late failure redoes the unit."""
+        for clip, lo, hi in plan:
+            def clip_frames(lo=lo, hi=hi):
+                for i, frame in frames:
+                    if i < lo:
+                        continue
+                    yield frame
+                    if hi is not None and i == hi - 1:
+                        return  # leave the next frame for the next clip
+            try:
+                row = self._add(writer, clip, clip_frames(), source, lo)
+            except DecodeStopped as stop:
+                raise _Redo({}, stop) from stop
+            except ValueError as exc:  # an empty crop
+                raise _Redo({clip.video_id: failure(clip.video_id, "crop", exc)}) from exc
+            except AnimbenchError:  # no frame at all in the clip's range
+                row = {"num_frames": 0}
+            if row["num_frames"] < self.config.min_frames:
+                raise _Redo({clip.video_id: failure(
+                    clip.video_id, "decode", "TooFewFrames",
+                    f"the video has {row['num_frames']} frame(s), fewer than {self.config.min_frames}")})
+
+    def _write_buffered(self, source, plan, frames, writer) -> list[dict[str, str]]:
+        """Overlapping clips: keep each clip's output frames until its last one, then write it."""
+        buffers: dict[str, list[np.ndarray]] = {c.video_id: [] for c, _, _ in plan}
+        shapes: dict[str, tuple[int, ...]] = {}
+        failures, pending = [], {c.video_id: (c, lo, hi) for c, lo, hi in plan}
+
+        def flush(clip: Clip, lo: int) -> None:
+            out = buffers.pop(clip.video_id)
+            if len(out) < self.config.min_frames:
+                failures.append(failure(clip.video_id, "decode", "TooFewFrames",
+                                        f"the video has {len(out)} frame(s), fewer than {self.config.min_frames}"))
+                return
+            self._add(writer, clip, out, source, lo, shape=shapes[clip.video_id])
+
+        try:
+            for i, frame in frames:
+                for vid, (clip, lo, hi) in list(pending.items()):
+                    if not (lo <= i and (hi is None or i < hi)):
+                        continue
+                    shapes.setdefault(vid, frame.shape)
+                    try:
+                        buffers[vid].append(self._transform(frame, clip))
+                    except ValueError as exc:  # an empty crop
+                        failures.append(failure(vid, "crop", exc))
+                        del pending[vid], buffers[vid]
+                        continue
+                    if hi is not None and i == hi - 1:
+                        del pending[vid]
+                        flush(clip, lo)
+        except DecodeStopped as stop:
+            for vid, (clip, lo, hi) in sorted(pending.items()):
+                if hi is None and stop.cause is None:
+                    flush(clip, lo)
+                else:
+                    err = type(stop.cause).__name__ if stop.cause is not None else "ShortVideo"
+                    failures.append(failure(vid, "decode", err, f"clip needs source frames [{lo}, {hi}) but {stop}"))
+            return failures
+        for _vid, (clip, lo, _) in sorted(pending.items()):  # clips that run to the end of the video
+            flush(clip, lo)
+        return failures

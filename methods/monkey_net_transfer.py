@@ -91,11 +91,11 @@ def kp_displacement(kp_driving: Keypoints, kp_source: Keypoints, add_bg: bool) -
 
 
 def symmetrise_positive(var: torch.Tensor) -> torch.Tensor:
-    """(..., 2, 2) -> the nearest symmetric matrix with eigenvalues <= 0 replaced by 1e-6."""
-    symmetric = (var + var.transpose(-1, -2)) / 2
-    eigenvalues, eigenvectors = torch.linalg.eigh(symmetric)
+    """(..., 2, 2) -> the symmetric part with eigenvalues <= 0 replaced by 1e-6 (computed in float64)."""
+    var64 = var.double()
+    eigenvalues, eigenvectors = torch.linalg.eigh((var64 + var64.transpose(-1, -2)) / 2)
     eigenvalues = torch.where(eigenvalues <= 0, torch.full_like(eigenvalues, EIGENVALUE_FLOOR), eigenvalues)
-    return eigenvectors @ torch.diag_embed(eigenvalues) @ eigenvectors.transpose(-1, -2)
+    return (eigenvectors @ torch.diag_embed(eigenvalues) @ eigenvectors.transpose(-1, -2)).to(var.dtype)
 
 
 def normalize_kp(

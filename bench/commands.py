@@ -7,3 +7,6 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands."""
+    from bench import bench_cli
+
+    bench_cli.register(sub)  # `animbench bench` (bench/bench_cli.py)

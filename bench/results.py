@@ -109,6 +109,9 @@ def prepare_results_dir(out: str | os.PathLike, overwrite: bool = False) -> Path
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise AnimbenchError(f"results {out}: directory is not empty (pass --overwrite to replace it)")
+        if not ((out / MANIFEST_FILE).is_file() or (out / SAMPLES_DIR).is_dir()):
+            raise AnimbenchError(f"results {out}: not a results directory (no {MANIFEST_FILE} or {SAMPLES_DIR}/), "
+                                 "so --overwrite will not delete it")
         (out / MANIFEST_FILE).unlink(missing_ok=True)  # from here on the old run no longer opens as complete
         shutil.rmtree(out)
     (out / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""CLI commands of this package (registered into `animbench` by bench.cli)."""
+"""CLI commands of this package (registered into `animbench` by bench.cli): `report` and `leaderboard`."""
 
 from __future__ import annotations
 
@@ -7,3 +7,43 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands."""
+    p = sub.add_parser("report", help="render tables, an HTML report and figures from a results directory",
+                       description="Render a results directory (from `animbench bench`) as Markdown, LaTeX, CSV, "
+                                   "a self-contained HTML report and PNG figures. Needs no torch.")
+    p.add_argument("results", help="results directory written by `animbench bench`")
+    p.add_argument("--out", required=True, help="folder for the report files")
+    p.add_argument("--formats", default="md,tex,csv,html,png",
+                   help="comma-separated subset of md,tex,csv,html,png (default: all)")
+    p.add_argument("--by", choices=("frame", "video"), default="frame",
+                   help="aggregate weighting: frame (FOMM, default) or video (Monkey-Net)")
+    p.set_defaults(func=_report)
+
+    q = sub.add_parser("leaderboard", help="print a results directory's leaderboard with confidence intervals",
+                       description="Print the leaderboard (mean [95% bootstrap CI] per method and metric, best in "
+                                   "bold) and the paired comparisons of a results directory, as Markdown.")
+    q.add_argument("results", help="results directory written by `animbench bench`")
+    q.add_argument("--by", choices=("frame", "video"), default="frame",
+                   help="frame-weighted (FOMM, default) or video-weighted (Monkey-Net) means")
+    q.set_defaults(func=_leaderboard)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from reports.report import write_report
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    written = write_report(args.results, args.out, formats, args.by)
+    for fmt, paths in written.items():
+        for path in paths:
+            print(f"{fmt}\t{path}")
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from bench.results import Results
+    from reports.tables import comparisons_markdown, to_markdown
+
+    results = Results(args.results)
+    print(to_markdown(results, args.by))
+    print("Paired comparisons\n")
+    print(comparisons_markdown(results, args.by), end="")
+    return 0

@@ -1,0 +1,175 @@
+"""The evaluation protocols: which frames a method is given, what its output is compared with, and how.
+
+- reconstruction (FOMM `run.py --mode reconstruction`, reference §5.1): for each test video the source is
+  frame 0, and every frame t, t = 0 included, drives the model with absolute keypoints; the prediction of
+  frame t is compared with frame t. No cap on the number of videos (FOMM's `it > num_videos` off-by-one is
+  not reproduced).
+- animation (FOMM `--mode animate`): cross-identity pairs from a CSV like FOMM's taichi256.csv
+  (`distance,source,driving,frame`; `distance` is unused, as in FOMM) or seeded random pairs; the source is
+  frame `frame` of the source video (0 in every FOMM pairs file), the whole driving video drives it. There is
+  no ground truth, so only distribution (FID) and identity metrics apply; identity metrics compare each
+  generated frame with the source frame.
+
+Predictions are quantised as the official code saves them, floor(255 * pred), before any metric: the papers'
+pose and identity metrics read those PNGs, and the frame store holds uint8 frames too. The quantisation is
+recorded on every result row.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prep.errors import AnimbenchError
+from prep.store import FrameStore
+
+PROTOCOLS = ("reconstruction", "animation")
+VARIANTS = ("legacy", "clean")
+QUANTISATION = "floor(255*clip(pred,0,1)) to uint8, as the official code's (255*x).astype(uint8) PNGs"
+# No ground truth in animation: only distances between frame sets and identity against the source frame.
+ANIMATION_METRICS = ("fid*", "aed*", "identity*")
+PAIR_COLUMNS = ("source", "driving")
+VIDEO_SUFFIXES = (".mp4", ".png", ".gif", ".avi", ".mov", ".mkv", ".webm", ".jpg")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One generated video: a source frame animated by a driving video (its own video in reconstruction)."""
+
+    video_id: str  # the row key: the test video (reconstruction) or "pair-NNNN" (animation)
+    source_video: str
+    source_frame: int
+    driving_video: str
+
+
+def check_protocol(protocol: str, variant: str) -> None:
+    """Raise a one-line error for an unknown protocol or variant."""
+    if protocol not in PROTOCOLS:
+        raise AnimbenchError(f"--protocol {protocol!r}: expected one of {list(PROTOCOLS)}")
+    if variant not in VARIANTS:
+        raise AnimbenchError(f"--protocol-variant {variant!r}: expected one of {list(VARIANTS)}")
+
+
+def check_metrics(protocol: str, metrics: list[str]) -> None:
+    """Animation has no ground truth: refuse metrics that would need one, naming them."""
+    if not metrics:
+        raise AnimbenchError("--metrics: give at least one metric")
+    if protocol == "animation":
+        bad = [m for m in metrics if not any(fnmatch.fnmatch(m, p) for p in ANIMATION_METRICS)]
+        if bad:
+            raise AnimbenchError(f"--metrics {','.join(bad)}: the animation protocol has no ground truth; "
+                                 f"use metrics matching {list(ANIMATION_METRICS)}")
+
+
+def quantize(pred: Any) -> np.ndarray:
+    """(B, 3, H, W) float predictions in [0, 1] (tensor or array) -> uint8 (B, H, W, 3) = floor(255 * pred).
+
+    Values are clipped to [0, 1] first: the official code's astype(uint8) would wrap out-of-range values,
+    which a sigmoid output never produces.
+    """
+    if hasattr(pred, "detach"):
+        pred = pred.detach().cpu().numpy()
+    x = np.clip(np.asarray(pred, dtype=np.float32), 0.0, 1.0)
+    return np.floor(x * np.float32(255)).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def _split_videos(store: FrameStore, split: str) -> list[str]:
+    vids = sorted(store.videos(split))
+    if not vids:
+        raise AnimbenchError(f"store {store.root}: split {split!r} has no videos (splits: {store.splits()})")
+    return vids
+
+
+def reconstruction_items(store: FrameStore, split: str = "test", limit: int | None = None) -> list[Item]:
+    """One item per video of the split (sorted ids): source frame 0, driven by its own frames."""
+    vids = _split_videos(store, split)[:limit]
+    return [Item(v, v, 0, v) for v in vids]
+
+
+def _resolve(name: str, ids: set[str]) -> str | None:
+    if name in ids:
+        return name
+    stem, ext = os.path.splitext(name)
+    return stem if ext.lower() in VIDEO_SUFFIXES and stem in ids else None
+
+
+def read_pairs_csv(path: str | os.PathLike, store: FrameStore, split: str = "test", *,
+                   skip_missing: bool = False) -> tuple[list[Item], int]:
+    """Pairs from a FOMM-style CSV (`[distance,]source,driving[,frame]`); returns (items, pairs skipped).
+
+    Names may carry a video suffix (`abc#000261#000596.mp4` matches the store id `abc#000261#000596`).
+    A pair naming a video the split lacks is an error, or is skipped with skip_missing (FOMM filters them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnimbenchError(f"pairs file {path}: no such file")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing_cols = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing_cols:
+            raise AnimbenchError(f"pairs file {path}: columns {missing_cols} missing; expected "
+                                 "distance,source,driving,frame (FOMM's taichi256.csv layout)")
+        rows = list(reader)
+    ids = set(_split_videos(store, split))
+    items, skipped = [], 0
+    for line, row in enumerate(rows, start=2):
+        source, driving = _resolve(row["source"], ids), _resolve(row["driving"], ids)
+        if source is None or driving is None:
+            if skip_missing:
+                skipped += 1
+                continue
+            name = row["source"] if source is None else row["driving"]
+            raise AnimbenchError(f"pairs file {path} line {line}: video {name!r} is not in split {split!r} of "
+                                 f"store {store.root} (pass --skip-missing-pairs to drop such pairs)")
+        try:
+            frame = int(row.get("frame") or 0)
+        except ValueError:
+            raise AnimbenchError(f"pairs file {path} line {line}: field 'frame' is {row['frame']!r}, "
+                                 "expected an integer") from None
+        if not 0 <= frame < store.num_frames(source):
+            raise AnimbenchError(f"pairs file {path} line {line}: frame {frame} is outside video {source!r} "
+                                 f"({store.num_frames(source)} frames)")
+        items.append(Item(f"pair-{len(items):04d}", source, frame, driving))
+    if not items:
+        raise AnimbenchError(f"pairs file {path}: no pair names two videos of split {split!r}")
+    return items, skipped
+
+
+def random_pairs(store: FrameStore, split: str = "test", num_pairs: int | None = None, seed: int = 0) -> list[Item]:
+    """Seeded cross-identity pairs: each source (a shuffled cycle of the split) gets a driving video of another
+    person (another video when the store has no person ids); source frame 0. Default: one pair per video."""
+    vids = _split_videos(store, split)
+    if len(vids) < 2:
+        raise AnimbenchError(f"store {store.root}: split {split!r} has one video; animation pairs need two")
+    table = store.videos_table.set_index("video_id")
+    person = {v: (table.at[v, "person_id"] if isinstance(table.at[v, "person_id"], str) else v) for v in vids}
+    rng = np.random.default_rng(seed)
+    order = [vids[i] for i in rng.permutation(len(vids))]
+    n = len(vids) if num_pairs is None else int(num_pairs)
+    items = []
+    for i in range(n):
+        source = order[i % len(order)]
+        others = [v for v in vids if person[v] != person[source]] or [v for v in vids if v != source]
+        items.append(Item(f"pair-{i:04d}", source, 0, others[int(rng.integers(len(others)))]))
+    return items
+
+
+def describe(protocol: str, variant: str, *, pairs: str | None = None, skipped_pairs: int = 0,
+             seed: int = 0) -> dict[str, Any]:
+    """What the manifest records about the protocol."""
+    d: dict[str, Any] = {"name": protocol, "variant": variant, "quantisation": QUANTISATION}
+    if protocol == "reconstruction":
+        d["frames"] = "source = frame 0 of each video; every frame t (t = 0 included) driven, absolute keypoints"
+        d["compared_with"] = "the ground-truth frame t"
+    else:
+        d["frames"] = "source = frame `frame` of the source video; every frame of the driving video driven"
+        d["compared_with"] = "identity metrics: the source frame; set metrics (FID): the driving frames"
+        d["pairs"] = pairs or f"seeded random cross-identity pairs (seed {seed})"
+        d["pairs_skipped"] = skipped_pairs
+    return d

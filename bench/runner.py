@@ -1,0 +1,411 @@
+"""Run registered methods over a frame store under a protocol, score every frame, write a results directory.
+
+The unit of work is (method, chunk of videos): each runs in a Ray task (one GPU per task when the cluster
+has GPUs, one CPU otherwise) or, with workers=1, in this process. A task loads its method once per worker
+process, generates each video, quantises the predictions as the official code does, scores them with the
+metric registry and returns per-frame rows; the driver sorts them and hands them to bench.results.
+
+Determinism: every video is generated under a seed derived from (seed, method, video), torch runs with
+deterministic algorithms, and rows are sorted, so the same bench on CPU gives identical tables however its
+videos were split across workers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench import protocols
+from bench import results as R
+from bench.metrics.registry import FrameScores, get_metric, metric_spec
+from prep.errors import AnimbenchError
+from prep.imagecodec import encode_image
+from prep.provenance import package_versions
+from prep.store import EncodeOptions, FrameStore
+
+RESERVED_LABELS = ("_source", "_driving")
+# FOMM run.py --mode animate, animate_params.normalization_params of every official config
+ANIMATE_KWARGS = {"relative": True, "adapt_scale": False}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method to bench: registry name, optional checkpoint and config, and the label its rows carry."""
+
+    name: str
+    checkpoint: str | None = None
+    config: str | None = None
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The label used in results (defaults to the registry name)."""
+        return self.label or self.name
+
+
+def parse_method_spec(text: str) -> MethodSpec:
+    """Parse `[LABEL:]NAME[=CHECKPOINT][@CONFIG]`, e.g. `fomm=vox-cpk.pth.tar@vox-256.yaml`, `copy-source`."""
+    spec = text.strip()
+    label = None
+    head = spec.split("=", 1)[0].split("@", 1)[0]
+    if ":" in head:
+        label, spec = spec.split(":", 1)
+    rest, _, config = spec.partition("@")
+    name, _, checkpoint = rest.partition("=")
+    if not name or (label is not None and not label):
+        raise AnimbenchError(f"method spec {text!r}: expected [LABEL:]NAME[=CHECKPOINT][@CONFIG]")
+    return MethodSpec(name.strip(), checkpoint.strip() or None, config.strip() or None,
+                      label.strip() if label else None)
+
+
+def _check_methods(methods: Sequence[MethodSpec]) -> None:
+    if not methods:
+        raise AnimbenchError("--methods: give at least one method")
+    from methods.registry import get_method
+
+    seen = set()
+    for m in methods:
+        get_method(m.name)  # an unknown name fails here, before any work
+        if m.key in seen:
+            raise AnimbenchError(f"--methods: {m.key!r} appears twice; give one a label (LABEL:{m.name}=...)")
+        if m.key.startswith("_") or "/" in m.key or m.key in (".", ".."):
+            raise AnimbenchError(f"--methods: label {m.key!r} must not start with '_' or contain '/'")
+        seen.add(m.key)
+        if m.checkpoint is not None and not Path(m.checkpoint).is_file():
+            raise AnimbenchError(f"method {m.key}: checkpoint {m.checkpoint} does not exist")
+
+
+@dataclass
+class Task:
+    """One unit of work: a method over a chunk of items (everything a worker needs, picklable)."""
+
+    method: MethodSpec
+    store: str
+    items: list[protocols.Item]
+    protocol: str
+    variant: str
+    metrics: list[str]
+    device: str
+    seed: int
+    out: str
+    sample_videos: list[str] = field(default_factory=list)
+    sample_frames: int = 4
+    write_inputs: bool = False
+    batch_size: int = 16
+    threads: int | None = None
+
+
+# ------------------------------------------------------------------------------------------- worker side
+_MODELS: dict[tuple, tuple[Any, dict]] = {}
+_METRICS: dict[tuple, Any] = {}
+
+
+def _deterministic(seed: int, device: str, threads: int | None) -> None:
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def _accepts(target: Any, option: str) -> bool:
+    fn = target.__init__ if inspect.isclass(target) else target
+    return option in inspect.signature(fn).parameters
+
+
+def build_metric(name: str, device: str, variant: str) -> tuple[Any, bool]:
+    """A metric object with the device and legacy/clean protocol passed where the metric takes them; returns
+    (metric, whether the variant applies to it)."""
+    spec = metric_spec(name)
+    options: dict[str, Any] = {}
+    if _accepts(spec.target, "device"):
+        options["device"] = device
+    takes_variant = _accepts(spec.target, "protocol")
+    if takes_variant:
+        options["protocol"] = variant
+    key = (name, tuple(sorted(options.items())))
+    if key not in _METRICS:
+        _METRICS[key] = get_metric(name, **options)
+    return _METRICS[key], takes_variant
+
+
+def _load(method: MethodSpec, device: str) -> tuple[Any, dict]:
+    from methods.registry import load_model  # methods never import bench; the runner imports methods lazily
+
+    key = (method.name, method.checkpoint, method.config, device)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(method.name, checkpoint=method.checkpoint, config=method.config, device=device)
+    return _MODELS[key]
+
+
+def _to_tensor(frames: np.ndarray, device: str):
+    from prep.pairs import to_tensor
+
+    return to_tensor(frames).to(device)
+
+
+def _generate(model: Any, protocol: str, source: np.ndarray, driving: np.ndarray, device: str,
+              batch_size: int) -> np.ndarray:
+    """uint8 predictions (T, H, W, 3) for one source frame (H, W, 3) and driving frames (T, H, W, 3)."""
+    import torch
+
+    src = _to_tensor(source[None], device)
+    with torch.no_grad():
+        if protocol == "animation":
+            return protocols.quantize(model.animate(src, _to_tensor(driving, device), **ANIMATE_KWARGS))
+        out = []
+        for start in range(0, len(driving), batch_size):
+            drv = _to_tensor(driving[start:start + batch_size], device)
+            out.append(protocols.quantize(model.reconstruct(src.expand(len(drv), -1, -1, -1), drv)))
+    return np.concatenate(out)
+
+
+def _write_png(path: Path, frame: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(encode_image(frame, EncodeOptions("png")))
+    os.replace(tmp, path)
+
+
+def sample_indices(n: int, k: int) -> list[int]:
+    """k evenly spaced frame indices of an n-frame video (first and last included)."""
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(k, n))})
+
+
+def _save_samples(task: Task, item: protocols.Item, pred: np.ndarray, source: np.ndarray,
+                  driving: np.ndarray) -> None:
+    root = Path(task.out) / R.SAMPLES_DIR
+    for t in sample_indices(len(pred), task.sample_frames):
+        _write_png(root / task.method.key / item.video_id / f"{t:07d}.png", pred[t])
+        if task.write_inputs:
+            _write_png(root / "_driving" / item.video_id / f"{t:07d}.png", driving[t])
+    if task.write_inputs:
+        _write_png(root / "_source" / item.video_id / f"{item.source_frame:07d}.png", source)
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Generate and score one chunk; return its per-frame rows and what provenance it saw."""
+    t0 = time.perf_counter()
+    _deterministic(task.seed, task.device, task.threads)
+    import torch
+
+    store = FrameStore(task.store)
+    model, model_prov = _load(task.method, task.device)
+    metrics = {m: build_metric(m, task.device, task.variant) for m in task.metrics}
+    versions = package_versions()
+    cols: dict[str, list] = {c: [] for c in ("video_id", "frame_index", "source_video", "source_frame",
+                                             "driving_video", "metric", "value", "skipped")}
+    features: dict[str, dict[str, list]] = {}
+    frames_done = 0
+    for item in task.items:
+        torch.manual_seed(task.seed ^ zlib.crc32(f"{task.method.key}/{item.video_id}".encode()))
+        source = store.read(item.source_video, [item.source_frame])[0]
+        driving = store.read(item.driving_video)
+        pred = _generate(model, task.protocol, source, driving, task.device, task.batch_size)
+        # reconstruction compares with the driving (= ground-truth) frames; animation with the source frame
+        reference = driving if task.protocol == "reconstruction" else np.repeat(source[None], len(pred), 0)
+        for name, (metric, _) in metrics.items():
+            if metric_spec(name).kind == "set":
+                feats = features.setdefault(name, {"pred": [], "real": []})
+                feats["pred"].append(metric.features(pred))
+                if task.write_inputs:  # the real set (driving frames) is the same for every method
+                    feats["real"].append(metric.features(driving))
+                continue
+            scores: FrameScores = metric(pred, reference)
+            n = scores.n_frames
+            cols["video_id"] += [item.video_id] * n
+            cols["frame_index"] += list(range(n))
+            cols["source_video"] += [item.source_video] * n
+            cols["source_frame"] += [item.source_frame] * n
+            cols["driving_video"] += [item.driving_video] * n
+            cols["metric"] += [name] * n
+            cols["value"] += scores.values.tolist()
+            cols["skipped"] += scores.skipped.tolist()
+        if item.video_id in task.sample_videos:
+            _save_samples(task, item, pred, source, driving)
+        frames_done += len(pred)
+    moments = {name: {side: _moments(f[side]) for side in ("pred", "real") if f[side]}
+               for name, f in features.items()}
+    return {
+        "rows": pd.DataFrame(cols), "moments": moments, "versions": versions,
+        "metrics": {name: {**_metric_columns(metric), "variant_applies": applies}
+                    for name, (metric, applies) in metrics.items()},
+        "model_provenance": model_prov, "frames": frames_done, "seconds": time.perf_counter() - t0,
+    }
+
+
+def _metric_columns(metric: Any) -> dict[str, Any]:
+    d = metric.describe()
+    weights = [w.get("sha256", "") for w in d.get("weights", [])]
+    return {"metric_backend": str(d.get("backend", "")), "metric_weights_sha256": "+".join(weights) or "none",
+            "describe": d}
+
+
+# ------------------------------------------------------------------------------------------- driver side
+def _execute(tasks: list[Task], workers: int, use_gpu: bool) -> list[dict[str, Any]]:
+    if workers == 1:
+        return [run_task(t) for t in tasks]
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        tmp = os.environ.get("RAY_TMPDIR")
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 **({"_temp_dir": tmp} if tmp else {}))
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
+        remote = ray.remote(run_task).options(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)
+        try:
+            return ray.get([remote.remote(t) for t in tasks])
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, AnimbenchError):  # a user error inside a task: one line, as in-process
+                raise AnimbenchError(str(exc.cause)) from None
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _moments(features: list[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """(n, mean, sum of centred outer products) of a chunk's features, float64: chunks merge exactly."""
+    x = np.concatenate(features).astype(np.float64)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    return len(x), mean, xc.T @ xc
+
+
+def merge_moments(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Pool chunk moments (Chan et al.'s parallel update), in the order given."""
+    n, mean, m2 = parts[0]
+    for nb, mb, m2b in parts[1:]:
+        delta = mb - mean
+        total = n + nb
+        m2 = m2 + m2b + np.outer(delta, delta) * (n * nb / total)
+        mean = mean + delta * (nb / total)
+        n = total
+    return n, mean, m2
+
+
+def _set_metric_value(metric: Any, pred: list, real: list) -> tuple[float, int]:
+    from bench.metrics.fid import FeatureStats
+
+    stats = []
+    for parts in (real, pred):
+        n, mean, m2 = merge_moments(parts)
+        if n < 2:
+            raise AnimbenchError(f"set metric: {n} frame(s), at least 2 are needed for a covariance")
+        stats.append(FeatureStats(mean, m2 / (n - 1), n))
+    return float(metric.distance(stats[0], stats[1])), stats[1].n
+
+
+def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol: str, metrics: Sequence[str],
+              out: str | os.PathLike, *, split: str = "test", device: str | None = None, workers: int | None = None,
+              seed: int = 0, limit_videos: int | None = None, variant: str = "legacy", pairs: str | None = None,
+              num_pairs: int | None = None, skip_missing_pairs: bool = False, sample_videos: int = 4,
+              sample_frames: int = 4, batch_size: int = 16, n_boot: int = R.DEFAULT_BOOT,
+              overwrite: bool = False) -> dict[str, Any]:
+    """Bench methods over a store's split under a protocol; write `out` (see bench.results); return its manifest."""
+    import torch
+
+    protocols.check_protocol(protocol, variant)
+    metrics = list(metrics)
+    protocols.check_metrics(protocol, metrics)
+    specs = {m: metric_spec(m) for m in metrics}  # unknown names fail before any work
+    _check_methods(methods)
+    fs = FrameStore(store)
+    skipped_pairs = 0
+    if protocol == "reconstruction":
+        items = protocols.reconstruction_items(fs, split, limit_videos)
+    elif pairs:
+        items, skipped_pairs = protocols.read_pairs_csv(pairs, fs, split, skip_missing=skip_missing_pairs)
+        items = items[:limit_videos]
+    else:
+        items = protocols.random_pairs(fs, split, num_pairs, seed)[:limit_videos]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    use_gpu = device.startswith("cuda")
+    if workers is None:
+        workers = max(1, torch.cuda.device_count()) if use_gpu else max(1, os.cpu_count() or 1)
+    out = R.prepare_results_dir(out, overwrite=overwrite)
+    chunk = max(1, math.ceil(len(items) / (2 * workers)))
+    samples = [it.video_id for it in items[:sample_videos]]
+    tasks = [Task(m, str(fs.root), items[i:i + chunk], protocol, variant, metrics, device, seed, str(out),
+                  sample_videos=samples, sample_frames=sample_frames, write_inputs=(k == 0), batch_size=batch_size,
+                  threads=None if workers == 1 else 1)
+             for k, m in enumerate(methods) for i in range(0, len(items), chunk)]
+    t0 = time.perf_counter()
+    done = _execute(tasks, workers, use_gpu)
+    seconds = time.perf_counter() - t0
+    return _write(out, methods, fs, tasks, done, metrics=metrics, specs=specs, protocol=protocol, variant=variant,
+                  split=split, pairs=pairs, skipped_pairs=skipped_pairs, seed=seed, device=device, workers=workers,
+                  n_items=len(items), seconds=seconds, n_boot=n_boot)
+
+
+def _write(out: Path, methods: Sequence[MethodSpec], fs: FrameStore, tasks: list[Task], done: list[dict[str, Any]],
+           *, metrics: list[str], specs: dict, protocol: str, variant: str, split: str, pairs: str | None,
+           skipped_pairs: int, seed: int, device: str, workers: int, n_items: int, seconds: float,
+           n_boot: int) -> dict[str, Any]:
+    versions: dict[str, dict[str, str]] = {}
+    frames, set_rows = [], []
+    run_methods: dict[str, Any] = {}
+    metric_info: dict[str, Any] = {}
+    real_moments: dict[str, list] = {}  # filled by the first method's tasks
+    for m in methods:
+        parts = [(t, d) for t, d in zip(tasks, done, strict=True) if t.method == m]
+        prov = parts[0][1]["model_provenance"]
+        ckpt, cfg = prov.get("checkpoint") or {}, prov.get("config") or {}
+        cols = {"method": m.key, "method_name": m.name, "checkpoint_sha256": ckpt.get("sha256", "none"),
+                "config_path": str(cfg.get("path", "")), "config_sha256": cfg.get("sha256", "none"),
+                "store_fingerprint": fs.fingerprint, "split": split, "protocol": protocol,
+                "protocol_variant": variant, "quantisation": protocols.QUANTISATION}
+        pred_moments: dict[str, list] = {}
+        for _, d in parts:
+            vid = R.versions_id(d["versions"])
+            versions[vid] = d["versions"]
+            rows = d["rows"].assign(**cols, versions_id=vid)
+            info = d["metrics"]
+            rows["metric_backend"] = rows["metric"].map(lambda n, i=info: i[n]["metric_backend"])
+            rows["metric_weights_sha256"] = rows["metric"].map(lambda n, i=info: i[n]["metric_weights_sha256"])
+            frames.append(rows)
+            for name, mom in d["moments"].items():
+                pred_moments.setdefault(name, []).append(mom["pred"])
+                if "real" in mom:
+                    real_moments.setdefault(name, []).append(mom["real"])
+            for name, i in info.items():
+                metric_info.setdefault(name, {"describe": i["describe"], "variant_applies": i["variant_applies"]})
+        for name, pm in sorted(pred_moments.items()):
+            metric, _ = build_metric(name, device, variant)
+            value, n = _set_metric_value(metric, pm, real_moments[name])
+            info = parts[0][1]["metrics"][name]
+            set_rows.append({**cols, "metric": name, "mean": value, "n_frames": n, "n_videos": n_items,
+                             "versions_id": R.versions_id(parts[0][1]["versions"]),
+                             "metric_backend": info["metric_backend"],
+                             "metric_weights_sha256": info["metric_weights_sha256"]})
+        run_methods[m.key] = {**asdict(m), "checkpoint_sha256": cols["checkpoint_sha256"],
+                              "config_sha256": cols["config_sha256"], "provenance": prov,
+                              "frames": sum(d["frames"] for _, d in parts),
+                              "task_seconds": round(sum(d["seconds"] for _, d in parts), 3)}
+    run = {
+        "protocol": protocols.describe(protocol, variant, pairs=pairs, skipped_pairs=skipped_pairs, seed=seed),
+        "store": {"path": str(fs.root), "fingerprint": fs.fingerprint, "split": split, "videos": n_items},
+        "methods": run_methods, "method_order": [m.key for m in methods],
+        "metrics": metric_info, "metric_order": metrics,
+        "executor": "in-process" if workers == 1 else "ray", "workers": workers, "device": device, "seed": seed,
+        "animate": ANIMATE_KWARGS if protocol == "animation" else None, "seconds": round(seconds, 3),
+    }
+    all_frames = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(R.FRAME_COLUMNS))
+    return R.write_results(out, all_frames, run=run, versions=versions, set_rows=set_rows, n_boot=n_boot, seed=seed,
+                           higher_is_better={n: s.higher_is_better for n, s in specs.items()})

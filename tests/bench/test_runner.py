@@ -1,0 +1,232 @@
+"""The bench runner: reference baselines over a tiny store, provenance on every row, determinism, Ray, CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import protocols
+from bench import results as R
+from bench.cli import main
+from bench.metrics.registry import FrameScores, base_description, register_metric
+from bench.runner import MethodSpec, merge_moments, parse_method_spec, run_bench, sample_indices
+from prep.errors import AnimbenchError
+from prep.store import FrameStore, FrameStoreWriter
+
+SIZE, FRAMES = 32, 5
+BASELINES = [MethodSpec("copy-source"), MethodSpec("oracle")]
+
+
+def _video(seed: int, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    frames = []
+    for t in range(n):  # a bright square moving over a noise background: every frame differs from frame 0
+        f = base.copy()
+        f[4:12, 2 + 3 * t:10 + 3 * t] = 255
+        frames.append(f)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> FrameStore:
+    root = tmp_path_factory.mktemp("store") / "s"
+    with FrameStoreWriter(root, {"recipe": "test"}) as w:
+        for i, (split, person) in enumerate([("test", "p0"), ("test", "p1"), ("test", "p2"), ("train", "p3")]):
+            w.add_video(f"vid{i}", _video(i, FRAMES + i % 2), split=split, person_id=person)
+    return FrameStore(root)
+
+
+@pytest.fixture(scope="module")
+def baseline_run(store, tmp_path_factory) -> R.Results:
+    out = tmp_path_factory.mktemp("runs") / "a"
+    run_bench(BASELINES, store.root, "reconstruction", ["l1", "psnr", "ssim"], out, workers=1, n_boot=200)
+    return R.Results(out)
+
+
+def test_reconstruction_scores_every_frame_against_its_ground_truth(store, baseline_run):
+    f = baseline_run.frames()
+    n_frames = sum(store.num_frames(v) for v in store.videos("test"))
+    assert len(f) == 2 * 3 * n_frames  # methods x metrics x frames; frame 0 is driven too
+    oracle = f[f["method"] == "oracle"].pivot_table(index="metric", values="value", aggfunc=["min", "max"])
+    assert oracle.loc["l1"].tolist() == [0.0, 0.0]  # floor(255 * k/255) == k: quantisation is exact
+    assert oracle.loc["psnr"].tolist() == [math.inf, math.inf]  # identical frames, as scikit-image
+    assert oracle.loc["ssim"].tolist() == [1.0, 1.0]
+    cs = f[(f["method"] == "copy-source") & (f["metric"] == "l1")].set_index(["video_id", "frame_index"])["value"]
+    for vid in store.videos("test"):
+        gt = store.read(vid).astype(np.int16)
+        expected = np.abs(gt - gt[0]).reshape(len(gt), -1).mean(axis=1) / 255.0
+        np.testing.assert_allclose(cs.loc[vid].to_numpy(), expected, rtol=0, atol=1e-15)
+    assert cs.xs(0, level="frame_index").eq(0).all() and (cs.drop(0, level="frame_index") > 0).all()
+
+
+def test_every_row_carries_its_provenance(store, baseline_run):
+    m = baseline_run.manifest
+    for table in (baseline_run.frames(), baseline_run.videos(), baseline_run.aggregates()):
+        for col in R.PROVENANCE_COLUMNS:
+            assert table[col].notna().all(), col
+            assert col == "config_path" or (table[col].astype(str) != "").all(), col
+        assert set(table["store_fingerprint"]) == {store.fingerprint}
+        assert set(table["protocol"]) == {"reconstruction"} and set(table["protocol_variant"]) == {"legacy"}
+        assert set(table["quantisation"]) == {protocols.QUANTISATION}
+        assert set(table["versions_id"]) <= set(m["versions"])
+        assert set(table["checkpoint_sha256"]) == {"none"}  # the baselines load no checkpoint
+    backend = baseline_run.frames().groupby("metric")["metric_backend"].first()
+    assert backend["l1"].startswith("numpy ") and backend["ssim"].startswith("torch ")
+    assert set(baseline_run.frames()["metric_weights_sha256"]) == {"none"}  # pixel metrics load no weights
+    assert "torch" in m["versions"][next(iter(m["versions"]))]
+    assert m["run"]["method_order"] == ["copy-source", "oracle"] and m["run"]["executor"] == "in-process"
+    assert m["run"]["metrics"]["ssim"]["describe"]["settings"]["win_size"] == 11
+    assert m["run"]["methods"]["oracle"]["provenance"]["method"] == "oracle"
+
+
+def test_aggregates_and_comparisons_favour_the_oracle(baseline_run):
+    a = baseline_run.aggregates().set_index(["method", "metric", "weighting"])
+    assert a.loc[("oracle", "l1", "frame"), "mean"] == 0 and a.loc[("oracle", "psnr", "video"), "mean"] == math.inf
+    cs = a.loc[("copy-source", "l1", "frame")]
+    assert 0 < cs["ci_low"] <= cs["mean"] <= cs["ci_high"] and cs["n_videos"] == 3
+    c = baseline_run.comparisons().set_index(["metric", "weighting"])
+    assert set(c.loc[["l1", "ssim"], "better"]) == {"oracle"}
+    # copy-source reproduces frame 0 exactly, so its PSNR mean is +inf too; inf - inf has no sign
+    assert a.loc[("copy-source", "psnr", "frame"), "mean"] == math.inf
+    assert set(c.loc["psnr", "better"]) == {"undefined"}
+
+
+def test_sample_frames_are_saved_for_reports(store, baseline_run):
+    vid = store.videos("test")[0]
+    frames = baseline_run.sample_frames("oracle", vid)
+    assert [p.name for p in frames] == [f"{t:07d}.png" for t in sample_indices(store.num_frames(vid), 4)]
+    from prep.imagecodec import decode_image
+
+    t = int(frames[-1].stem)
+    assert np.array_equal(decode_image(frames[-1].read_bytes()), store.read(vid, [t])[0])
+    assert len(baseline_run.sample_frames("_source", vid)) == 1 and baseline_run.sample_videos() == store.videos("test")
+
+
+def test_two_runs_give_identical_tables(store, baseline_run, tmp_path):
+    again = run_bench(BASELINES, store.root, "reconstruction", ["l1", "psnr", "ssim"], tmp_path / "b", workers=1,
+                      n_boot=200)
+    assert again["tables"] == baseline_run.manifest["tables"]  # same sha256 for every table
+
+
+def test_ray_with_two_workers_matches_the_in_process_run(store, baseline_run, tmp_path):
+    manifest = run_bench(BASELINES, store.root, "reconstruction", ["l1", "psnr", "ssim"], tmp_path / "ray",
+                         workers=2, n_boot=200)
+    assert manifest["run"]["executor"] == "ray" and manifest["run"]["workers"] == 2
+    pd.testing.assert_frame_equal(R.Results(tmp_path / "ray").frames(), baseline_run.frames())
+    assert manifest["tables"] == baseline_run.manifest["tables"]
+
+
+# A set metric and an identity metric registered here exercise the animation path without network weights.
+@register_metric("fid_test_colour", kind="set", higher_is_better=False, backend="numpy")
+class ColourFD:
+    """Frechet distance between the mean-colour distributions of two frame sets (a test stand-in for FID)."""
+
+    def __init__(self, spec, device: str = "cpu"):
+        self.spec = spec
+
+    def features(self, frames: np.ndarray) -> np.ndarray:
+        """Per-frame mean RGB and mean of squares: (N, 6)."""
+        x = frames.reshape(len(frames), -1, 3).astype(np.float64) / 255
+        return np.concatenate([x.mean(1), (x * x).mean(1)], axis=1)
+
+    def distance(self, a, b) -> float:
+        """Squared distance of means plus trace difference (enough to order two sets)."""
+        return float(((a.mu - b.mu) ** 2).sum() + abs(np.trace(a.sigma) - np.trace(b.sigma)))
+
+    def describe(self) -> dict:
+        """Provenance."""
+        return base_description(self.spec)
+
+
+@register_metric("identity_test_colour", kind="paired", higher_is_better=False, backend="numpy")
+def identity_test_colour(pred: np.ndarray, gt: np.ndarray) -> FrameScores:
+    """Per-frame distance of mean colours to the reference frames (a test stand-in for an identity metric)."""
+    d = np.abs(pred.reshape(len(pred), -1, 3).mean(1) - gt.reshape(len(gt), -1, 3).mean(1)).sum(1)
+    return FrameScores(d)
+
+
+def test_animation_uses_pairs_and_compares_identity_with_the_source(store, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("distance,source,driving,frame\n1.5,vid0.mp4,vid1.mp4,0\n2.0,vid2,vid0.mp4,1\n")
+    run_bench(BASELINES, store.root, "animation", ["identity_test_colour", "fid_test_colour"], tmp_path / "an",
+              workers=1, pairs=str(pairs), n_boot=100)
+    res = R.Results(tmp_path / "an")
+    v = res.videos().set_index(["method", "video_id"])
+    assert list(v.loc["copy-source"].index) == ["pair-0000", "pair-0001"]
+    assert v.loc[("copy-source", "pair-0001"), ["source_video", "source_frame", "driving_video"]].tolist() == \
+        ["vid2", 1, "vid0"]
+    assert (v.loc["copy-source", "mean"] == 0).all() and (v.loc["oracle", "mean"] > 0).all()
+    a = res.aggregates().set_index(["method", "metric", "weighting"])
+    n_driving = store.num_frames("vid1") + store.num_frames("vid0")
+    assert a.loc[("oracle", "fid_test_colour", "set"), "mean"] == pytest.approx(0, abs=1e-12)
+    assert a.loc[("copy-source", "fid_test_colour", "set"), "mean"] > 0
+    assert a.loc[("oracle", "fid_test_colour", "set"), "n_frames"] == n_driving
+    assert res.manifest["run"]["protocol"]["pairs"] == str(pairs)
+
+
+def test_animation_refuses_metrics_that_need_ground_truth(store, tmp_path):
+    with pytest.raises(AnimbenchError, match="no ground truth"):
+        run_bench(BASELINES, store.root, "animation", ["l1"], tmp_path / "x", workers=1)
+    assert not (tmp_path / "x").exists()
+
+
+def test_pairs_naming_unknown_videos_fail_or_are_skipped(store, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("distance,source,driving,frame\n0,vid0.mp4,vid9.mp4,0\n0,vid1.mp4,vid2.mp4,0\n")
+    with pytest.raises(AnimbenchError, match=r"line 2: video 'vid9.mp4' is not in split 'test'"):
+        protocols.read_pairs_csv(pairs, store)
+    items, skipped = protocols.read_pairs_csv(pairs, store, skip_missing=True)
+    assert skipped == 1 and [(i.source_video, i.driving_video) for i in items] == [("vid1", "vid2")]
+
+
+def test_random_pairs_are_seeded_and_cross_identity(store):
+    a, b = protocols.random_pairs(store, seed=3), protocols.random_pairs(store, seed=3)
+    assert a == b and len(a) == 3
+    assert all(i.source_video != i.driving_video for i in a)
+    assert protocols.random_pairs(store, seed=4, num_pairs=7) != protocols.random_pairs(store, seed=3, num_pairs=7)
+
+
+def test_quantisation_floors_like_the_official_png_writer():
+    pred = np.array([0.0, 0.999, 1 / 255, 0.5, 1.0, 1.7, -0.2], np.float32).reshape(1, 1, 1, 7).repeat(3, 1)
+    assert protocols.quantize(pred)[0, 0, :, 0].tolist() == [0, 254, 1, 127, 255, 255, 0]
+
+
+def test_chunk_moments_merge_to_the_pooled_covariance():
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    parts = [(len(c), c.mean(0), (c - c.mean(0)).T @ (c - c.mean(0))) for c in np.split(x, [7, 8, 30])]
+    n, mean, m2 = merge_moments(parts)
+    assert n == 50 and np.allclose(mean, x.mean(0)) and np.allclose(m2 / 49, np.cov(x, rowvar=False))
+
+
+def test_method_spec_syntax():
+    assert parse_method_spec("fomm=ck.pth.tar@vox-256.yaml") == MethodSpec("fomm", "ck.pth.tar", "vox-256.yaml")
+    assert parse_method_spec("ep50:fomm=/a/b.tar") == MethodSpec("fomm", "/a/b.tar", None, "ep50")
+    assert parse_method_spec("oracle").key == "oracle"
+    with pytest.raises(AnimbenchError, match="expected"):
+        parse_method_spec(":fomm")
+
+
+def test_cli_bench_then_leaderboard(store, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["bench", "--methods", "copy-source", "--methods", "oracle", "--store", str(store.root),
+                 "--protocol", "reconstruction", "--metrics", "l1,psnr", "--out", str(out), "--workers", "1",
+                 "--n-boot", "50"])
+    assert code == 0 and "oracle" in capsys.readouterr().out
+    assert main(["leaderboard", str(out), "--by", "video"]) == 0
+    text = capsys.readouterr().out
+    assert "| oracle | **0** [0, 0] | **inf** [inf, inf] |" in text and "video-weighted" in text
+
+
+def test_cli_errors_are_one_line_exit_2(store, tmp_path, capsys):
+    assert main(["bench", "--methods", "oracle,oracle", "--store", str(store.root), "--protocol",
+                 "reconstruction", "--metrics", "l1", "--out", str(tmp_path / "o"), "--workers", "1"]) == 2
+    assert "appears twice" in capsys.readouterr().err
+    assert main(["bench", "--methods", "nosuch", "--store", str(store.root), "--protocol", "reconstruction",
+                 "--metrics", "l1", "--out", str(tmp_path / "o2"), "--workers", "1"]) == 2
+    assert "unknown method 'nosuch'" in capsys.readouterr().err
+    assert main(["leaderboard", str(tmp_path / "missing")]) == 2
+    assert "no such directory" in capsys.readouterr().err

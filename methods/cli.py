@@ -1,9 +1,135 @@
-"""CLI commands of this package (registered into `animbench` by bench.cli)."""
+"""CLI commands of the methods package: `methods`, `train`, `reconstruct`, `animate` (thin: parse, call, print)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+
+from prep.errors import AnimbenchError
+
+
+def _bool(text: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this package's subcommands."""
+    """Add the methods subcommands."""
+    p = sub.add_parser("methods", help="list the registered methods: paper, configs, official checkpoints")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter on names (default: all)")
+    p.add_argument("--json", action="store_true", help="print the method cards as JSON")
+    p.set_defaults(func=_methods)
+
+    p = sub.add_parser("train", help="train a method on a frame store's train split")
+    p.add_argument("method")
+    p.add_argument("--store", required=True, help="frame store directory")
+    p.add_argument("--config", required=True, help="YAML config (official or ours)")
+    p.add_argument("--out", required=True, help="run directory: checkpoints, tb/ logs, run.json")
+    p.add_argument("--epochs", type=int, help="override train_params.num_epochs")
+    p.add_argument("--repeats", type=int, help="override train_params.num_repeats")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (a checkpoint is saved)")
+    p.add_argument("--batch-size", type=int, help="override train_params.batch_size (global, over all processes)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                   help="autocast: auto = bf16 on CUDA, off on CPU")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--log-every", type=int, default=10, help="print the losses every N steps")
+    p.add_argument("--align-corners", type=_bool, default=None, metavar="true|false",
+                   help="grid_sample convention (default true: the official weights' torch 1.0 semantics)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("reconstruct", help="FOMM's reconstruction protocol on a store split (absolute keypoints)")
+    p.add_argument("method")
+    p.add_argument("--checkpoint", help="official-layout .pth.tar (not for the baselines)")
+    p.add_argument("--config", help="YAML config matching the checkpoint (not for the baselines)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--out", required=True, help="directory: predictions/ (a frame store) and reconstruction.json")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--limit-videos", type=int, help="only the first N videos of the split")
+    p.add_argument("--align-corners", type=_bool, default=None, metavar="true|false")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=_reconstruct)
+
+    p = sub.add_parser("animate", help="animate a source image by a driving video")
+    p.add_argument("method")
+    p.add_argument("--checkpoint")
+    p.add_argument("--config")
+    p.add_argument("--source", required=True, help="source image (png, jpg, ...)")
+    p.add_argument("--driving", required=True, help="driving video (any container FFmpeg reads: mp4, mov, mkv, gif)")
+    p.add_argument("--out", required=True,
+                   help="OUT.mp4, OUT.gif, OUT.npy (raw float32 frames) or OUT/ (a directory of %%07d.png)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--relative", dest="relative", action="store_true", default=None,
+                      help="relative keypoint motion (default: the config's animate/transfer params)")
+    mode.add_argument("--absolute", dest="relative", action="store_false", help="absolute driving keypoints")
+    p.add_argument("--adapt-scale", action="store_true", default=None,
+                   help="scale the motion by the keypoint hull-area ratio (default: the config's)")
+    p.add_argument("--align-corners", type=_bool, default=None, metavar="true|false")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the driving video's)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_animate)
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from methods.registry import get_method, list_methods
+
+    cards = [get_method(n) for n in list_methods(args.pattern)]
+    if not cards:
+        raise AnimbenchError(f"no method matches {args.pattern!r} (methods: {', '.join(list_methods())})")
+    if args.json:
+        print(json.dumps([c.as_dict() for c in cards], indent=2))
+        return 0
+    for c in cards:
+        print(f"{c.name}  [{c.family}{'' if c.trainable else ', not trainable'}]")
+        print(f"  paper:       {c.paper}")
+        if c.configs:
+            print(f"  configs:     {', '.join(f'{k}={v}' for k, v in c.configs.items())}")
+        print(f"  checkpoints: {', '.join(f'{k} ({v})' for k, v in c.checkpoints.items()) or '-'}")
+        if c.notes:
+            print(f"  notes:       {c.notes}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from methods.train import train
+
+    summary = train(args.method, args.store, args.config, args.out, epochs=args.epochs, num_repeats=args.repeats,
+                    max_steps=args.max_steps, batch_size=args.batch_size, device=args.device, amp=args.amp,
+                    resume=args.resume, seed=args.seed, num_workers=args.workers, log_every=args.log_every,
+                    align_corners=args.align_corners)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        keys = ("status", "method", "steps", "final_losses", "last_checkpoint", "steps_per_s", "wall_s")
+        print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from methods.infer import reconstruct
+
+    summary = reconstruct(args.method, args.store, args.out, checkpoint=args.checkpoint, config=args.config,
+                          split=args.split, batch_size=args.batch_size, device=args.device,
+                          limit_videos=args.limit_videos, align_corners=args.align_corners,
+                          overwrite=args.overwrite)
+    keys = ("method", "split", "num_videos", "num_frames", "l1", "l1_video_weighted", "l1_quantised",
+            "frames_per_s")
+    print(json.dumps({k: summary[k] for k in keys} | {"out": args.out}, indent=2))
+    return 0
+
+
+def _animate(args: argparse.Namespace) -> int:
+    from methods.infer import animate
+
+    record = animate(args.method, args.source, args.driving, args.out, checkpoint=args.checkpoint,
+                     config=args.config, relative=args.relative, adapt_scale=args.adapt_scale,
+                     align_corners=args.align_corners, device=args.device, fps=args.fps, overwrite=args.overwrite)
+    print(json.dumps({k: record[k] for k in ("output", "format", "num_frames", "frame_size", "fps", "mode")},
+                     indent=2))
+    return 0

@@ -1,0 +1,417 @@
+"""One training loop for FOMM and Monkey-Net, from frame stores (reference §2).
+
+    train("fomm", "stores/vox", "configs/fomm-tiny.yaml", "runs/fomm-vox", max_steps=100)
+
+Per epoch, FramePairDataset draws `num_repeats` pairs per training video (or per identity with id_sampling),
+augmented as the config says (methods.data). One step: the generator + keypoint losses backward jointly, step
+the generator and keypoint optimisers, then (when the method trains a GAN) the discriminator loss on the detached
+prediction and its step. Three Adam optimisers (the config's learning rates, betas (0.5, 0.999)) with
+MultiStepLR (gamma 0.1 at `epoch_milestones`), stepped per epoch.
+
+Outputs in `out_dir` (only rank 0 writes): `%08d-checkpoint.pth.tar` in the official layout (plus an `animbench`
+entry with the resume position and scheduler states) and `last-checkpoint.pth.tar` (a hard link to the newest),
+TensorBoard logs under `tb/`, and `run.json` (provenance; `status` is "complete" only once training finished).
+
+Randomness: model initialisation from `seed`; pairs and augmentation from (seed, epoch, index); the global torch
+generator (equivariance transforms) is re-seeded from (seed, rank, step) before every step. So a resumed run
+continues exactly as an uninterrupted one would, whatever the number of processes that saved it.
+
+Several processes (torchrun): WORLD_SIZE / RANK / LOCAL_RANK select DDP (gloo on CPU, nccl on CUDA); each network
+is wrapped in DistributedDataParallel, BatchNorm becomes SyncBatchNorm on CUDA (FOMM's statistics were over the
+whole batch), and each rank trains on its shard of every epoch. The config's batch_size is the global batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from methods.checkpoints import NETWORK_ENTRIES, load_checkpoint, load_into, save_checkpoint
+from methods.config import get_path, load_config
+from methods.data import make_transform
+from methods.registry import DEFAULT_ALIGN_CORNERS, get_method
+from prep.errors import AnimbenchError
+from prep.pairs import FramePairDataset
+from prep.provenance import package_versions
+from prep.store import FrameStore
+
+CHECKPOINT_NAME = "%08d-checkpoint.pth.tar"
+LAST_CHECKPOINT = "last-checkpoint.pth.tar"
+RUN_FILE = "run.json"
+ADAM_BETAS = (0.5, 0.999)
+
+
+@dataclass
+class DistInfo:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    initialised_here: bool = False
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    here = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+        here = True
+    return DistInfo(rank, world, local, dist.get_backend(), here)
+
+
+def _pick_device(device: str | None) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AnimbenchError(f"device {device!r}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
+
+
+def _amp_dtype(amp: str | bool, device: torch.device) -> torch.dtype | None:
+    mode = {True: "bf16", False: "off"}.get(amp, amp) if isinstance(amp, bool) else amp
+    if mode == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode in ("off", "none", "fp32"):
+        return None
+    raise AnimbenchError(f"amp {amp!r}: expected auto, bf16 or off")
+
+
+def _learning_rates(cfg: Mapping[str, Any], method: str) -> dict[str, float]:
+    tp = cfg["train_params"]
+    try:
+        if method == "fomm":
+            return {name: float(tp[f"lr_{name}"]) for name in NETWORK_ENTRIES}
+        return {name: float(tp["lr"]) for name in NETWORK_ENTRIES}
+    except KeyError as e:
+        raise AnimbenchError(f"{cfg['_meta']['path'] or '<config>'}: train_params.{e.args[0]} missing") from None
+
+
+def make_optimizers(model: nn.Module, cfg: Mapping[str, Any], method: str) -> dict[str, torch.optim.Adam]:
+    """Three Adam optimisers (generator, discriminator, kp_detector) with the config's learning rates."""
+    betas = tuple(get_path(cfg, "train_params.adam_betas", ADAM_BETAS))
+    return {name: torch.optim.Adam(getattr(model, name).parameters(), lr=lr, betas=betas)
+            for name, lr in _learning_rates(cfg, method).items()}
+
+
+def train_step(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer], source: torch.Tensor,
+               driving: torch.Tensor, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """One official step: joint generator + kp backward and steps, then the discriminator's; returns the losses."""
+    autocast = (torch.autocast(source.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
+    with autocast:
+        losses, outputs = model.generator_step(source, driving)
+    total = sum(losses.values())
+    if not torch.isfinite(total):
+        raise AnimbenchError(f"training diverged: generator loss is {float(total)} "
+                             f"({ {k: float(v) for k, v in losses.items()} })")
+    optimizers["generator"].zero_grad(set_to_none=True)
+    optimizers["kp_detector"].zero_grad(set_to_none=True)
+    # Monkey-Net's discriminator step re-uses the keypoint graph when it does not detach it (official)
+    total.backward(retain_graph=not getattr(model, "detach_kp_discriminator", True))
+    optimizers["generator"].step()
+    optimizers["kp_detector"].step()
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    if model.uses_gan:
+        optimizers["discriminator"].zero_grad(set_to_none=True)  # drop what the generator's losses left there
+        with autocast:
+            d_losses = model.discriminator_step(source, driving, outputs)
+        if d_losses:
+            sum(d_losses.values()).backward()
+            optimizers["discriminator"].step()
+            values.update({k: float(v.detach()) for k, v in d_losses.items()})
+    return values
+
+
+class ShardedEpochOrder(Sampler[int]):
+    """DistributedSampler's contract, resumable: a (seed, epoch) permutation padded to equal shards, from `skip`."""
+
+    def __init__(self, length: int, rank: int, world_size: int, seed: int, epoch: int, skip: int = 0):
+        order = np.random.default_rng([seed, epoch, 0xE90C]).permutation(length)
+        per_rank = -(-length // world_size)
+        order = np.resize(order, per_rank * world_size)  # pad by wrapping, as DistributedSampler
+        self.indices = order[rank::world_size][skip:].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The global torch seed of one step of one rank."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def find_last_checkpoint(out_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint of a run directory (last-checkpoint link, else the highest epoch), or None."""
+    out = Path(out_dir)
+    if (out / LAST_CHECKPOINT).is_file():
+        return out / LAST_CHECKPOINT
+    found = sorted(p for p in out.glob("*-checkpoint.pth.tar") if p.name[:8].isdigit())
+    return found[-1] if found else None
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _link_last(out: Path, target: Path) -> None:
+    tmp = out / f".{LAST_CHECKPOINT}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(target, tmp)
+    except OSError:  # no hard links on this filesystem: a copy
+        import shutil
+
+        shutil.copyfile(target, tmp)
+    os.replace(tmp, out / LAST_CHECKPOINT)
+
+
+def _params_sha256(nets: Mapping[str, nn.Module]) -> str:
+    h = hashlib.sha256()
+    for name in NETWORK_ENTRIES:
+        for p in nets[name].parameters():
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _scheduler_state(s: torch.optim.lr_scheduler.MultiStepLR) -> dict:
+    state = s.state_dict()
+    state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}  # Counter: not weights_only
+    return state
+
+
+def train(
+    method: str,
+    store: str | os.PathLike | FrameStore,
+    config: str | os.PathLike | Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    epochs: int | None = None,
+    num_repeats: int | None = None,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    amp: str | bool = "auto",
+    resume: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    log_every: int = 10,
+    align_corners: bool | None = None,
+) -> dict[str, Any]:
+    """Train a registered method on a store's train split; returns the run summary (also written to run.json)."""
+    t_start = time.perf_counter()
+    card = get_method(method)
+    if not card.trainable:
+        raise AnimbenchError(f"method {method}: not trainable (a reference baseline)")
+    cfg = load_config(config, method=method)
+    tp = cfg["train_params"]
+    for key, given in (("num_epochs", epochs), ("batch_size", batch_size)):
+        if given is None and key not in tp:
+            raise AnimbenchError(f"{cfg['_meta']['path'] or '<config>'}: train_params.{key} missing")
+    num_epochs = int(epochs if epochs is not None else tp["num_epochs"])
+    repeats = int(num_repeats if num_repeats is not None else tp.get("num_repeats", 1))
+    global_batch = int(batch_size if batch_size is not None else tp["batch_size"])
+    dev = _pick_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist_info = init_distributed(dev)
+    rank, world = dist_info.rank, dist_info.world_size
+    if global_batch % world:
+        raise AnimbenchError(f"batch size {global_batch} is not divisible by the {world} processes")
+    per_rank_batch = global_batch // world
+    amp_dtype = _amp_dtype(amp, dev)
+    out = Path(out_dir)
+    store = store if isinstance(store, FrameStore) else FrameStore(store)
+
+    # --- model, optimisers, schedulers ---
+    align = DEFAULT_ALIGN_CORNERS if align_corners is None else bool(align_corners)
+    torch.manual_seed(seed)
+    model = card.build(cfg, align).to(dev)
+    nets = {name: getattr(model, name) for name in NETWORK_ENTRIES}
+    optimizers = make_optimizers(model, cfg, method)
+    milestones = list(tp.get("epoch_milestones") or [])
+    schedulers = {n: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1) for n, o in optimizers.items()}
+    perceptual = getattr(model, "perceptual_loss", None) if method == "fomm" else None  # fails early without VGG
+
+    # --- resume ---
+    start_epoch, skip_steps, step, resumed_from = 0, 0, 0, None
+    last = find_last_checkpoint(out) if out.is_dir() else None
+    if last is not None and not resume:
+        raise AnimbenchError(f"{out}: already holds checkpoints ({last.name}); pass --resume to continue that "
+                             "run or choose another --out")
+    if last is not None:
+        previous = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).is_file() else {}
+        for key, now in (("method", method), ("config_sha256", cfg["_meta"]["sha256"]),
+                         ("store_fingerprint", store.fingerprint)):
+            if previous.get(key, now) != now:
+                raise AnimbenchError(f"{out}/{RUN_FILE}: {key} {previous[key]!r} differs from this run's {now!r}; "
+                                     "resume with the same method, config and store")
+        ckpt = load_checkpoint(last, weights_only=True, map_location="cpu")
+        load_into(model, ckpt, strict=True)
+        for name, opt in optimizers.items():
+            if f"optimizer_{name}" in ckpt:
+                opt.load_state_dict(ckpt[f"optimizer_{name}"])
+        state = ckpt.get("animbench") or {}
+        for name, s in schedulers.items():
+            if name in state.get("schedulers", {}):
+                sched = dict(state["schedulers"][name])
+                sched["milestones"] = Counter(sched["milestones"])
+                s.load_state_dict(sched)
+        start_epoch = int(state.get("next_epoch", int(ckpt["epoch"]) + 1))
+        skip_steps, step = int(state.get("epoch_step", 0)), int(state.get("step", 0))
+        resumed_from = {"checkpoint": str(last), "epoch": start_epoch, "epoch_step": skip_steps, "step": step}
+
+    if dev.type == "cuda" and world > 1:
+        for name in NETWORK_ENTRIES:
+            setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(model, name)))
+        nets = {name: getattr(model, name) for name in NETWORK_ENTRIES}
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        for name in NETWORK_ENTRIES:
+            setattr(model, name, DDP(nets[name], device_ids=[dev.index] if dev.type == "cuda" else None))
+    model.train()
+
+    # --- data ---
+    transform = make_transform(cfg)
+    dataset = FramePairDataset(store, "train", id_sampling=bool(get_path(cfg, "dataset_params.id_sampling", False)),
+                               num_repeats=repeats, seed=seed, transform=transform)
+    steps_per_epoch = len(ShardedEpochOrder(len(dataset), rank, world, seed, 0)) // per_rank_batch
+    if steps_per_epoch == 0:
+        raise AnimbenchError(f"store {store.root}: {len(dataset)} training pairs per epoch, fewer than the batch "
+                             f"size {global_batch}; lower --batch-size or raise --repeats")
+    freq = tp.get("checkpoint_freq") or get_path(cfg, "train_params.log_params.cpk_freq_epoch", None)
+
+    summary: dict[str, Any] = {
+        "status": "running", "method": method, "paper": card.paper,
+        "config": {"path": cfg["_meta"]["path"], "sha256": cfg["_meta"]["sha256"],
+                   "content": {k: v for k, v in cfg.items() if k != "_meta"}},
+        "config_sha256": cfg["_meta"]["sha256"],
+        "store": {"path": str(store.root), "fingerprint": store.fingerprint, "split": "train",
+                  "num_videos": len(dataset.videos), "items_per_epoch": len(dataset)},
+        "store_fingerprint": store.fingerprint,
+        "seed": seed, "device": str(dev), "amp": {"requested": str(amp), "dtype": None if amp_dtype is None
+                                                  else str(amp_dtype).removeprefix("torch.")},
+        "align_corners": align,
+        "perceptual_loss": None if perceptual is None else {"backend": perceptual.backend,
+                                                             "description": perceptual.backend_description},
+        "augmentation": transform.describe(),
+        "schedule": {"epochs": num_epochs, "num_repeats": repeats, "max_steps": max_steps,
+                     "batch_size": global_batch, "batch_size_per_rank": per_rank_batch,
+                     "steps_per_epoch": steps_per_epoch, "epoch_milestones": milestones, "checkpoint_freq": freq,
+                     "learning_rates": _learning_rates(cfg, method)},
+        "ddp": {"world_size": world, "backend": dist_info.backend,
+                "sync_batchnorm": dev.type == "cuda" and world > 1},
+        "resumed_from": resumed_from, "package_versions": package_versions(), "checkpoints": [],
+    }
+    writer = None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / RUN_FILE, summary)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"), purge_step=step if resumed_from else None)
+
+    def save(epoch: int, next_epoch: int, epoch_step: int) -> None:
+        if rank != 0:
+            return
+        path = out / (CHECKPOINT_NAME % epoch)
+        extra = {"it": step} if method == "monkey_net" else {}  # Monkey-Net's official entry
+        extra["animbench"] = {"step": step, "next_epoch": next_epoch, "epoch_step": epoch_step, "seed": seed,
+                              "schedulers": {n: _scheduler_state(s) for n, s in schedulers.items()}}
+        save_checkpoint(path, nn.ModuleDict(nets), optimizers, epoch, extra)
+        _link_last(out, path)
+        if path.name not in summary["checkpoints"]:
+            summary["checkpoints"].append(path.name)
+        summary["last_checkpoint"] = path.name
+
+    recent: list[dict[str, float]] = []
+    t_loop, steps_run, stopped = time.perf_counter(), 0, False
+    epoch = start_epoch
+    for epoch in range(start_epoch, num_epochs):
+        dataset.set_epoch(epoch)
+        order = ShardedEpochOrder(len(dataset), rank, world, seed, epoch, skip=skip_steps * per_rank_batch)
+        loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=order, num_workers=num_workers,
+                            drop_last=True, pin_memory=dev.type == "cuda")
+        epoch_step = skip_steps
+        skip_steps = 0
+        for batch in loader:
+            torch.manual_seed(step_seed(seed, rank, step))
+            source = batch["source"].to(dev, non_blocking=True)
+            driving = batch["driving"].to(dev, non_blocking=True)
+            values = train_step(model, optimizers, source, driving, amp_dtype)
+            step += 1
+            epoch_step += 1
+            steps_run += 1
+            recent = (recent + [values])[-max(1, log_every):]
+            if writer is not None:
+                for k, v in values.items():
+                    writer.add_scalar(f"loss/{k}", v, step)
+                if log_every and step % log_every == 0:
+                    rate = steps_run / (time.perf_counter() - t_loop)
+                    print(f"[{method}] epoch {epoch} step {step}: "
+                          + " ".join(f"{k}={v:.4f}" for k, v in values.items()) + f" ({rate:.2f} steps/s)",
+                          flush=True)
+            if max_steps is not None and step >= max_steps:
+                stopped = True
+                break
+        if stopped and epoch_step < steps_per_epoch:
+            save(epoch, epoch, epoch_step)  # mid-epoch: resume continues inside this epoch
+            break
+        for s in schedulers.values():
+            s.step()
+        if writer is not None:
+            writer.add_scalar("lr/generator", optimizers["generator"].param_groups[0]["lr"], step)
+        if stopped or epoch + 1 == num_epochs or (freq and (epoch + 1) % int(freq) == 0):
+            save(epoch, epoch + 1, 0)
+        if stopped:
+            break
+
+    digests = [_params_sha256(nets)]
+    if world > 1:
+        digests = [None] * world
+        dist.all_gather_object(digests, _params_sha256(nets))
+    loop_s = time.perf_counter() - t_loop
+    summary.update(
+        status="complete", steps=step, steps_this_run=steps_run, last_epoch=epoch,
+        final_losses={k: float(np.mean([r[k] for r in recent])) for k in (recent[-1] if recent else {})},
+        final_losses_window=len(recent), wall_s=round(time.perf_counter() - t_start, 3),
+        train_loop_s=round(loop_s, 3), steps_per_s=round(steps_run / loop_s, 4) if loop_s > 0 else None,
+    )
+    summary["ddp"].update(replica_param_sha256=digests, replicas_equal=len(set(digests)) == 1)
+    if writer is not None:
+        writer.close()
+    if rank == 0:
+        _write_json(out / RUN_FILE, summary)
+    if dist_info.initialised_here:
+        dist.destroy_process_group()
+    return summary

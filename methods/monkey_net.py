@@ -47,6 +47,23 @@ def _downscale(x: torch.Tensor, scale_factor: float) -> torch.Tensor:
     return x if scale_factor == 1 else F.interpolate(x, scale_factor=(1, scale_factor, scale_factor))
 
 
+def _check_fields(cls: type, fields: dict, where: str, filled_by_code: frozenset[str] = frozenset()) -> None:
+    """Raise AnimbenchError naming unknown or missing config fields before a constructor sees them."""
+    if not isinstance(fields, dict):
+        raise AnimbenchError(f"Monkey-Net config {where}: expected a mapping, got {type(fields).__name__}")
+    params = inspect.signature(cls).parameters
+    filled = FILLED_BY_CODE | filled_by_code
+    allowed = set(params) - filled
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise AnimbenchError(
+            f"Monkey-Net config {where}: unknown field(s) {unknown}; expected some of {sorted(allowed)}"
+        )
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in fields and n not in filled]
+    if missing:
+        raise AnimbenchError(f"Monkey-Net config {where}: missing field(s) {missing}")
+
+
 # ----------------------------------------------------------------------------------------------- networks
 
 
@@ -218,9 +235,8 @@ class DenseMotionModule(nn.Module):
         source_image = _downscale(source_image, self.scale_factor)
         prediction = self.mask_embedding(source_image, kp_driving, kp_source)
         for block in self.group_blocks:
-            prediction = F.leaky_relu(
-                block(prediction), 0.2
-            )  # a no-op after ReLU, kept from the official code
+            # the leaky_relu is a no-op after the block's ReLU; kept as the official code has it
+            prediction = F.leaky_relu(block(prediction), 0.2)
         prediction = self.hourglass(prediction)  # (B, out_features, D, H', W')
         bs, _, d, h, w = prediction.shape
         flow = prediction.new_zeros(bs, 2, d, h, w)
@@ -257,7 +273,8 @@ class MotionTransferGenerator(nn.Module):
         super().__init__()
         if interpolation_mode not in ("nearest", "trilinear"):
             raise AnimbenchError(
-                f"generator_params.interpolation_mode: expected 'nearest' or 'trilinear', got {interpolation_mode!r}"
+                "generator_params.interpolation_mode: expected 'nearest' or 'trilinear', "
+                f"got {interpolation_mode!r}"
             )
         self.appearance_encoder = Encoder3d(block_expansion, num_channels, num_blocks, max_features)
         _check_fields(MovementEmbeddingModule, kp_embedding_params, "generator_params.kp_embedding_params")
@@ -362,23 +379,6 @@ class Discriminator(nn.Module):
         return maps
 
 
-def _check_fields(cls: type, fields: dict, where: str, filled_by_code: frozenset[str] = frozenset()) -> None:
-    """Raise AnimbenchError naming unknown or missing config fields before a constructor sees them."""
-    if not isinstance(fields, dict):
-        raise AnimbenchError(f"Monkey-Net config {where}: expected a mapping, got {type(fields).__name__}")
-    params = inspect.signature(cls).parameters
-    filled = FILLED_BY_CODE | filled_by_code
-    allowed = set(params) - filled
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise AnimbenchError(
-            f"Monkey-Net config {where}: unknown field(s) {unknown}; expected some of {sorted(allowed)}"
-        )
-    missing = [n for n, p in params.items() if p.default is p.empty and n not in fields and n not in filled]
-    if missing:
-        raise AnimbenchError(f"Monkey-Net config {where}: missing field(s) {missing}")
-
-
 # ----------------------------------------------------------------------------------------------- the model
 
 DEFAULT_LOSS_WEIGHTS = {"reconstruction": [10, 10, 10, 10, 1], "reconstruction_deformed": 0, "generator_gan": 1,
@@ -432,8 +432,12 @@ class MonkeyNet(nn.Module):
         self.discriminator = discriminator
         train_params = train_params or {}
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(train_params.get("loss_weights") or {})}
-        self.detach_kp_generator = bool(train_params.get("detach_kp_generator", False))
-        self.detach_kp_discriminator = bool(train_params.get("detach_kp_discriminator", True))
+        flags = {
+            **DEFAULT_TRAIN_FLAGS,
+            **{k: train_params[k] for k in DEFAULT_TRAIN_FLAGS if k in train_params},
+        }
+        self.detach_kp_generator = bool(flags["detach_kp_generator"])
+        self.detach_kp_discriminator = bool(flags["detach_kp_discriminator"])
         rec = self.loss_weights["reconstruction"]
         maps = len(discriminator.down_blocks) + 1
         if not (rec == 0 or (isinstance(rec, list) and len(rec) == maps)):

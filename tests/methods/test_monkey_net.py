@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from methods.checkpoints import load_checkpoint, load_into, save_checkpoint
 from methods.config import load_config
@@ -41,8 +42,11 @@ def _tiny(cfg: dict, seed: int = 0, **overrides) -> MonkeyNet:
 
 
 def _frames(batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth random (batch, 3, 64, 64) source and driving frames in [0, 1] (a tiny network can fit them)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, 3, 64, 64, generator=g), torch.rand(batch, 3, 64, 64, generator=g)
+    coarse = torch.rand(2, batch, 3, 4, 4, generator=g)
+    source, driving = (F.interpolate(c, size=(64, 64), mode="bilinear", align_corners=False) for c in coarse)
+    return source, driving
 
 
 def _read_dump(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
@@ -122,6 +126,23 @@ def test_training_shapes_and_losses(tiny_cfg):
     assert set(losses) == {"reconstruction", "reconstruction_deformed", "generator_gan"}
 
 
+def test_keypoint_gradients_follow_the_detach_flags(tiny_cfg):
+    """detach_kp_generator False: generator losses train the detector; detach_kp_discriminator True: D's do not."""
+    model = _tiny(tiny_cfg)
+    source, driving = _frames()
+
+    def grad_norm(module):
+        return sum(p.grad.abs().sum().item() for p in module.parameters() if p.grad is not None)
+
+    losses, outputs = model.generator_step(source, driving)
+    sum(losses.values()).backward()
+    assert grad_norm(model.kp_detector) > 0 and grad_norm(model.generator) > 0
+    model.zero_grad()
+    sum(model.discriminator_step(source, driving, outputs).values()).backward()
+    assert grad_norm(model.kp_detector) == 0 and grad_norm(model.generator) == 0
+    assert grad_norm(model.discriminator) > 0
+
+
 def test_a_few_adam_steps_lower_the_reconstruction_loss(tiny_cfg):
     """The official training step (three Adam optimisers, GAN included) learns a fixed tiny batch."""
     model = _tiny(tiny_cfg)
@@ -139,7 +160,7 @@ def test_a_few_adam_steps_lower_the_reconstruction_loss(tiny_cfg):
         sum(model.discriminator_step(source, driving, outputs).values()).backward()
         opt_disc.step()
         opt_disc.zero_grad()
-    assert history[-1] < 0.97 * history[0], history
+    assert history[-1] < 0.8 * history[0], history
 
 
 def test_same_keypoints_give_identity_motion(tiny_cfg):
@@ -163,7 +184,7 @@ def test_same_keypoints_give_identity_motion(tiny_cfg):
         warped = model.generator(source, kp, kp)["video_deformed"]
         torch.testing.assert_close(warped, source, atol=1e-5, rtol=0)
         shifted = _tiny(tiny_cfg, align_corners=False).eval().generator(source, kp, kp)["video_deformed"]
-        assert (shifted - source).abs().mean() > 1e-2
+        assert (shifted - source).abs().max() > 0.1  # half a pixel of shift, zero padding at the border
 
 
 def test_transfer_relative_and_absolute_on_hand_made_keypoints():

@@ -6,8 +6,8 @@ process, generates each video, quantises the predictions as the official code do
 metric registry and returns per-frame rows; the driver sorts them and hands them to bench.results.
 
 Determinism: every video is generated under a seed derived from (seed, method, video), torch runs with
-deterministic algorithms, and rows are sorted, so the same bench on CPU gives identical tables however its
-videos were split across workers.
+deterministic algorithms on GPU (CPU inference kernels are deterministic as they are), and rows are sorted, so
+the same bench on CPU gives identical tables however its videos were split across workers.
 """
 
 from __future__ import annotations
@@ -113,10 +113,14 @@ _METRICS: dict[tuple, Any] = {}
 def _deterministic(seed: int, device: str, threads: int | None) -> None:
     import torch
 
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
+    if device.startswith("cuda"):
+        # CPU inference kernels are deterministic for a fixed thread count; on GPU, cuBLAS needs a fixed
+        # workspace and atomics-based kernels must be swapped out. (Only here: the switch costs seconds of
+        # imports per worker process.)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)

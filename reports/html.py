@@ -111,11 +111,13 @@ def _grids(results: Results, max_videos: int, max_frames: int) -> str:
         source = results.sample_frames("_source", video)
         head = "".join(f"<th>{escape(m)}</th>" for m in results.methods)
         rows = []
-        for drv in results.sample_frames("_driving", video)[:max_frames]:
+        driving = results.sample_frames("_driving", video)[:max_frames]
+        for i, drv in enumerate(driving):
             preds = [results.root / "samples" / m / video / drv.name for m in results.methods]
             cells = "".join(f"<td>{_img(p) if p.is_file() else '–'}</td>" for p in preds)
-            rows.append(f"<tr><td>{drv.stem.lstrip('0') or '0'}</td><td>{_img(source[0]) if source else '–'}</td>"
-                        f"<td>{_img(drv)}</td>{cells}</tr>")
+            # the source frame is the same for every row: embedded once
+            src = f"<td rowspan='{len(driving)}'>{_img(source[0]) if source else '–'}</td>" if i == 0 else ""
+            rows.append(f"<tr><td>{drv.stem.lstrip('0') or '0'}</td>{src}<td>{_img(drv)}</td>{cells}</tr>")
         parts.append(f"<h3>{escape(video)}</h3><table class='grid'><tr><th>frame</th><th>source</th>"
                      f"<th>{driving_label}</th>{head}</tr>{''.join(rows)}</table>")
     return "<h2>Samples</h2>" + "".join(parts) if parts else ""

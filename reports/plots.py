@@ -34,8 +34,9 @@ def bar_chart(results: Results, metric: str, path: str | os.PathLike, by: str = 
     hi = np.array([float(b.cells[(m, metric)]["ci_high"]) for m in methods])
     finite = np.isfinite(means)
     heights = np.where(finite, means, 0.0)
-    err = np.vstack([np.where(np.isfinite(lo) & finite, means - lo, 0),
-                     np.where(np.isfinite(hi) & finite, hi - means, 0)])
+    with np.errstate(invalid="ignore"):  # inf - inf where a mean is infinite: those bars are not drawn
+        err = np.vstack([np.where(np.isfinite(lo) & finite, means - lo, 0),
+                         np.where(np.isfinite(hi) & finite, hi - means, 0)])
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(methods), 3.2))
     x = np.arange(len(methods))
     ax.bar(x, heights, yerr=np.nan_to_num(err), capsize=4, color="#4c72b0")

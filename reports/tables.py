@@ -140,7 +140,7 @@ def to_latex(results: Results, by: str = "frame", caption: str | None = None) ->
             if method in b.best(metric):
                 value = rf"\mathbf{{{value}}}"
             hw = half_width(c)
-            row.append(f"${value} \\pm {fmt(hw)}$" if not math.isnan(hw) else f"${value}$")
+            row.append(f"${value} \\pm {hw:.2g}$" if not math.isnan(hw) else f"${value}$")
         lines.append(" & ".join(row) + r" \\")
     notes = " ".join(latex_escape(n) for n in footnotes(results, b)[:3])
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(caption) + ' ' if caption else ''}"

@@ -1,0 +1,101 @@
+"""Reports from a results directory: Markdown, LaTeX, CSV, self-contained HTML and figures, without torch."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.results import Results
+from reports import tables
+from reports.html import render_html
+from reports.report import write_report
+
+SIZE = 24
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Results:
+    """A real bench run: copy-source and an oracle labelled with LaTeX-hostile characters, on three videos."""
+    from bench.runner import MethodSpec, run_bench
+    from prep.store import FrameStoreWriter
+
+    root = tmp_path_factory.mktemp("rep")
+    with FrameStoreWriter(root / "store", {"recipe": "test"}) as w:
+        rng = np.random.default_rng(0)
+        for i in range(3):
+            base = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+            w.add_video(f"clip#{i}", [np.roll(base, t, axis=1) for t in range(4 + i)], split="test")
+    run_bench([MethodSpec("copy-source"), MethodSpec("oracle", label="my_oracle")], root / "store",
+              "reconstruction", ["l1", "ssim"], root / "res", workers=1, n_boot=100)
+    return Results(root / "res")
+
+
+def test_markdown_leaderboard_bolds_the_best_and_shows_intervals(results):
+    md = tables.to_markdown(results, "frame")
+    assert md.splitlines()[0] == "| method | l1 ↓ | ssim ↑ |"
+    row = next(line for line in md.splitlines() if line.startswith("| my_oracle"))
+    assert row == "| my_oracle | **0** [0, 0] | **1** [1, 1] |"
+    cs = results.aggregates().query("method == 'copy-source' and metric == 'l1' and weighting == 'frame'").iloc[0]
+    assert f"{tables.fmt(cs['mean'])} [{tables.fmt(cs['ci_low'])}, {tables.fmt(cs['ci_high'])}]" in md
+    assert "frame-weighted" in md and "bootstrap over videos (100 resamples, seed 0)" in md
+    assert "video-weighted" in tables.to_markdown(results, "video")
+
+
+def test_latex_table_is_booktabs_with_escaped_labels_and_bold_best(results):
+    tex = tables.to_latex(results, "video", caption="Tai-Chi 50% test")
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lcc}", r"my\_oracle",
+                  r"$\mathbf{0} \pm 0$", r"l1 $\downarrow$", r"ssim $\uparrow$", r"Tai-Chi 50\% test"):
+        assert token in tex, token
+    cs_row = next(line for line in tex.splitlines() if line.startswith("copy-source"))
+    assert r"\mathbf" not in cs_row and r"\pm" in cs_row
+
+
+def test_csv_has_one_row_per_method_and_metric_with_ci_bounds(results):
+    df = pd.read_csv(io.StringIO(tables.to_csv(results, "frame")))
+    assert len(df) == 4 and list(df.columns) == tables.CSV_COLUMNS
+    assert (df["ci_low"] <= df["mean"]).all() and (df["mean"] <= df["ci_high"]).all()
+    assert set(df["weighting"]) == {"frame"}
+
+
+def test_html_is_self_contained_with_grids_provenance_and_per_video_table(results):
+    html = render_html(results)
+    assert "src=\"http" not in html and "src=\"file" not in html and "<link" not in html
+    n_imgs = html.count("data:image/png;base64,")
+    # 3 videos x (one source + 4 sample frames x (ground truth + 2 methods))
+    assert n_imgs == 3 * (1 + 4 * 3)
+    for text in ("Leaderboard", "Paired comparisons", "Provenance", "Per video", "clip#2", "my_oracle",
+                 "ground truth", results.manifest["run"]["store"]["fingerprint"]):
+        assert text in html, text
+
+
+def test_report_writes_every_format_and_the_cli_prints_the_paths(results, tmp_path, capsys):
+    written = write_report(results.root, tmp_path / "rep")
+    assert set(written) == {"md", "tex", "csv", "html", "png"}
+    pngs = written["png"]
+    assert sorted(p.name for p in pngs) == ["bar_l1.png", "bar_ssim.png", "videos_l1.png", "videos_ssim.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert main(["report", str(results.root), "--out", str(tmp_path / "cli"), "--formats", "md,csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"md\t{tmp_path / 'cli' / 'leaderboard.md'}", f"csv\t{tmp_path / 'cli' / 'leaderboard.csv'}"]
+    assert main(["report", str(results.root), "--out", str(tmp_path / "x"), "--formats", "md,pdf"]) == 2
+    assert "--formats pdf" in capsys.readouterr().err
+
+
+def test_reports_render_without_importing_torch(results, tmp_path):
+    code = (
+        "import sys\n"
+        "from reports.report import write_report\n"
+        f"write_report({str(results.root)!r}, {str(tmp_path / 'nt')!r})\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert (tmp_path / "nt" / "report.html").is_file()

@@ -6,13 +6,15 @@
   not reproduced).
 - animation (FOMM `--mode animate`): cross-identity pairs from a CSV like FOMM's taichi256.csv
   (`distance,source,driving,frame`; `distance` is unused, as in FOMM) or seeded random pairs; the source is
-  frame `frame` of the source video (0 in every FOMM pairs file), the whole driving video drives it. There is
-  no ground truth, so only distribution (FID) and identity metrics apply; identity metrics compare each
+  frame `frame` of the source video (0 in every FOMM pairs file), the whole driving video drives it in the
+  method's configured animation mode (FOMM animate_params: relative keypoints and jacobians). There is no
+  ground truth, so only distribution (FID) and identity metrics apply; identity metrics compare each
   generated frame with the source frame.
 
 Predictions are quantised as the official code saves them, floor(255 * pred), before any metric: the papers'
 pose and identity metrics read those PNGs, and the frame store holds uint8 frames too. The quantisation is
-recorded on every result row.
+recorded on every result row. FOMM computed its L1 on the float predictions: flooring lowers each value by
+0.5/255 (about 0.002) on average, so L1 here can differ from FOMM's by up to that much.
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ def describe(protocol: str, variant: str, *, pairs: str | None = None, skipped_p
         d["frames"] = "source = frame 0 of each video; every frame t (t = 0 included) driven, absolute keypoints"
         d["compared_with"] = "the ground-truth frame t"
     else:
-        d["frames"] = "source = frame `frame` of the source video; every frame of the driving video driven"
+        d["frames"] = ("source = frame `frame` of the source video; every frame of the driving video driven, in "
+                       "the method's configured animation mode (recorded per method)")
         d["compared_with"] = "identity metrics: the source frame; set metrics (FID): the driving frames"
         d["pairs"] = pairs or f"seeded random cross-identity pairs (seed {seed})"
         d["pairs_skipped"] = skipped_pairs

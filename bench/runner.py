@@ -34,8 +34,6 @@ from prep.provenance import package_versions
 from prep.store import EncodeOptions, FrameStore
 
 RESERVED_LABELS = ("_source", "_driving")
-# FOMM run.py --mode animate, animate_params.normalization_params of every official config
-ANIMATE_KWARGS = {"relative": True, "adapt_scale": False}
 
 
 @dataclass(frozen=True)
@@ -167,10 +165,13 @@ def _generate(model: Any, protocol: str, source: np.ndarray, driving: np.ndarray
     """uint8 predictions (T, H, W, 3) for one source frame (H, W, 3) and driving frames (T, H, W, 3)."""
     import torch
 
+    if protocol == "animation":
+        from methods.infer import animate_video  # the config's animation mode (FOMM animate_params)
+
+        pred = animate_video(model, source, driving, device=device)  # float32 (T, H, W, 3)
+        return protocols.quantize(pred.transpose(0, 3, 1, 2))
     src = _to_tensor(source[None], device)
     with torch.no_grad():
-        if protocol == "animation":
-            return protocols.quantize(model.animate(src, _to_tensor(driving, device), **ANIMATE_KWARGS))
         out = []
         for start in range(0, len(driving), batch_size):
             drv = _to_tensor(driving[start:start + batch_size], device)
@@ -209,6 +210,10 @@ def run_task(task: Task) -> dict[str, Any]:
 
     store = FrameStore(task.store)
     model, model_prov = _load(task.method, task.device)
+    if task.protocol == "animation":
+        from methods.infer import animation_settings
+
+        model_prov = {**model_prov, "animation": animation_settings(model, None, None)}
     metrics = {m: build_metric(m, task.device, task.variant) for m in task.metrics}
     versions = package_versions()
     cols: dict[str, list] = {c: [] for c in ("video_id", "frame_index", "source_video", "source_frame",
@@ -408,7 +413,7 @@ def _write(out: Path, methods: Sequence[MethodSpec], fs: FrameStore, tasks: list
         "methods": run_methods, "method_order": [m.key for m in methods],
         "metrics": metric_info, "metric_order": metrics,
         "executor": "in-process" if workers == 1 else "ray", "workers": workers, "device": device, "seed": seed,
-        "animate": ANIMATE_KWARGS if protocol == "animation" else None, "seconds": round(seconds, 3),
+        "seconds": round(seconds, 3),
     }
     all_frames = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(R.FRAME_COLUMNS))
     return R.write_results(out, all_frames, run=run, versions=versions, set_rows=set_rows, n_boot=n_boot, seed=seed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from bench.runner import MethodSpec, merge_moments, parse_method_spec, run_bench
 from prep.errors import AnimbenchError
 from prep.store import FrameStore, FrameStoreWriter
 
+REPO = Path(__file__).resolve().parents[2]
 SIZE, FRAMES = 32, 5
 BASELINES = [MethodSpec("copy-source"), MethodSpec("oracle")]
 
@@ -112,6 +114,7 @@ def test_two_runs_give_identical_tables(store, baseline_run, tmp_path):
     assert again["tables"] == baseline_run.manifest["tables"]  # same sha256 for every table
 
 
+@pytest.mark.slow  # Ray start-up and two workers importing torch: 15-40 s on a busy 2-core box
 def test_ray_with_two_workers_matches_the_in_process_run(store, baseline_run, tmp_path):
     manifest = run_bench(BASELINES, store.root, "reconstruction", ["l1", "psnr", "ssim"], tmp_path / "ray",
                          workers=2, n_boot=200)
@@ -230,3 +233,31 @@ def test_cli_errors_are_one_line_exit_2(store, tmp_path, capsys):
     assert "unknown method 'nosuch'" in capsys.readouterr().err
     assert main(["leaderboard", str(tmp_path / "missing")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_a_real_network_with_checkpoint_and_config_is_deterministic_and_traced(tmp_path):
+    """FOMM (tiny config, random weights saved in the official layout): provenance columns name the files."""
+    import torch
+
+    from methods.checkpoints import save_checkpoint
+    from methods.registry import load_model
+    from prep.store import sha256_file
+
+    config = str(REPO / "configs" / "fomm-tiny.yaml")
+    torch.manual_seed(0)
+    model, _ = load_model("fomm", config=config)
+    ckpt = save_checkpoint(tmp_path / "tiny.pth.tar", model, None, epoch=3)
+    with FrameStoreWriter(tmp_path / "s64", {"recipe": "test"}) as w:
+        for i in range(2):
+            w.add_video(f"v{i}", [np.kron(f, np.ones((2, 2, 1), np.uint8)) for f in _video(i, 3)], split="test")
+    spec = [parse_method_spec(f"fomm={ckpt}@{config}")]
+    runs = [run_bench(spec, tmp_path / "s64", "reconstruction", ["l1"], tmp_path / f"r{k}", workers=1, n_boot=50)
+            for k in range(2)]
+    assert runs[0]["tables"] == runs[1]["tables"]
+    f = R.Results(tmp_path / "r0").frames()
+    assert set(f["checkpoint_sha256"]) == {sha256_file(ckpt)} and set(f["config_sha256"]) == {sha256_file(config)}
+    assert set(f["config_path"]) == {config} and f["value"].between(0, 1).all() and len(f) == 6
+    assert runs[0]["run"]["methods"]["fomm"]["provenance"]["checkpoint"]["epoch"] == 3
+    an = run_bench(spec, tmp_path / "s64", "animation", ["identity_test_colour"], tmp_path / "an", workers=1,
+                   n_boot=50)
+    assert an["run"]["methods"]["fomm"]["provenance"]["animation"]["relative"] is True  # fomm-tiny animate_params

@@ -94,8 +94,11 @@ class KPDetector(nn.Module):
         """Frames (B, 3, D, H, W) -> {'mean': (B, D, K, 2), 'var': (B, D, K, 2, 2)}."""
         heatmap = self.predictor(_downscale(x, self.scale_factor))  # (B, K, D, h, w)
         shape = heatmap.shape
-        heatmap = F.softmax(heatmap.reshape(shape[0], shape[1], shape[2], -1) / self.temperature, dim=3)
-        return gaussian2kp(heatmap.view(shape), self.kp_variance, self.clip_variance)
+        # keypoint statistics stay float32 under autocast: bf16 means are off by ~1/4 pixel, covariances worse
+        with torch.autocast(x.device.type, enabled=False):
+            heatmap = heatmap.float().reshape(shape[0], shape[1], shape[2], -1)
+            heatmap = F.softmax(heatmap / self.temperature, dim=3)
+            return gaussian2kp(heatmap.view(shape), self.kp_variance, self.clip_variance)
 
 
 class MovementEmbeddingModule(nn.Module):
@@ -237,7 +240,8 @@ class DenseMotionModule(nn.Module):
         for block in self.group_blocks:
             # the leaky_relu is a no-op after the block's ReLU; kept as the official code has it
             prediction = F.leaky_relu(block(prediction), 0.2)
-        prediction = self.hourglass(prediction)  # (B, out_features, D, H', W')
+        # (B, out_features, D, H', W'); mask and flow in float32 even under autocast
+        prediction = self.hourglass(prediction).float()
         bs, _, d, h, w = prediction.shape
         flow = prediction.new_zeros(bs, 2, d, h, w)
         if self.use_mask:

@@ -126,6 +126,17 @@ def test_training_shapes_and_losses(tiny_cfg):
     assert set(losses) == {"reconstruction", "reconstruction_deformed", "generator_gan"}
 
 
+def test_bfloat16_autocast_keeps_keypoints_float32(tiny_cfg):
+    """Mixed precision (the training loop's --amp) trains: keypoints and the motion grid stay float32."""
+    model = _tiny(tiny_cfg)
+    source, driving = _frames()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses, outputs = model.generator_step(source, driving)
+        d_losses = model.discriminator_step(source, driving, outputs)
+    assert outputs["kp_driving"]["var"].dtype == outputs["deformation"].dtype == torch.float32
+    assert all(torch.isfinite(v) for v in [*losses.values(), *d_losses.values()])
+
+
 def test_keypoint_gradients_follow_the_detach_flags(tiny_cfg):
     """detach_kp_generator False: generator losses train the detector; detach_kp_discriminator True: D's do not."""
     model = _tiny(tiny_cfg)

@@ -217,8 +217,9 @@ def test_cli_bench_then_leaderboard(store, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["bench", "--methods", "copy-source", "--methods", "oracle", "--store", str(store.root),
                  "--protocol", "reconstruction", "--metrics", "l1,psnr", "--out", str(out), "--workers", "1",
-                 "--n-boot", "50"])
+                 "--n-boot", "50", "--limit-videos", "2"])
     assert code == 0 and "oracle" in capsys.readouterr().out
+    assert R.Results(out).videos()["video_id"].nunique() == 2
     assert main(["leaderboard", str(out), "--by", "video"]) == 0
     text = capsys.readouterr().out
     assert "| oracle | **0** [0, 0] | **inf** [inf, inf] |" in text and "video-weighted" in text

@@ -8,7 +8,7 @@ located through the installed distribution's file list instead.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -38,6 +38,13 @@ def model_path(filename: str) -> Path:
     raise AnimbenchError(f"dlib face models: {filename} not found in the installed {DISTRIBUTION} distribution")
 
 
+@cache
+def _load(constructor: str, filename: str):
+    import dlib
+
+    return getattr(dlib, constructor)(str(model_path(filename)))
+
+
 class DlibFace:
     """HOG detection, 68 landmarks and 128-d descriptors of the best-scoring face in a uint8 RGB frame."""
 
@@ -46,23 +53,23 @@ class DlibFace:
 
         self.upsample = upsample  # HOG finds faces down to ~80 px; each upsampling halves that
         self.detector = dlib.get_frontal_face_detector()
-        self._dlib = dlib
+        self._dlib = dlib  # for dlib.rectangle
 
-    # the model files are large (the 68-point predictor is 100 MB): each loads on first use
-    @cached_property
+    # the model files are large (the 68-point predictor is 100 MB): each loads on first use, once per process
+    @property
     def predictor68(self):
         """dlib.shape_predictor for the 68 iBUG 300-W landmarks."""
-        return self._dlib.shape_predictor(str(model_path(LANDMARKS_68)))
+        return _load("shape_predictor", LANDMARKS_68)
 
-    @cached_property
+    @property
     def predictor5(self):
         """dlib.shape_predictor for the 5 points the face descriptor aligns with."""
-        return self._dlib.shape_predictor(str(model_path(LANDMARKS_5)))
+        return _load("shape_predictor", LANDMARKS_5)
 
-    @cached_property
+    @property
     def encoder(self):
         """dlib.face_recognition_model_v1 (ResNet, 128-d)."""
-        return self._dlib.face_recognition_model_v1(str(model_path(DESCRIPTOR)))
+        return _load("face_recognition_model_v1", DESCRIPTOR)
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         """(K,5) boxes [x1, y1, x2, y2, score], best score first; (0,5) when no face is found."""

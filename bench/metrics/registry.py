@@ -36,7 +36,7 @@ class FrameScores:
 
     values: np.ndarray  # (N,) float64; NaN where the frame is skipped
     skipped: np.ndarray | None = None  # (N,) bool; a skipped frame counts in no mean (e.g. AKD: no detection)
-    fields: dict[str, np.ndarray] = field(default_factory=dict)  # extra per-frame arrays, (N,) each
+    fields: dict[str, np.ndarray] = field(default_factory=dict)  # extra per-frame arrays, (N, ...) each
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64).reshape(-1)
@@ -64,7 +64,7 @@ class FrameScores:
 
     def total(self) -> float:
         """Sum over valid frames (frame-weighted aggregation sums these and divides by the summed n_valid)."""
-        return float(np.nansum(self.values[~self.skipped]))
+        return float(self.values[~self.skipped].sum())  # a NaN from a frame that was not skipped shows
 
     def mean(self) -> float:
         """Mean over valid frames; NaN when every frame was skipped."""

@@ -1,0 +1,185 @@
+"""Inference: the reconstruction protocol over a store, animation to every OUT format, exact reloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from methods.checkpoints import save_checkpoint
+from methods.config import load_config
+from methods.infer import (
+    animate,
+    animate_video,
+    quantise,
+    read_image,
+    read_video,
+    reconstruct,
+    reconstruct_store,
+    write_animation,
+)
+from methods.registry import load_model
+from methods.train import make_optimizers, train_step
+from prep.errors import AnimbenchError
+from prep.pairs import FramePairDataset, to_tensor
+from prep.store import FrameStore
+from tests.methods.tiny_store import make_store
+
+REPO = Path(__file__).resolve().parents[2]
+FOMM_TINY = REPO / "configs/fomm-tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # also what the fresh process below runs with: identical kernels, identical bits
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("infer") / "store", train=2, test=2, frames=6)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, store) -> Path:
+    """A FOMM tiny checkpoint after two real training steps (so batch-norm statistics are not the defaults)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model, _ = load_model("fomm", config=FOMM_TINY)
+    model.train()
+    optimizers = make_optimizers(model, load_config(FOMM_TINY), "fomm")
+    data = FramePairDataset(store, "train", num_repeats=2, seed=0)
+    for step in range(2):
+        batch = [data[2 * step], data[2 * step + 1]]
+        train_step(model, optimizers, torch.stack([b["source"] for b in batch]),
+                   torch.stack([b["driving"] for b in batch]))
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "00000000-checkpoint.pth.tar", model, optimizers, 0)
+
+
+def _driving_frames(n: int = 7) -> np.ndarray:
+    """A square moving diagonally: every frame differs from the previous one."""
+    frames = np.full((n, 64, 64, 3), 40, np.uint8)
+    for t in range(n):
+        frames[t, 10 + 3 * t:30 + 3 * t, 12 + 2 * t:28 + 2 * t] = (230, 120, 30)
+    return frames
+
+
+def _write_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width, stream.pix_fmt = 64, 64, "yuv420p"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_reconstruction_protocol(store, checkpoint, tmp_path):
+    model, prov = load_model("fomm", checkpoint=checkpoint, config=FOMM_TINY)
+    summary = reconstruct_store(model, store, tmp_path / "rec", batch_size=4, provenance=prov)
+    frames_store = FrameStore(store)
+    preds = FrameStore(tmp_path / "rec" / "predictions")
+    l1_all = []
+    for row in summary["videos"]:
+        gt = frames_store.read(row["video_id"])
+        # the protocol: source = frame 0, every frame (0 included) driven with its own absolute keypoints
+        with torch.no_grad():
+            expected = model.reconstruct(to_tensor(gt[:1]).expand(len(gt), -1, -1, -1), to_tensor(gt))
+        expected = expected.permute(0, 2, 3, 1).numpy()
+        per_frame = np.abs(expected - gt / 255.0).mean(axis=(1, 2, 3))
+        assert row["l1"] == pytest.approx(per_frame.mean(), abs=1e-6)
+        l1_all.extend(per_frame)
+        stored = preds.read(row["video_id"])  # floor(255 * pred), as the official png strips
+        assert stored.shape == gt.shape
+        assert np.abs(stored.astype(int) - quantise(expected).astype(int)).max() <= 1
+    assert summary["l1"] == pytest.approx(np.mean(l1_all), abs=1e-6)  # frame-weighted
+    assert summary["num_frames"] == 12 and summary["quantisation"] == "floor(255*pred)"
+    saved = json.loads((tmp_path / "rec" / "reconstruction.json").read_text())
+    assert saved["provenance"]["checkpoint"]["sha256"] == prov["checkpoint"]["sha256"]
+    assert saved["provenance"]["align_corners"] is True
+    with pytest.raises(AnimbenchError, match="--overwrite"):
+        reconstruct_store(model, store, tmp_path / "rec")
+
+
+def test_baselines_through_the_protocol(store, tmp_path):
+    oracle = reconstruct("oracle", store, tmp_path / "oracle")
+    assert oracle["l1"] == 0.0
+    copy = reconstruct("copy-source", store, tmp_path / "copy", batch_size=5, limit_videos=1)
+    gt = FrameStore(store).read(copy["videos"][0]["video_id"]).astype(np.float64) / 255
+    assert copy["num_videos"] == 1
+    assert copy["l1"] == pytest.approx(np.abs(gt - gt[:1]).mean(), abs=1e-6)
+
+
+def test_animate_to_every_format(checkpoint, tmp_path):
+    source = _driving_frames(1)[0][::-1].copy()
+    Image.fromarray(source).save(tmp_path / "source.png")
+    drive = _write_video(tmp_path / "driving.mp4", _driving_frames())
+    model, _ = load_model("fomm", checkpoint=checkpoint, config=FOMM_TINY)
+    frames, fps = read_video(drive, (64, 64))
+    expected = animate_video(model, read_image(tmp_path / "source.png", (64, 64)), frames, relative=False)
+
+    common = dict(checkpoint=str(checkpoint), config=str(FOMM_TINY), relative=False)
+    rec = animate("fomm", tmp_path / "source.png", drive, tmp_path / "out.npy", **common)
+    raw = np.load(tmp_path / "out.npy")
+    assert raw.dtype == np.float32 and raw.shape == (7, 64, 64, 3)
+    assert np.array_equal(raw, expected)  # exactly the in-memory prediction
+    assert rec["mode"]["relative"] is False and rec["provenance"]["align_corners"] is True
+    assert json.loads((tmp_path / "out.npy.json").read_text())["fps"] == fps == 10
+
+    animate("fomm", tmp_path / "source.png", drive, tmp_path / "frames", **common)
+    names = sorted(os.listdir(tmp_path / "frames"))
+    assert names == [f"{i:07d}.png" for i in range(7)]
+    for i, name in enumerate(names):  # lossless: exactly floor(255 * pred)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "frames" / name)), quantise(raw[i]))
+
+    animate("fomm", tmp_path / "source.png", drive, tmp_path / "out.mp4", **common)
+    mp4, _ = read_video(tmp_path / "out.mp4")
+    assert mp4.shape == (7, 64, 64, 3) and np.abs(mp4 - raw).mean() < 0.05
+    animate("fomm", tmp_path / "source.png", drive, tmp_path / "out.gif", **common)
+    gif, _ = read_video(tmp_path / "out.gif")
+    assert gif.shape == (7, 64, 64, 3) and np.abs(gif - raw).mean() < 0.05
+
+    with pytest.raises(AnimbenchError, match="already exists"):
+        animate("fomm", tmp_path / "source.png", drive, tmp_path / "out.npy", **common)
+    with pytest.raises(AnimbenchError, match=".mp4, .gif or .npy"):
+        animate("fomm", tmp_path / "source.png", drive, tmp_path / "out.avi", **common)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov", ".gif"])
+def test_driving_containers(tmp_path, suffix):
+    frames = _driving_frames()
+    path = tmp_path / f"driving{suffix}"
+    if suffix == ".gif":
+        write_animation(frames / 255.0, path, fps=10)
+    else:
+        _write_video(path, frames)
+    decoded, fps = read_video(path, (32, 32))  # resized like the official demo
+    assert decoded.shape == (7, 32, 32, 3) and decoded.dtype == np.float32 and fps == pytest.approx(10)
+    (tmp_path / "not-a-video.mp4").write_text("plain text")
+    with pytest.raises(AnimbenchError, match="cannot be decoded"):
+        read_video(tmp_path / "not-a-video.mp4")
+
+
+def test_checkpoint_reproduces_bit_for_bit_in_a_fresh_process(checkpoint, tmp_path):
+    Image.fromarray(_driving_frames(3)[2]).save(tmp_path / "source.png")
+    drive = _write_video(tmp_path / "driving.mp4", _driving_frames())
+    model, _ = load_model("fomm", checkpoint=checkpoint, config=FOMM_TINY)
+    frames, _ = read_video(drive, (64, 64))
+    expected = animate_video(model, read_image(tmp_path / "source.png", (64, 64)), frames, relative=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "bench.cli", "animate", "fomm", "--checkpoint", str(checkpoint), "--config",
+           str(FOMM_TINY), "--source", str(tmp_path / "source.png"), "--driving", str(drive), "--out",
+           str(tmp_path / "fresh.npy"), "--relative"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert np.array_equal(np.load(tmp_path / "fresh.npy"), expected)

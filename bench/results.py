@@ -10,7 +10,8 @@ Layout of a results directory (readable with plain pyarrow, pandas or DuckDB; no
                            of per-video means) or "set" (a distance between frame sets, e.g. FID: no CI)
       comparisons.parquet  one row per (metric, weighting, method pair): paired bootstrap of the mean difference
       samples/             a few PNG frames per video: samples/<method>/<video>/%07d.png, with the inputs under
-                           samples/_source/ and samples/_driving/ (the ground truth in reconstruction)
+                           samples/_source/ and samples/_driving/ (the ground truth in reconstruction);
+                           <video> is the id with '%' and '/' escaped (sample_dir_name)
       manifest.json        written last: run settings, methods and metric provenance, package versions per
                            versions id, and each table's sha256 and row count
 
@@ -31,6 +32,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -66,6 +68,12 @@ PROVENANCE_COLUMNS = (
 FRAME_COLUMNS = ("method", "video_id", "frame_index", "source_video", "source_frame", "driving_video", "metric",
                  "value", "skipped") + PROVENANCE_COLUMNS
 ITEM_COLUMNS = ("source_video", "source_frame", "driving_video")
+
+
+def sample_dir_name(video_id: str) -> str:
+    """The samples folder name of a video id: '%' and '/' escaped, so any id is one safe path component."""
+    name = video_id.replace("%", "%25").replace("/", "%2F")
+    return "%2E" + name[1:] if name.startswith(".") else name
 
 
 def versions_id(versions: dict[str, str]) -> str:
@@ -398,12 +406,12 @@ class Results:
 
     def sample_frames(self, method: str, video_id: str) -> list[Path]:
         """Sample PNGs of one method ('_source', '_driving' for the inputs) and video, in frame order."""
-        return sorted((self.root / SAMPLES_DIR / method / video_id).glob("*.png"))
+        return sorted((self.root / SAMPLES_DIR / method / sample_dir_name(video_id)).glob("*.png"))
 
     def sample_videos(self) -> list[str]:
         """Videos that have sample frames."""
         d = self.root / SAMPLES_DIR / "_driving"
-        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        return sorted(unquote(p.name) for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
 
 
 def verify_results(root: str | os.PathLike) -> list[str]:

@@ -193,13 +193,13 @@ def sample_indices(n: int, k: int) -> list[int]:
 
 def _save_samples(task: Task, item: protocols.Item, pred: np.ndarray, source: np.ndarray,
                   driving: np.ndarray) -> None:
-    root = Path(task.out) / R.SAMPLES_DIR
+    root, video = Path(task.out) / R.SAMPLES_DIR, R.sample_dir_name(item.video_id)
     for t in sample_indices(len(pred), task.sample_frames):
-        _write_png(root / task.method.key / item.video_id / f"{t:07d}.png", pred[t])
+        _write_png(root / task.method.key / video / f"{t:07d}.png", pred[t])
         if task.write_inputs:
-            _write_png(root / "_driving" / item.video_id / f"{t:07d}.png", driving[t])
+            _write_png(root / "_driving" / video / f"{t:07d}.png", driving[t])
     if task.write_inputs:
-        _write_png(root / "_source" / item.video_id / f"{item.source_frame:07d}.png", source)
+        _write_png(root / "_source" / video / f"{item.source_frame:07d}.png", source)
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -236,6 +236,8 @@ def run_task(task: Task) -> dict[str, Any]:
                 continue
             scores: FrameScores = metric(pred, reference)
             n = scores.n_frames
+            if n != len(pred):
+                raise AnimbenchError(f"metric {name}: returned {n} values for {len(pred)} frames of {item.video_id}")
             cols["video_id"] += [item.video_id] * n
             cols["frame_index"] += list(range(n))
             cols["source_video"] += [item.source_video] * n

@@ -10,7 +10,7 @@ import os
 from html import escape
 from pathlib import Path
 
-from bench.results import WEIGHTING_LABELS, Results
+from bench.results import WEIGHTING_LABELS, Results, sample_dir_name
 from reports.tables import board, fmt, footnotes, per_video_table
 
 STYLE = """
@@ -113,7 +113,7 @@ def _grids(results: Results, max_videos: int, max_frames: int) -> str:
         rows = []
         driving = results.sample_frames("_driving", video)[:max_frames]
         for i, drv in enumerate(driving):
-            preds = [results.root / "samples" / m / video / drv.name for m in results.methods]
+            preds = [results.root / "samples" / m / sample_dir_name(video) / drv.name for m in results.methods]
             cells = "".join(f"<td>{_img(p) if p.is_file() else '–'}</td>" for p in preds)
             # the source frame is the same for every row: embedded once
             src = f"<td rowspan='{len(driving)}'>{_img(source[0]) if source else '–'}</td>" if i == 0 else ""

@@ -30,7 +30,8 @@ def results(tmp_path_factory) -> Results:
         rng = np.random.default_rng(0)
         for i in range(3):
             base = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-            w.add_video(f"clip#{i}", [np.roll(base, t, axis=1) for t in range(4 + i)], split="test")
+            vid = f"clip#{i}" if i < 2 else "dir/clip#2"  # a '/' in an id must not break the samples layout
+            w.add_video(vid, [np.roll(base, t, axis=1) for t in range(4 + i)], split="test")
     run_bench([MethodSpec("copy-source"), MethodSpec("oracle", label="my_oracle")], root / "store",
               "reconstruction", ["l1", "ssim"], root / "res", workers=1, n_boot=100)
     return Results(root / "res")
@@ -69,7 +70,8 @@ def test_html_is_self_contained_with_grids_provenance_and_per_video_table(result
     n_imgs = html.count("data:image/png;base64,")
     # 3 videos x (one source + 4 sample frames x (ground truth + 2 methods))
     assert n_imgs == 3 * (1 + 4 * 3)
-    for text in ("Leaderboard", "Paired comparisons", "Provenance", "Per video", "clip#2", "my_oracle",
+    assert results.sample_videos() == ["clip#0", "clip#1", "dir/clip#2"]
+    for text in ("Leaderboard", "Paired comparisons", "Provenance", "Per video", "dir/clip#2", "my_oracle",
                  "ground truth", results.manifest["run"]["store"]["fingerprint"]):
         assert text in html, text
 

@@ -69,23 +69,31 @@ class _Heartbeat:
 
 
 class _Worker:
-    """A Ray actor: processes units one at a time and writes each unit's stats file after its shard."""
+    """A Ray actor: processes units one at a time and writes each unit's stats file after its shard.
 
-    def __init__(self, config: PrepConfig, root: str) -> None:
-        self.processor = UnitProcessor(config)
-        self.root = Path(root)
+    It keeps its UnitProcessor (and so its loaded face detector) while the configuration stays the same.
+    """
 
-    def process(self, unit: Unit, attempt: int) -> dict[str, Any]:
+    def __init__(self) -> None:
+        self.processor: UnitProcessor | None = None
+
+    def process(self, unit: Unit, attempt: int, config: PrepConfig, root: str) -> dict[str, Any]:
         """Turn one unit into a shard plus its stats file (written last); return the stats."""
+        if self.processor is None or self.processor.config != config:
+            old, self.processor = self.processor, UnitProcessor(config)
+            if old is not None and (old.config.detector, old.config.detector_weights) == (
+                    config.detector, config.detector_weights):
+                self.processor._detector = old._detector
+        root_path = Path(root)
         name = unit_name(unit.key)
-        beat = _Heartbeat(self.root / WORK_DIR / "progress" / f"{name}.json")
+        beat = _Heartbeat(root_path / WORK_DIR / "progress" / f"{name}.json")
         beat("start", 0)
         try:
-            result = self.processor.run(unit, self.root / FRAMES_DIR / f"{name}.parquet", beat)
+            result = self.processor.run(unit, root_path / FRAMES_DIR / f"{name}.parquet", beat)
         except Exception as exc:  # noqa: BLE001 - a bug on one video must not stop the others
             result = _failed_result(unit, beat.stage, exc)
         result["attempts"] = attempt
-        _atomic_json(self.root / WORK_DIR / "units" / f"{name}.json", result)
+        _atomic_json(root_path / WORK_DIR / "units" / f"{name}.json", result)
         beat.clear()
         return result
 
@@ -138,22 +146,45 @@ def _connect(workers: int | None, address: str | None) -> bool:
     return True
 
 
-class _Scheduler:
-    """Hands units to idle workers, watches heartbeats, replaces killed or dead workers."""
+_WARM: dict[str, list[Any]] = {}  # Ray job id -> idle workers left by earlier runs of this driver process
+_ACTOR_CLS: list[Any] = []
 
-    def __init__(self, config: PrepConfig, root: Path, workers: int, timeout: float, retries: int, bar) -> None:
+
+def release_workers() -> int:
+    """Stop the idle workers kept warm between runs of this process (they hold a CPU each); return how many."""
+    import ray
+
+    n = 0
+    for actors in _WARM.values():
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+            n += 1
+        actors.clear()
+    return n
+
+
+class _Scheduler:
+    """Hands units to idle workers, watches heartbeats, replaces killed or dead workers.
+
+    keep_warm: leave the workers running for the next run in this Ray session (a session this process did
+    not start, e.g. a notebook's or a test suite's), which saves their start-up time.
+    """
+
+    def __init__(self, config: PrepConfig, root: Path, workers: int, timeout: float, retries: int, bar,
+                 keep_warm: bool = False) -> None:
         import ray
 
         self.ray = ray
-        self.actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(_Worker)
+        if not _ACTOR_CLS:
+            _ACTOR_CLS.append(ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(_Worker))
         self.config, self.root, self.timeout, self.retries, self.bar = config, root, timeout, retries, bar
-        self.workers = workers
+        self.workers, self.keep_warm = workers, keep_warm
         self.actors: list[Any] = []
         self.frames = 0
         self.t0 = time.monotonic()
 
     def _spawn(self):
-        actor = self.actor_cls.remote(self.config, str(self.root))
+        actor = _ACTOR_CLS[0].remote()
         self.actors.append(actor)
         return actor
 
@@ -164,14 +195,19 @@ class _Scheduler:
     def run(self, todo: Sequence[Unit]) -> None:
         """Process every unit of `todo`; each ends with a stats file (the worker's, or ours on a timeout)."""
         queue = deque((u, 1) for u in todo)
-        idle = [self._spawn() for _ in range(min(self.workers, len(todo)))]
+        n = min(self.workers, len(todo))
+        warm = _WARM.setdefault(self.ray.get_runtime_context().get_job_id(), [])
+        idle = [warm.pop() for _ in range(min(n, len(warm)))]
+        self.actors.extend(idle)
+        idle += [self._spawn() for _ in range(n - len(idle))]
         inflight: dict[Any, dict[str, Any]] = {}
+        finished = False
         try:
             while queue or inflight:
                 while queue and idle:
                     unit, attempt = queue.popleft()
                     actor = idle.pop()
-                    ref = actor.process.remote(unit, attempt)
+                    ref = actor.process.remote(unit, attempt, self.config, str(self.root))
                     inflight[ref] = {"unit": unit, "actor": actor, "attempt": attempt, "beat": None, "last": None}
                 ready, rest = self.ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
                 if ready and rest:  # collect everything else that is done too, without waiting
@@ -180,9 +216,13 @@ class _Scheduler:
                     task = inflight.pop(ref)
                     self._collect(ref, task, queue, idle)
                 self._watch(inflight, idle)
+            finished = True
         finally:
-            for actor in list(self.actors):
-                self._retire(actor)
+            if finished and self.keep_warm:
+                warm.extend(self.actors)
+            else:
+                for actor in list(self.actors):
+                    self._retire(actor)
 
     def _collect(self, ref, task: dict[str, Any], queue: deque, idle: list) -> None:
         from ray.exceptions import RayActorError, WorkerCrashedError
@@ -290,7 +330,10 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
     if workers is not None and workers < 1:
         raise AnimbenchError(f"--workers {workers}: expected 1 or more")
     root = Path(out)
-    record = {"recipe": config.recipe, "config": config.as_dict(), "source": source, "units": len(units)}
+    # what must match for --resume: the settings and the units (ids, clips), not where the inputs live
+    plan = json.dumps([[u.key, u.kind, [list(vars(c).values()) for c in u.clips]] for u in units], default=str)
+    record = {"recipe": config.recipe, "config": config.as_dict(), "units": len(units),
+              "units_sha1": hashlib.sha1(plan.encode()).hexdigest()}
     _prepare(root, record, resume, overwrite)
 
     todo = []
@@ -314,7 +357,7 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
                 bar = tqdm(total=len(todo), desc=f"prep {config.recipe}", unit="video", dynamic_ncols=True,
                            smoothing=0.1)
             try:
-                _Scheduler(config, root, n, timeout, retries, bar).run(todo)
+                _Scheduler(config, root, n, timeout, retries, bar, keep_warm=not started).run(todo)
             finally:
                 if bar is not None:
                     bar.close()
@@ -323,7 +366,7 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
                 import ray
 
                 ray.shutdown()
-    return _finalize(root, units, config, record, len(todo), began, ray_start_s)
+    return _finalize(root, units, config, {**record, "source": source}, len(todo), began, ray_start_s)
 
 
 def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dict[str, Any], ran: int,
@@ -345,7 +388,7 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
     timings = {f"{s}_s": round(totals.get(f"{s}_s", 0.0), 3) for s in STAGES}
     wall = time.perf_counter() - began
     timings.update(ray_start_s=round(ray_start_s, 3), wall_s=round(wall, 3))
-    manifest = finalize_store(root, videos, config={**record, "recipe": config.recipe}, encode=config.encode,
+    manifest = finalize_store(root, videos, config=record, encode=config.encode,
                               row_group_size=config.row_group_size, failures=failures, timings=timings)
     shutil.rmtree(root / WORK_DIR / "progress", ignore_errors=True)
     return PrepSummary(store=str(root), units=len(units), run=ran, skipped=len(units) - ran, videos=len(videos),

@@ -1,7 +1,7 @@
 """Run registered methods over a frame store under a protocol, score every frame, write a results directory.
 
 The unit of work is (method, chunk of videos): each runs in a Ray task (one GPU per task when the cluster
-has GPUs, one CPU otherwise) or, with workers=1, in this process. A task loads its method once per worker
+has GPUs, one CPU otherwise) or, when workers=1 is asked for, in this process. A task loads its method once per worker
 process, generates each video, quantises the predictions as the official code does, scores them with the
 metric registry and returns per-frame rows; the driver sorts them and hands them to bench.results.
 
@@ -267,8 +267,8 @@ def _metric_columns(metric: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- driver side
-def _execute(tasks: list[Task], workers: int, use_gpu: bool) -> list[dict[str, Any]]:
-    if workers == 1:
+def _execute(tasks: list[Task], workers: int, use_gpu: bool, in_process: bool) -> list[dict[str, Any]]:
+    if in_process:
         return [run_task(t) for t in tasks]
     import ray
 
@@ -348,26 +348,29 @@ def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol:
         items = protocols.random_pairs(fs, split, num_pairs, seed)[:limit_videos]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     use_gpu = device.startswith("cuda")
+    in_process = workers == 1  # an explicit single worker runs here (tests, debugging); the default is Ray
     if workers is None:
         workers = max(1, torch.cuda.device_count()) if use_gpu else max(1, os.cpu_count() or 1)
+    elif workers < 1:
+        raise AnimbenchError(f"--workers {workers}: expected 1 or more")
     out = R.prepare_results_dir(out, overwrite=overwrite)
     chunk = max(1, math.ceil(len(items) / (2 * workers)))
     samples = [it.video_id for it in items[:sample_videos]]
     tasks = [Task(m, str(fs.root), items[i:i + chunk], protocol, variant, metrics, device, seed, str(out),
                   sample_videos=samples, sample_frames=sample_frames, write_inputs=(k == 0), batch_size=batch_size,
-                  threads=None if workers == 1 else 1)
+                  threads=None if in_process else 1)
              for k, m in enumerate(methods) for i in range(0, len(items), chunk)]
     t0 = time.perf_counter()
-    done = _execute(tasks, workers, use_gpu)
+    done = _execute(tasks, workers, use_gpu, in_process)
     seconds = time.perf_counter() - t0
     return _write(out, methods, fs, tasks, done, metrics=metrics, specs=specs, protocol=protocol, variant=variant,
                   split=split, pairs=pairs, skipped_pairs=skipped_pairs, seed=seed, device=device, workers=workers,
-                  n_items=len(items), seconds=seconds, n_boot=n_boot)
+                  in_process=in_process, n_items=len(items), seconds=seconds, n_boot=n_boot)
 
 
 def _write(out: Path, methods: Sequence[MethodSpec], fs: FrameStore, tasks: list[Task], done: list[dict[str, Any]],
            *, metrics: list[str], specs: dict, protocol: str, variant: str, split: str, pairs: str | None,
-           skipped_pairs: int, seed: int, device: str, workers: int, n_items: int, seconds: float,
+           skipped_pairs: int, seed: int, device: str, workers: int, in_process: bool, n_items: int, seconds: float,
            n_boot: int) -> dict[str, Any]:
     versions: dict[str, dict[str, str]] = {}
     frames, set_rows = [], []
@@ -414,7 +417,7 @@ def _write(out: Path, methods: Sequence[MethodSpec], fs: FrameStore, tasks: list
         "store": {"path": str(fs.root), "fingerprint": fs.fingerprint, "split": split, "videos": n_items},
         "methods": run_methods, "method_order": [m.key for m in methods],
         "metrics": metric_info, "metric_order": metrics,
-        "executor": "in-process" if workers == 1 else "ray", "workers": workers, "device": device, "seed": seed,
+        "executor": "in-process" if in_process else "ray", "workers": workers, "device": device, "seed": seed,
         "seconds": round(seconds, 3),
     }
     all_frames = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(R.FRAME_COLUMNS))

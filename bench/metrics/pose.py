@@ -207,11 +207,13 @@ class AKDFaceDlib(AKDFace):
 class _BodyKeypointMetric:
     """Shared by akd_body and mkr: rtpose joints of both frame sets (pose-evaluation extract_body_pose)."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True):
+    def __init__(self, spec: Any, *, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True,
+                 boxsize: int = 368):
         from bench.backends.rtpose import RtPoseKeypoints
 
         self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
-        self.backend = RtPoseKeypoints(device=device, verify_hash=verify_hash)
+        # boxsize (network input height) is OpenPose's own setting; the papers' numbers use 368
+        self.backend = RtPoseKeypoints(device=device, verify_hash=verify_hash, boxsize=boxsize)
 
     def joints(self, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N,18,2) GT and generated joints, (-1,-1) where missing."""

@@ -76,9 +76,11 @@ def reid_file(weights_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def rtpose_file(weights_root: Path) -> Path:
-    """Random rtpose VGG19 saved as animbench/pose_model.pth."""
+    """Random rtpose VGG19 saved as animbench/pose_model.pth (last heatmap conv scaled so peaks pass 0.1)."""
     torch.manual_seed(0)
-    return _save(RtPoseNet().state_dict(), weights_root / "animbench" / "pose_model.pth")
+    state = RtPoseNet().state_dict()
+    state["model6_2.12.weight"] *= 10
+    return _save(state, weights_root / "animbench" / "pose_model.pth")
 
 
 @pytest.fixture(scope="session")

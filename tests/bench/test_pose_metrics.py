@@ -17,6 +17,11 @@ from bench.metrics.pose import (
 )
 from bench.metrics.registry import FrameScores
 from prep.errors import AnimbenchError
+from tests.bench import test_backends
+
+# session fixtures shared with the backend tests: random weights saved under the standard names
+weights_root, weights_env, one_thread = test_backends.weights_root, test_backends.weights_env, test_backends.one_thread
+rtpose_file, fan_files = test_backends.rtpose_file, test_backends.fan_files
 
 
 def test_akd_face_is_l1_per_coordinate_in_legacy_and_euclidean_in_clean():
@@ -127,3 +132,28 @@ def test_pose_metrics_are_registered():
     assert {"akd_face", "akd_face_dlib", "akd_body", "mkr", "pose_error"} <= set(list_metrics())
     with pytest.raises(AnimbenchError, match="protocol"):
         get_metric("akd_face_dlib", protocol="paper")
+
+
+def test_body_metrics_through_the_registry(weights_env, rtpose_file):
+    frames = np.random.default_rng(4).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
+    akd = get_metric("akd_body", protocol="clean", boxsize=32)  # 368 in the papers; small keeps CPU tests fast
+    joints = akd.backend.keypoints(frames)
+    assert (joints != -1).all(-1).any(1).all()  # these weights find joints in both frames
+    same = akd(frames[:1], frames[:1])
+    assert same.n_valid == 1 and same.values[0] == 0 and same.fields["mkr"][0] == 0
+    other = akd(frames[::-1].copy(), frames)
+    expect, _ = akd_body_from_keypoints(joints, joints[::-1], "clean")
+    np.testing.assert_array_equal(other.values, expect)
+    np.testing.assert_array_equal(other.fields["mkr"], mkr_from_keypoints(joints, joints[::-1])[0])
+    info = akd.describe()
+    assert info["protocol"] == "clean" and info["settings"]["boxsize"] == 32
+
+
+def test_face_metrics_skip_frames_without_a_face(weights_env, fan_files):
+    metric = get_metric("akd_face", detector="dlib", verify_hash=False)
+    blank = np.full((2, 64, 64, 3), 128, np.uint8)
+    scores = metric(blank, blank)
+    assert scores.skipped.all() and scores.fields["gt_missing"].all() and scores.fields["gen_missing"].all()
+    assert [w["name"] for w in metric.describe()["weights"]] == ["2DFAN4-11f355bf06.pth.tar"]
+    with pytest.raises(AnimbenchError, match="does not start with 11f355bf06"):
+        get_metric("pose_error", detector="dlib")

@@ -46,16 +46,18 @@ def load_checkpoint(
         raise AnimbenchError(f"checkpoint {path}: file not found")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
-        if not weights_only:
-            raise AnimbenchError(f"checkpoint {path}: cannot be read ({_first_line(e)})") from None
+    except pickle.UnpicklingError as e:
+        detail = _unpickling_detail(e)
+        # only a disallowed class/function is a weights_only restriction; anything else is a damaged file
+        if not (weights_only and "Unsupported global" in detail):
+            raise AnimbenchError(f"checkpoint {path}: cannot be read, corrupt or not a torch file ({detail})") from None
         if not allow_pickle:
             raise AnimbenchError(
-                f"checkpoint {path}: not loadable with weights_only=True ({_first_line(e)}); if you trust the "
-                "file, pass allow_pickle=True (or --allow-pickle) to unpickle it fully"
+                f"checkpoint {path}: not loadable with weights_only=True ({detail}); if you trust the file, "
+                "pass allow_pickle=True (or --allow-pickle) to unpickle it fully"
             ) from None
         warnings.warn(
-            f"checkpoint {path}: weights_only load failed ({_first_line(e)}); unpickling fully because "
+            f"checkpoint {path}: weights_only load failed ({detail}); unpickling fully because "
             "allow_pickle=True: only do this for files you trust",
             stacklevel=2,
         )
@@ -63,8 +65,9 @@ def load_checkpoint(
             ckpt = torch.load(path, map_location=map_location, weights_only=False)
         except Exception as e2:  # a corrupt file fails in many ways; the user needs one line
             raise AnimbenchError(f"checkpoint {path}: cannot be read ({_first_line(e2)})") from None
-    except (EOFError, OSError, ValueError) as e:
-        raise AnimbenchError(f"checkpoint {path}: cannot be read ({_first_line(e)})") from None
+    except (EOFError, OSError, ValueError, RuntimeError, AttributeError) as e:
+        raise AnimbenchError(
+            f"checkpoint {path}: cannot be read, corrupt or not a torch file ({_first_line(e)})") from None
     if not isinstance(ckpt, Mapping):
         raise AnimbenchError(f"checkpoint {path}: expected a dict of entries, got {type(ckpt).__name__}")
     for entry in REQUIRED_ENTRIES:
@@ -253,6 +256,19 @@ def checkpoint_sha256(path: str | os.PathLike) -> str:
     return sha256_of(path)
 
 
+def _unpickling_detail(e: BaseException) -> str:
+    """The informative part of torch's long weights_only message (the WeightsUnpickler error)."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in text and text.split(marker, 1)[1].strip():
+        return _first_sentence(text.split(marker, 1)[1])
+    return _first_line(e)
+
+
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    return _first_sentence(str(e)) or type(e).__name__
+
+
+def _first_sentence(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].split(". ")[0].strip() if lines else ""

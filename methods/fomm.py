@@ -61,6 +61,7 @@ class KPDetector(nn.Module):
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
+        """(B, 3, H, W) in [0, 1] -> {"value": (B, K, 2), "jacobian": (B, K, 2, 2)}."""
         x = self.down(image) if self.scale_factor != 1 else image  # (B, 3, 64, 64)
         feature_map = self.predictor(x)  # (B, 35, 64, 64)
         logits = self.kp(feature_map)  # (B, K, 58, 58)
@@ -115,6 +116,7 @@ class DenseMotionNetwork(nn.Module):
         return torch.cat([identity_grid.expand(b, 1, h, w, 2), driving_to_source], dim=1)
 
     def forward(self, source_image: Tensor, kp_driving: dict, kp_source: dict) -> dict[str, Tensor]:
+        """Source image and keypoints -> deformation (B, h, w, 2), mask, sparse_deformed, occlusion_map."""
         source = self.down(source_image) if self.scale_factor != 1 else source_image  # (B, 3, 64, 64)
         b, c, h, w = source.shape
         heatmap = self.heatmap_representation((h, w), kp_driving, kp_source)
@@ -165,6 +167,7 @@ class OcclusionAwareGenerator(nn.Module):
         return warp(x, deformation, self.align_corners)
 
     def forward(self, source_image: Tensor, kp_driving: dict, kp_source: dict) -> dict[str, Tensor]:
+        """Source image (B, 3, H, W) and keypoints -> {"prediction": (B, 3, H, W) in [0, 1], ...}."""
         out = self.first(source_image)  # (B, 64, 256, 256)
         for block in self.down_blocks:
             out = block(out)  # (B, 256, 64, 64) after two
@@ -203,6 +206,7 @@ class DiscriminatorBlock(nn.Module):
         self.pool = pool
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H', W')."""
         out = self.conv(x)
         if self.norm is not None:
             out = self.norm(out)
@@ -230,6 +234,7 @@ class Discriminator(nn.Module):
         self.kp_variance = kp_variance
 
     def forward(self, x: Tensor, kp_value: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """Image (B, 3, H, W) [+ keypoints (B, K, 2)] -> (4 feature maps, prediction map)."""
         out = x
         if self.use_kp:
             out = torch.cat([out, kp2gaussian(kp_value, x.shape[2:], self.kp_variance)], dim=1)
@@ -326,6 +331,7 @@ class FOMM(nn.Module):
 
     @align_corners.setter
     def align_corners(self, value: bool) -> None:
+        """Switch the convention at every sampling site at once."""
         self._align_corners = bool(value)
         self.generator.align_corners = self._align_corners
         if self.generator.dense_motion_network is not None:

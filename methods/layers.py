@@ -54,6 +54,7 @@ class DownBlock2d(nn.Module):
         self.pool = nn.AvgPool2d(kernel_size=(2, 2))
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H/2, W/2)."""
         return self.pool(F.relu(self.norm(self.conv(x))))
 
 
@@ -66,6 +67,7 @@ class UpBlock2d(nn.Module):
         self.norm = nn.BatchNorm2d(out_features, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, 2H, 2W)."""
         x = F.interpolate(x, scale_factor=2)
         return F.relu(self.norm(self.conv(x)))
 
@@ -79,6 +81,7 @@ class SameBlock2d(nn.Module):
         self.norm = nn.BatchNorm2d(out_features, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W)."""
         return F.relu(self.norm(self.conv(x)))
 
 
@@ -93,6 +96,7 @@ class ResBlock2d(nn.Module):
         self.norm2 = nn.BatchNorm2d(features, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         out = self.conv1(F.relu(self.norm1(x)))
         out = self.conv2(F.relu(self.norm2(out)))
         return out + x
@@ -116,6 +120,7 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        """(B, C, H, W) -> [x, (B, c1, H/2, W/2), ..., (B, c_n, H/2^n, W/2^n)]."""
         outs = [x]
         for block in self.down_blocks:
             outs.append(block(outs[-1]))
@@ -141,6 +146,7 @@ class Decoder(nn.Module):
         self.out_filters = block_expansion + in_features
 
     def forward(self, skips: list[Tensor]) -> Tensor:
+        """Encoder outputs -> (B, block_expansion + in_features, H, W)."""
         skips = list(skips)
         out = skips.pop()
         for block in self.up_blocks:
@@ -158,6 +164,7 @@ class Hourglass(nn.Module):
         self.out_filters = self.decoder.out_filters
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, block_expansion + C, H, W)."""
         return self.decoder(self.encoder(x))
 
 
@@ -187,6 +194,7 @@ class AntiAliasInterpolation2d(nn.Module):
         self.int_inv_scale = int(1 / scale)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H·scale, W·scale)."""
         if self.scale == 1.0:
             return x
         out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))

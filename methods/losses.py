@@ -45,6 +45,7 @@ class ImagePyramide(nn.Module):
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """(B, C, H, W) -> {str(scale): downsampled image}."""
         return {key.replace("-", "."): down(x) for key, down in self.downs.items()}
 
 
@@ -67,6 +68,7 @@ class Vgg19Pyramid(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) in [0, 1] -> [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1] activations."""
         out = (x - self.mean) / self.std
         activations = []
         for block in self.slices:
@@ -144,6 +146,7 @@ class PerceptualPyramidLoss(nn.Module):
             )
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Weighted loss between a prediction and its target, both (B, 3, H, W) in [0, 1]."""
         pyramid_pred = self.pyramid(prediction)
         with torch.no_grad():
             pyramid_target = self.pyramid(target)

@@ -166,8 +166,12 @@ def test_missing_file_and_entries(tmp_path):
     with pytest.raises(AnimbenchError, match="entry 'generator' missing"):
         load_checkpoint(tmp_path / "partial.pth.tar")
     (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
-    with pytest.raises(AnimbenchError, match="junk.pth.tar"):
-        load_checkpoint(tmp_path / "junk.pth.tar")
+    with pytest.raises(AnimbenchError, match="junk.pth.tar: cannot be read, corrupt or not a torch file"):
+        load_checkpoint(tmp_path / "junk.pth.tar", allow_pickle=True)
+    data = (tmp_path / "partial.pth.tar").read_bytes()
+    (tmp_path / "truncated.pth.tar").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AnimbenchError, match="truncated.pth.tar: cannot be read, corrupt"):
+        load_checkpoint(tmp_path / "truncated.pth.tar")
 
 
 def test_wrong_config_is_reported_and_leaves_the_model_untouched(trained):

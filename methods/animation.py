@@ -47,11 +47,12 @@ def normalize_kp(
     kp_new = dict(kp_driving)
     if not use_relative_movement:
         return kp_new
-    displacement = kp_driving["value"] - kp_driving_initial["value"]
-    if adapt_movement_scale:
-        displacement = displacement * movement_scale(kp_source, kp_driving_initial).view(-1, 1, 1)
-    kp_new["value"] = displacement + kp_source["value"]
-    if use_relative_jacobian and "jacobian" in kp_driving:
-        jacobian_diff = torch.matmul(kp_driving["jacobian"], torch.inverse(kp_driving_initial["jacobian"]))
-        kp_new["jacobian"] = torch.matmul(jacobian_diff, kp_source["jacobian"])
+    with torch.autocast(kp_driving["value"].device.type, enabled=False):  # 2x2 inverses stay float32
+        displacement = kp_driving["value"] - kp_driving_initial["value"]
+        if adapt_movement_scale:
+            displacement = displacement * movement_scale(kp_source, kp_driving_initial).view(-1, 1, 1)
+        kp_new["value"] = displacement + kp_source["value"]
+        if use_relative_jacobian and "jacobian" in kp_driving:
+            jacobian_diff = torch.matmul(kp_driving["jacobian"], torch.inverse(kp_driving_initial["jacobian"]))
+            kp_new["jacobian"] = torch.matmul(jacobian_diff, kp_source["jacobian"])
     return kp_new

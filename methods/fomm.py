@@ -26,8 +26,10 @@ from methods.layers import (
     ResBlock2d,
     SameBlock2d,
     UpBlock2d,
+    full_precision,
     kp2gaussian,
     make_coordinate_grid,
+    upcast,
     warp,
 )
 from methods.losses import ImagePyramide, PerceptualPyramidLoss, Transform, scale_key
@@ -65,14 +67,17 @@ class KPDetector(nn.Module):
         x = self.down(image) if self.scale_factor != 1 else image  # (B, 3, 64, 64)
         feature_map = self.predictor(x)  # (B, 35, 64, 64)
         logits = self.kp(feature_map)  # (B, K, 58, 58)
+        jacobian_map = self.jacobian(feature_map) if self.jacobian is not None else None
         b, k, h, w = logits.shape
-        heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
-        grid = make_coordinate_grid((h, w), heatmap.dtype, heatmap.device)  # over the heatmap, not the image
-        out = {"value": (heatmap.unsqueeze(-1) * grid).sum(dim=(2, 3))}  # (B, K, 2)
-        if self.jacobian is not None:
-            jacobian_map = self.jacobian(feature_map).reshape(b, self.num_jacobian_maps, 4, h, w)
-            jacobian = (heatmap.unsqueeze(2) * jacobian_map).view(b, k, 4, -1).sum(dim=-1)
-            out["jacobian"] = jacobian.view(b, k, 2, 2)  # row-major [[a, b], [c, d]]
+        # keypoint statistics in float32 even under autocast: bf16 coordinates are off by ~1/4 px
+        with full_precision(logits):
+            heatmap = F.softmax(upcast(logits).view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
+            grid = make_coordinate_grid((h, w), heatmap.dtype, heatmap.device)  # over the heatmap, not the image
+            out = {"value": (heatmap.unsqueeze(-1) * grid).sum(dim=(2, 3))}  # (B, K, 2)
+            if jacobian_map is not None:
+                jacobian_map = upcast(jacobian_map).reshape(b, self.num_jacobian_maps, 4, h, w)
+                jacobian = (heatmap.unsqueeze(2) * jacobian_map).view(b, k, 4, -1).sum(dim=-1)
+                out["jacobian"] = jacobian.view(b, k, 2, 2)  # row-major [[a, b], [c, d]]
         return out
 
 
@@ -119,8 +124,11 @@ class DenseMotionNetwork(nn.Module):
         """Source image and keypoints -> deformation (B, h, w, 2), mask, sparse_deformed, occlusion_map."""
         source = self.down(source_image) if self.scale_factor != 1 else source_image  # (B, 3, 64, 64)
         b, c, h, w = source.shape
-        heatmap = self.heatmap_representation((h, w), kp_driving, kp_source)
-        sparse_motion = self.sparse_motions((h, w), kp_driving, kp_source)
+        with full_precision(source):  # motion in float32 under autocast (2x2 inverses, coordinates)
+            kp_driving = {key: upcast(v) for key, v in kp_driving.items()}
+            kp_source = {key: upcast(v) for key, v in kp_source.items()}
+            heatmap = self.heatmap_representation((h, w), kp_driving, kp_source)
+            sparse_motion = self.sparse_motions((h, w), kp_driving, kp_source)
         slots = self.num_kp + 1
         source_repeat = source.unsqueeze(1).expand(b, slots, c, h, w).reshape(b * slots, c, h, w)
         sparse_deformed = warp(source_repeat, sparse_motion.reshape(b * slots, h, w, 2), self.align_corners)
@@ -128,7 +136,7 @@ class DenseMotionNetwork(nn.Module):
         # per slot [heat, R, G, B], background slot first: 44 channels for K = 10 (§1.8.9)
         hourglass_input = torch.cat([heatmap, sparse_deformed], dim=2).view(b, -1, h, w)
         prediction = self.hourglass(hourglass_input)  # (B, 108, 64, 64)
-        mask = F.softmax(self.mask(prediction), dim=1)  # (B, K+1, 64, 64)
+        mask = F.softmax(upcast(self.mask(prediction)), dim=1)  # (B, K+1, 64, 64)
         deformation = (sparse_motion.permute(0, 1, 4, 2, 3) * mask.unsqueeze(2)).sum(dim=1)
         out = {"sparse_deformed": sparse_deformed, "mask": mask, "deformation": deformation.permute(0, 2, 3, 1)}
         if self.occlusion is not None:
@@ -237,7 +245,9 @@ class Discriminator(nn.Module):
         """Image (B, 3, H, W) [+ keypoints (B, K, 2)] -> (4 feature maps, prediction map)."""
         out = x
         if self.use_kp:
-            out = torch.cat([out, kp2gaussian(kp_value, x.shape[2:], self.kp_variance)], dim=1)
+            with full_precision(x):
+                heatmaps = kp2gaussian(upcast(kp_value), x.shape[2:], self.kp_variance).to(x.dtype)
+            out = torch.cat([out, heatmaps], dim=1)
         feature_maps = []
         for block in self.down_blocks:
             out = block(out)
@@ -377,25 +387,30 @@ class FOMM(nn.Module):
             kp_value = kp_driving["value"].detach()
             maps_generated = self.discriminator(pyramid_generated, kp_value)
             maps_real = self.discriminator(pyramid_real, kp_value)
-            losses["gen_gan"] = sum(w["generator_gan"] * ((1 - maps_generated[s][1]) ** 2).mean()
+            losses["gen_gan"] = sum(w["generator_gan"] * ((1 - upcast(maps_generated[s][1])) ** 2).mean()
                                     for s in maps_generated)
             if sum(w["feature_matching"]) != 0:
                 total = prediction.new_zeros(())
                 for s in maps_generated:
                     for i, (real, fake) in enumerate(zip(maps_real[s][0], maps_generated[s][0], strict=True)):
                         if w["feature_matching"][i] != 0:
-                            total = total + w["feature_matching"][i] * torch.abs(real - fake).mean()
+                            total = total + w["feature_matching"][i] * torch.abs(upcast(real) - upcast(fake)).mean()
                 losses["feature_matching"] = total
         if w["equivariance_value"] + w["equivariance_jacobian"] != 0:
             losses.update(self._equivariance_losses(driving, kp_driving, outputs))
         return losses, outputs
 
     def _equivariance_losses(self, driving: Tensor, kp_driving: dict, outputs: dict) -> dict[str, Tensor]:
-        w = self.loss_weights
         transform = Transform(driving.shape[0], device=driving.device, **self.train_params["transform_params"])
-        transformed_frame = transform.transform_frame(driving, self.align_corners)
-        transformed_kp = self.kp_detector(transformed_frame)
+        with full_precision(driving):
+            transformed_frame = transform.transform_frame(upcast(driving), self.align_corners)
+        transformed_kp = self.kp_detector(transformed_frame)  # float32 keypoints even under autocast
         outputs.update(transformed_frame=transformed_frame, transformed_kp=transformed_kp)
+        with full_precision(driving):
+            return self._equivariance_terms(transform, kp_driving, transformed_kp)
+
+    def _equivariance_terms(self, transform: Transform, kp_driving: dict, transformed_kp: dict) -> dict[str, Tensor]:
+        w = self.loss_weights
         losses = {}
         if w["equivariance_value"] != 0:
             value = torch.abs(kp_driving["value"] - transform.warp_coordinates(transformed_kp["value"])).mean()
@@ -419,7 +434,8 @@ class FOMM(nn.Module):
         maps_generated = self.discriminator(pyramid_generated, kp_value)
         maps_real = self.discriminator(pyramid_real, kp_value)
         weight = self.loss_weights["discriminator_gan"]
-        total = sum(weight * ((1 - maps_real[s][1]) ** 2 + maps_generated[s][1] ** 2).mean() for s in maps_real)
+        total = sum(weight * ((1 - upcast(maps_real[s][1])) ** 2 + upcast(maps_generated[s][1]) ** 2).mean()
+                    for s in maps_real)
         return {"disc_gan": total}
 
     @contextmanager

@@ -35,6 +35,16 @@ def kp2gaussian(kp_value: Tensor, spatial_size: tuple[int, int] | torch.Size, kp
     return torch.exp(-0.5 * squared_distance / kp_variance)
 
 
+def full_precision(x: Tensor) -> torch.autocast:
+    """Context that turns autocast off on x's device: keypoint and motion math stays float32 under bf16 AMP."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def upcast(x: Tensor) -> Tensor:
+    """x in float32 if it is a half-precision autocast output, else unchanged (float32/float64 kept)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def warp(x: Tensor, grid: Tensor, align_corners: bool, padding_mode: str = "zeros") -> Tensor:
     """Bilinear backward warp of x (B, C, H, W) by grid (B, h, w, 2) of (x, y) in [-1, 1].
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from methods.layers import AntiAliasInterpolation2d, make_coordinate_grid, warp
+from methods.layers import AntiAliasInterpolation2d, make_coordinate_grid, upcast, warp
 from methods.weights import get as get_weight_file
 from methods.weights import locate
 from prep.errors import AnimbenchError
@@ -150,18 +150,18 @@ class PerceptualPyramidLoss(nn.Module):
         pyramid_pred = self.pyramid(prediction)
         with torch.no_grad():
             pyramid_target = self.pyramid(target)
-        total = prediction.new_zeros(())
+        total = torch.zeros((), device=prediction.device)
         for scale in self.scales:
             key = scale_key(scale)
             if self.vgg is None:
-                l1 = torch.abs(pyramid_pred[key] - pyramid_target[key]).mean()
+                l1 = torch.abs(upcast(pyramid_pred[key]) - upcast(pyramid_target[key])).mean()
                 total = total + (sum(self.weights) / len(self.weights)) * l1
                 continue
             features_pred = self.vgg(pyramid_pred[key])
             with torch.no_grad():
                 features_target = self.vgg(pyramid_target[key])
             for weight, a, b in zip(self.weights, features_pred, features_target, strict=True):
-                total = total + weight * torch.abs(a - b).mean()
+                total = total + weight * torch.abs(upcast(a) - upcast(b)).mean()
         return total
 
 

@@ -168,6 +168,16 @@ def test_generator_step_has_every_configured_loss_and_discriminator_step(tiny):
     assert any(p.grad is not None for p in tiny.discriminator.parameters())
 
 
+def test_keypoints_and_losses_stay_float32_under_bf16_autocast(tiny):
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses, outputs = tiny.generator_step(source, driving)
+        d_losses = tiny.discriminator_step(source, driving, outputs)
+    assert outputs["kp_driving"]["value"].dtype == torch.float32
+    assert outputs["kp_driving"]["jacobian"].dtype == torch.float32
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in {**losses, **d_losses}.values())
+
+
 def test_no_gan_config_has_no_discriminator_losses():
     cfg = load_config(TINY)
     cfg["train_params"]["loss_weights"]["generator_gan"] = 0

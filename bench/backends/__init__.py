@@ -28,11 +28,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             obj = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         raise AnimbenchError(f"weight file {path}: not a torch checkpoint ({str(exc).splitlines()[0]})") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise AnimbenchError(f"weight file {path}: expected a state_dict (name -> tensor), got {type(obj).__name__}")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return {k.removeprefix("module."): v for k, v in obj.items()}  # files saved from DataParallel
 
 
 def load_exact(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path,

@@ -204,7 +204,11 @@ class IdentityError:
 
     def describe(self) -> dict[str, Any]:
         """Provenance: protocol, alignment, descriptor file."""
-        return {**base_description(self.spec), "protocol": self.protocol,
+        from bench.backends.dlib_face import LANDMARKS_68, model_path
+
+        base = base_description(self.spec)
+        base["weights"].append({"name": LANDMARKS_68, **file_provenance(model_path(LANDMARKS_68))})
+        return {**base, "protocol": self.protocol,
                 "settings": {"alignment": "dlib 68 landmarks -> 5 points -> insightface norm_crop 112; no face: "
                                           "LPD's central crop (margins 42,53,64,53 at 256 px)",
                              "descriptor": "ArcFace ONNX via insightface.model_zoo.get_model, L2-normalised"},

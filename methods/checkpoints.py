@@ -119,10 +119,12 @@ def _spectral_norms(module: nn.Module) -> Iterable[tuple[str, SpectralNorm]]:
 
 
 def _convert_legacy_spectral_norm(module: nn.Module, state: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Rebuild weight_v of torch-1.0 spectral-norm entries; same result as spectral_norm's load pre-hook.
+    """Rebuild weight_v of torch-1.0 spectral-norm entries, as spectral_norm's load pre-hook does.
 
-    The pre-hook solves for v with pinverse(W^T W), a (C_in·k²)² matrix: about 4 minutes for the official
-    512x4096 block on 2 cores. Solving in the smaller of W W^T / W^T W gives the same v in well under a second.
+    Both solve W_orig x = u and rescale so that u·W_orig·v = sigma (so outputs are identical). The pre-hook
+    uses pinverse(W^T W), a (C_in·k²)² matrix: about 4 minutes for the official 512x4096 block on 2 cores, and
+    numerically poor in float32 for wide W. Solving in float64 in the smaller of W W^T / W^T W takes well under
+    a second and gives a v with u = normalize(W_orig v), so training resumes from a consistent power iteration.
     """
     converted = None
     for key, fn in _spectral_norms(module):

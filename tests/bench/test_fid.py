@@ -88,30 +88,35 @@ def test_missing_inception_weights_names_file_and_folder(tmp_path, monkeypatch):
 
 
 def test_pool3_statistics_equal_pytorch_fid_on_the_same_images(with_weights, tmp_path):
-    frames = _frames(0, 3)  # Inception at 299x299 on CPU is slow: few images
+    frames = _frames(0, 2)  # Inception at 299x299 on CPU is slow: two images, one per batch
     with pytest.raises(AnimbenchError, match="!= expected 6726825d0af5f729"):
         get_metric("fid")  # strict by default: the test's random weights are not the published file
-    metric = get_metric("fid", verify_hash=False, batch_size=2)
-    ours = metric.statistics([frames[:2], frames[2:]])  # two batches through the one-pass accumulator
+    metric = get_metric("fid", verify_hash=False, batch_size=1)
+    ours = metric.statistics([frames[:1], frames[1:]])  # two batches through the one-pass accumulator
 
-    # pytorch-fid's own path: PNG files -> PIL -> ToTensor -> its InceptionV3 (loaded from TORCH_HOME)
-    model = pfid_inception.InceptionV3([3])
+    # the network is pytorch-fid's own InceptionV3, built by it with the protocol's flags (building a second
+    # copy costs seconds on CPU); the reference path is pytorch-fid's: PNG files -> PIL -> ToTensor -> stats
+    model = metric.model
+    assert isinstance(model, pfid_inception.InceptionV3) and model.output_blocks == [3]
+    assert model.resize_input and model.normalize_input
     mu, sigma = fid_score.calculate_activation_statistics(_write_pngs(frames, tmp_path / "png"), model,
-                                                          batch_size=2, dims=2048, device="cpu", num_workers=0)
-    assert ours.n == 3 and ours.mu.shape == (2048,) and ours.sigma.shape == (2048, 2048)
+                                                          batch_size=1, dims=2048, device="cpu", num_workers=0)
+    assert ours.n == 2 and ours.mu.shape == (2048,) and ours.sigma.shape == (2048, 2048)
     assert np.abs(sigma).max() > 1e-6  # features vary between images: the comparison is not between zeros
     np.testing.assert_allclose(ours.mu, mu, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(ours.sigma, sigma, rtol=1e-5, atol=1e-9 * np.abs(sigma).max())
 
 
-def test_fid_equals_pytorch_fid_given_paths_at_64_dims(with_weights, tmp_path):
+def test_fid_equals_pytorch_fid_at_64_dims(with_weights, tmp_path):
     # dims=64 (pytorch-fid's --dims 64) runs only the first block: the whole pipeline, quickly
     a, b = _frames(1, 10), _frames(2, 10)
     metric = get_metric("fid", verify_hash=False, dims=64)
     fid_ab = metric.distance(metric.statistics([a]), metric.statistics([b]))
-    _write_pngs(a, tmp_path / "a"), _write_pngs(b, tmp_path / "b")
-    expected = fid_score.calculate_fid_given_paths([str(tmp_path / "a"), str(tmp_path / "b")], batch_size=10,
-                                                   device="cpu", dims=64, num_workers=0)
+    assert metric.model.output_blocks == [0]
+    ref = [fid_score.calculate_activation_statistics(_write_pngs(x, tmp_path / name), metric.model, batch_size=10,
+                                                     dims=64, device="cpu", num_workers=0)
+           for name, x in (("a", a), ("b", b))]
+    expected = fid_score.calculate_frechet_distance(*ref[0], *ref[1])
     assert fid_ab > 0
     assert fid_ab == pytest.approx(expected, rel=1e-5)
     assert metric.distance(metric.statistics([a]), metric.statistics([a])) == pytest.approx(0, abs=1e-6)

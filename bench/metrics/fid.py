@@ -134,8 +134,12 @@ def load_fid_inception(dims: int = 2048, *, verify_hash: bool = True) -> torch.n
         # pytorch-fid reads torch.hub's folder; a different one would make it try to download
         raise AnimbenchError(f"fid: torch.hub looks in {hub_checkpoints}, but {FID_WEIGHTS} is in {path.parent} "
                              "(torch.hub.set_dir was called? set TORCH_HOME instead)")
-    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]], resize_input=True, normalize_input=True,
-                        use_fid_inception=True)
+    try:
+        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]], resize_input=True, normalize_input=True,
+                            use_fid_inception=True)
+    except Exception as exc:  # a wrong or damaged file: pytorch-fid's load error spans many lines
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AnimbenchError(f"{path}: not pytorch-fid's FID-Inception state_dict ({first})") from None
     return model.eval()
 
 

@@ -36,7 +36,12 @@ def build_lpips(net: str, trunk_path: str | Path) -> torch.nn.Module:
         # lpips passes torchvision's deprecated `pretrained=`; pnet_rand=True asks for an untrained trunk
         warnings.simplefilter("ignore", UserWarning)
         model = lpips.LPIPS(net=net, version=LPIPS_VERSION, pretrained=True, pnet_rand=True, verbose=False)
-    state = torch.load(trunk_path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(trunk_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated download, HTML error page, full pickled model: all one user error
+        raise AnimbenchError(f"{trunk_path}: cannot be read as a state_dict ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise AnimbenchError(f"{trunk_path}: holds a {type(state).__name__}, expected a torchvision state_dict")
     # lpips splits torchvision's `features` into slices whose children keep the original layer indices as
     # names, so "features.<i>.<param>" of the torchvision file maps onto slice child <i>
     for slice_ in model.net.children():

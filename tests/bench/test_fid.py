@@ -176,3 +176,12 @@ def test_stats_round_trip_and_bad_inputs(tmp_path):
     assert back.n == 7 and meta == {"split": "test"} and np.array_equal(back.sigma, np.eye(3))
     with pytest.raises(AnimbenchError, match="different dimension"):
         frechet_distance(s, FeatureStats(np.zeros(2), np.eye(2), 7))
+
+
+def test_a_wrong_file_under_the_inception_name_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "hub" / "checkpoints" / FID_WEIGHTS)
+    with pytest.raises(AnimbenchError, match="not pytorch-fid's FID-Inception state_dict") as err:
+        get_metric("fid", verify_hash=False)
+    assert "\n" not in str(err.value)

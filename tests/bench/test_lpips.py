@@ -95,3 +95,10 @@ def test_a_wrong_file_under_the_trunk_name_is_a_user_error(torch_home):
     torch.save({"features.0.weight": torch.zeros(1)}, torch_home / TRUNK)
     with pytest.raises(AnimbenchError, match=r"not a torchvision alex state_dict \(features.0.weight: \(1,\), expected \(64, 3, 11, 11\)\)"):
         get_metric("lpips", verify_hash=False)
+
+
+def test_an_unreadable_trunk_file_is_a_user_error(torch_home):
+    torch_home.mkdir(parents=True)
+    (torch_home / TRUNK).write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(AnimbenchError, match=f"{TRUNK}: cannot be read as a state_dict"):
+        get_metric("lpips", verify_hash=False)

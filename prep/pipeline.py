@@ -92,7 +92,9 @@ class _Worker:
             result = self.processor.run(unit, root_path / FRAMES_DIR / f"{name}.parquet", beat)
         except Exception as exc:  # noqa: BLE001 - a bug on one video must not stop the others
             result = _failed_result(unit, beat.stage, exc)
-        result["attempts"] = attempt
+        import ray
+
+        result.update(attempts=attempt, node=ray.get_runtime_context().get_node_id(), pid=os.getpid())
         _atomic_json(root_path / WORK_DIR / "units" / f"{name}.json", result)
         beat.clear()
         return result

@@ -151,8 +151,9 @@ class UnitProcessor:
         finally:
             self._t["decode"] += time.perf_counter() - t
 
-    def _timed(self, frames: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
-        """Count decode time and beat the heartbeat."""
+    def _timed(self, frames: Iterator[tuple[int, np.ndarray]], stage: str = "decode"
+               ) -> Iterator[tuple[int, np.ndarray]]:
+        """Count decode time and beat the heartbeat (as `stage`: the detect pass decodes too)."""
         while True:
             t = time.perf_counter()
             try:
@@ -162,7 +163,7 @@ class UnitProcessor:
             finally:
                 self._t["decode"] += time.perf_counter() - t
             self._decoded += 1
-            self._report("decode", self._decoded)
+            self._report(stage, self._decoded)
             yield item
 
     # --- detect mode ---------------------------------------------------------------------------------------
@@ -181,7 +182,7 @@ class UnitProcessor:
         result["decoder"] = source.backend
         boxes, size = [], (0, 0)
         try:
-            for _, frame in self._timed(source.frames(0, None)):
+            for _, frame in self._timed(source.frames(0, None), "detect"):
                 size = (frame.shape[1], frame.shape[0])
                 t = time.perf_counter()
                 boxes.append(detect_frame(detector, frame, rules.detect_height))

@@ -1,0 +1,121 @@
+"""Detect mode: IoU tubes and the official crop rules at their thresholds, and dlib finding a real face."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from prep.detect import S3FD_FILE, CropRules, enlarge, iou, locate_s3fd, track_tubes, tube_clips
+from prep.errors import AnimbenchError
+from prep.pipeline import run_prep
+from prep.recipes import vox
+from prep.store import FrameStore
+from prep.units import PrepConfig
+from tests.prep import prep_helpers
+from tests.prep.prep_helpers import decode_all, make_video
+
+ray_session = prep_helpers.ray_session  # the one local Ray session of the prep tests
+
+
+def _box(x: float, y: float, side: float = 100.0) -> tuple[float, float, float, float]:
+    return (x, y, x + side, y + side)
+
+
+def test_tube_cut_at_iou_threshold():
+    """A face drifting right is cut exactly when IoU with the tube's first box falls below 0.25."""
+    # a 100 px box shifted by d: IoU = (100 - d) / (100 + d): 0.25 at d = 60, 0.242 at d = 61
+    assert iou(_box(0, 0), _box(60, 0)) == pytest.approx(0.25)
+    tubes = track_tubes([[_box(d, 0)] for d in range(100)], CropRules())
+    assert [(t.start, t.last) for t in tubes] == [(0, 60), (61, 99)]
+    assert tubes[0].union == (0, 0, 160, 100)
+
+
+def test_tube_rules_min_frames_min_size_max_frames():
+    """64 frames pass and 63 do not; a 256 px box passes and 255 does not; tubes stop at max_frames."""
+    rules = CropRules()
+    frames = [[_box(300, 300, 256)]] * 64 + [[]] + [[_box(300, 300, 256)]] * 63
+    clips, dropped = tube_clips(track_tubes(frames, rules), 1280, 720, rules)
+    assert [(s, e) for s, e, _ in clips] == [(0, 64)] and dropped["too_short"] == 1
+    frames = [[_box(100, 100, 256)]] * 64 + [[]] + [[_box(700, 100, 255)]] * 64
+    clips, dropped = tube_clips(track_tubes(frames, rules), 1280, 720, rules)
+    assert [(s, e) for s, e, _ in clips] == [(0, 64)] and dropped["too_small"] == 1
+    small = CropRules(max_frames=100)
+    tubes = track_tubes([[_box(300, 300, 256)]] * 250, small)
+    assert [(t.start, t.last) for t in tubes] == [(0, 99), (100, 199), (200, 249)]
+
+
+def test_enlarge_and_leaving_the_frame():
+    """Boxes grow 10% per side, the shorter side more (square-ish); a box that then leaves the frame is dropped."""
+    assert enlarge((100, 100, 200, 200), 0.1) == pytest.approx((90, 90, 210, 210))
+    tall = enlarge((100, 100, 150, 200), 0.1)  # 50 x 100 -> 120 x 120
+    assert (tall[2] - tall[0], tall[3] - tall[1]) == pytest.approx((120, 120))
+    rules = CropRules(min_frames=2, min_size=64)
+    inside = [[(20.0, 20.0, 120.0, 120.0)]] * 3  # enlarged: 10..130
+    edge = [[(5.0, 20.0, 105.0, 120.0)]] * 3  # enlarged left edge at -5
+    assert len(tube_clips(track_tubes(inside, rules), 200, 200, rules)[0]) == 1
+    clips, dropped = tube_clips(track_tubes(edge, rules), 200, 200, rules)
+    assert clips == [] and dropped["leaves_frame"] == 1
+
+
+def _astronaut_video() -> tuple[list[np.ndarray], dict[str, tuple[int, int, int, int]]]:
+    """A video from a real photo: framing A drifting (70 frames), a cut to a zoomed framing B (66 frames),
+    then A again for 30 frames (too short). Returns the frames and the true face box of each framing."""
+    photo = skimage.data.astronaut()  # face at about (179, 83)-(266, 170) in the 512 x 512 photo
+    frames = [np.ascontiguousarray(photo[60:316, 150 - i // 7:406 - i // 7]) for i in range(70)]
+    for i in range(66):
+        window = photo[40:232, 120 + i // 11:312 + i // 11]
+        frames.append(cv2.resize(window, (256, 256), interpolation=cv2.INTER_AREA))
+    frames += [np.ascontiguousarray(photo[60:316, 150:406])] * 30
+    faces = {"A": (29, 23, 126, 110), "B": (72, 57, 195, 173)}
+    return frames, faces
+
+
+def test_detect_mode_with_dlib_finds_the_face_and_cuts(tmp_path, ray_session):
+    """dlib's HOG finds the astronaut; the cut makes two clips at the framing change; the third framing is
+    too short; a video with no face is a failure row; crops equal the decoded frames cut by the stored box."""
+    frames, faces = _astronaut_video()
+    make_video(tmp_path / "raw" / "astro.mp4", frames=frames)
+    make_video(tmp_path / "raw" / "noface.mp4", 20, 96, 64)
+    units = vox.plan(tmp_path / "raw", detect=True, split="test")
+    config = PrepConfig("vox", size=64, rules=CropRules(min_size=64))
+    summary = run_prep(units, tmp_path / "store", config, workers=2, progress=False)
+    store = FrameStore(tmp_path / "store")
+    assert store.videos() == ["astro#000000#000070", "astro#000070#000136"]
+    [row] = summary.failures
+    assert (row["video_id"], row["stage"], row["error"]) == ("noface", "detect", "NoClips")
+    decoded = decode_all(tmp_path / "raw" / "astro.mp4")
+    for vid, face in zip(store.videos(), (faces["A"], faces["B"]), strict=True):
+        info = store.info(vid)
+        left, top, right, bot = (int(v) for v in info["crop_box"])
+        # the crop holds the whole face, with margin, and is square-ish
+        assert left < face[0] and top < face[1] and right > face[2] and bot > face[3]
+        assert abs((right - left) - (bot - top)) <= 0.15 * (right - left)
+        assert info["split"] == "test" and info["num_frames"] == info["end"] - info["start"]
+        got = store.read(vid, [0, info["num_frames"] - 1])
+        for k, index in enumerate((info["start"], info["end"] - 1)):
+            want = cv2.resize(decoded[index][top:bot, left:right], (64, 64), interpolation=cv2.INTER_AREA)
+            assert np.array_equal(got[k], want)
+
+
+def test_s3fd_weights_are_located_and_hash_checked(tmp_path, monkeypatch):
+    """S3FD loads face-alignment's standard file from $TORCH_HOME/hub/checkpoints and checks the hash in its
+    name; an explicit file loads as given and runs (random weights here: no download is possible)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(AnimbenchError, match=f"{S3FD_FILE} missing"):
+        locate_s3fd()
+    torch = pytest.importorskip("torch")
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+
+    from prep.detect import S3FDDetector
+
+    path = tmp_path / "torch" / "hub" / "checkpoints" / S3FD_FILE
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(s3fd().state_dict(), path)
+    with pytest.raises(AnimbenchError, match="expected 619a316812"):
+        locate_s3fd()
+    detector = S3FDDetector(weights=path)
+    boxes = detector(np.zeros((64, 64, 3), np.uint8))
+    assert isinstance(boxes, list) and all(len(b) == 4 for b in boxes)

@@ -28,6 +28,7 @@ class PortLRN(nn.Module):
     """The port's cross-map LRN: out_c = x_c (k + a/n (sum_{|d|<=2} x_{c+d}^2 + [c>=3] x_0^2))^-b."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,C,H,W) -> (B,C,H,W) normalised across channels."""
         sq = x.pow(2)
         window = F.avg_pool3d(F.pad(sq, (0, 0, 0, 0, LRN_SIZE // 2, LRN_SIZE // 2)).unsqueeze(1),
                               (LRN_SIZE, 1, 1), stride=1).squeeze(1) * LRN_SIZE
@@ -63,6 +64,7 @@ class Inception(nn.Module):
         self.seq_list = nn.ModuleList(branches)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,Cin,H,W) -> (B,sum of branch widths,H',W'), H' the largest branch output."""
         outs = [branch(x) for branch in self.seq_list]
         h = max(o.shape[2] for o in outs)
         w = max(o.shape[3] for o in outs)

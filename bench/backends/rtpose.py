@@ -26,10 +26,8 @@ NUM_JOINTS = 18
 BOXSIZE = 368  # network input height
 STRIDE = 8
 THRE1 = 0.1  # heatmap peak threshold (thre2 / thre3 only affect the discarded person grouping)
-# left/right channel swaps for flip averaging (heatmaps incl. background; PAF x/y channels)
+# left/right heatmap channel swap for flip averaging (background last)
 SWAP_HEAT = np.array((0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16, 18))
-SWAP_PAF = np.array((6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 12, 13, 14, 15, 16,
-                     17, 18, 19, 28, 29, 32, 33, 30, 31, 36, 37, 34, 35))
 _VGG = ((3, 64), (64, 64), "pool", (64, 128), (128, 128), "pool", (128, 256), (256, 256), (256, 256), (256, 256),
         "pool", (256, 512), (512, 512), (512, 256), (256, 128))  # ... conv4_2, conv4_3_CPM, conv4_4_CPM
 
@@ -71,6 +69,7 @@ class RtPoseNet(nn.Module):
                 setattr(self, f"model{t}_{branch}", _stage(128 if t == 1 else 185, cout, first=t == 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage-6 outputs; feature F is (B,128,H/8,W/8)."""
         feature = self.model0(x)
         paf, heat = self.model1_1(feature), self.model1_2(feature)
         for t in range(2, 7):
@@ -96,15 +95,12 @@ def upsample_maps(maps: np.ndarray, real_hw: tuple[int, int], frame_hw: tuple[in
     return cv2.resize(out, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_CUBIC)
 
 
-def flip_average(heat: np.ndarray, heat_flipped: np.ndarray, paf: np.ndarray | None = None,
-                 paf_flipped: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Average (H,W,C) maps with those of the mirrored image, swapping left/right channels (PAF x negated)."""
-    heat_avg = (heat + heat_flipped[:, ::-1][..., SWAP_HEAT]) / 2.0
-    if paf is None or paf_flipped is None:
-        return heat_avg, None
-    mirrored = paf_flipped[:, ::-1].copy()
-    mirrored[..., SWAP_PAF[::2]] = -mirrored[..., SWAP_PAF[::2]]
-    return heat_avg, (paf + mirrored[..., SWAP_PAF]) / 2.0
+def flip_average(heat: np.ndarray, heat_flipped: np.ndarray) -> np.ndarray:
+    """Average (H,W,19) heatmaps with those of the mirrored image, mirrored back with left/right swapped.
+
+    (The original also averages the PAFs; they only feed the person grouping, which the metrics discard.)
+    """
+    return (heat + heat_flipped[:, ::-1][..., SWAP_HEAT]) / 2.0
 
 
 def joints_from_heatmaps(heat: np.ndarray, thre1: float = THRE1) -> np.ndarray:
@@ -152,7 +148,7 @@ class RtPoseKeypoints:
         # float64 like the original accumulator (np.zeros + map / len(multiplier))
         maps = [upsample_maps(h.transpose(1, 2, 0), real_hw, frame.shape[:2]).astype(np.float64)
                 for h in heat.cpu().numpy()]
-        return flip_average(maps[0], maps[1])[0]
+        return flip_average(maps[0], maps[1])
 
     def keypoints(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB (N,H,W,3) -> (N,18,2) float64 joint (x,y); (-1,-1) where a joint is not detected."""

@@ -110,13 +110,10 @@ def test_flip_average_swaps_left_and_right_joints():
     heat[4, 3, 5] = 1.0  # L-shoulder at (3,4)
     flipped = np.zeros((h, w, 19))
     flipped[4, w - 1 - 3, 2] = 1.0  # in the mirrored image the net sees a R-shoulder at (W-1-3, 4)
-    avg, _ = flip_average(heat, flipped)
+    avg = flip_average(heat, flipped)
     assert avg[4, 3, 5] == 1.0 and avg[..., 2].max() == 0.0
-    paf = np.zeros((h, w, 38))
-    paf_flipped = np.zeros((h, w, 38))
-    paf_flipped[1, 0, 6] = 1.0  # x component of the mirrored limb 6/7 becomes limb 0/1, negated, mirrored
-    _, paf_avg = flip_average(heat, flipped, paf, paf_flipped)
-    assert paf_avg[1, w - 1, 0] == -0.5
+    flipped[1, 0, 18] = 1.0  # background stays background, mirrored
+    assert flip_average(heat, flipped)[1, w - 1, 18] == 0.5
 
 
 def test_network_input_scales_the_short_side_pads_to_8_and_normalises():

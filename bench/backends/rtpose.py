@@ -152,5 +152,7 @@ class RtPoseKeypoints:
 
     def keypoints(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB (N,H,W,3) -> (N,18,2) float64 joint (x,y); (-1,-1) where a joint is not detected."""
-        return np.stack([joints_from_heatmaps(self.heatmaps(f)) for f in frames]) if len(frames) else \
-            np.zeros((0, NUM_JOINTS, 2))
+        out = np.empty((len(frames), NUM_JOINTS, 2))
+        for i, frame in enumerate(frames):
+            out[i] = joints_from_heatmaps(self.heatmaps(frame))
+        return out

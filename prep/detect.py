@@ -216,6 +216,22 @@ class S3FDDetector:
         return [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in found]
 
 
+def check_detector(name: str, weights: str | os.PathLike | None = None) -> None:
+    """Fail early, in the driver, when a detector cannot load here (a missing package or weight file)."""
+    from importlib.util import find_spec
+
+    if name not in DETECTORS:
+        raise AnimbenchError(f"detector {name!r}: expected one of {', '.join(DETECTORS)}")
+    package = "face_alignment" if name == "s3fd" else "dlib"
+    if find_spec(package) is None:
+        raise AnimbenchError(f"detector {name} needs {package}: pip install "
+                             f"{'face-alignment' if name == 's3fd' else 'dlib-bin'}")
+    if name == "s3fd":
+        locate_s3fd(weights)
+    elif name == "dlib-cnn":
+        _face_recognition_models_file("mmod_human_face_detector.dat")
+
+
 def make_detector(name: str, weights: str | os.PathLike | None = None):
     """Build a detector by name: 'dlib' (HOG, offline), 'dlib-cnn' (MMOD, offline) or 's3fd'."""
     if name == "dlib":

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prep.detect import check_detector
 from prep.errors import AnimbenchError
 from prep.recipes import Unit, check_unique
 from prep.store import FRAMES_DIR, MANIFEST_FILE, finalize_store
@@ -329,6 +330,8 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
     if not units:
         raise AnimbenchError(f"recipe {config.recipe}: found nothing to prepare in {source or 'the inputs'}")
     check_unique(units)
+    if any(u.detect for u in units):
+        check_detector(config.detector, config.detector_weights)
     if workers is not None and workers < 1:
         raise AnimbenchError(f"--workers {workers}: expected 1 or more")
     root = Path(out)

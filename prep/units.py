@@ -172,13 +172,17 @@ class UnitProcessor:
         template = unit.clips[0]
         rules = self.config.rules
         self._report("detect", 0)
+        t = time.perf_counter()
         try:
-            t = time.perf_counter()
             detector = self.detector
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: the run goes on
+            return [], failure(template.video_id, "detect", exc)
+        finally:
             self._t["detect"] += time.perf_counter() - t
+        try:
             source = self._open(unit, path)
         except Exception as exc:  # noqa: BLE001 - one bad video is a failure row
-            return [], failure(template.video_id, "decode" if not isinstance(exc, ImportError) else "detect", exc)
+            return [], failure(template.video_id, "decode", exc)
         result["decoder"] = source.backend
         boxes, size = [], (0, 0)
         try:
@@ -242,14 +246,15 @@ class UnitProcessor:
                 raise
             finally:
                 source.close()
-            t = time.perf_counter()
+            t, flushed = time.perf_counter(), writer.write_s
             if writer.num_rows:
                 self._report("write", writer.num_rows)
                 videos = writer.close()
             else:
                 writer.abort()
                 videos = []
-            self._t["write"] += time.perf_counter() - t + writer.write_s
+            # all Parquet flushes, plus closing and renaming (the flush inside close() counted once)
+            self._t["write"] += writer.write_s + (time.perf_counter() - t) - (writer.write_s - flushed)
             all_failures = sorted([*known.values(), *failures], key=lambda f: f["video_id"])
             return videos, all_failures
         raise RuntimeError(f"unit {unit.key}: clip failures did not converge")  # pragma: no cover
@@ -359,8 +364,8 @@ class UnitProcessor:
                 raise _Redo({}, stop) from stop
             except ValueError as exc:  # an empty crop
                 raise _Redo({clip.video_id: failure(clip.video_id, "crop", exc)}) from exc
-            except AnimbenchError:  # no frame at all in the clip's range
-                row = {"num_frames": 0}
+            except AnimbenchError as exc:  # no frame in the clip's range, or frames of changing size
+                raise _Redo({clip.video_id: failure(clip.video_id, "decode", exc)}) from exc
             if row["num_frames"] < self.config.min_frames:
                 raise _Redo({clip.video_id: failure(
                     clip.video_id, "decode", "TooFewFrames",
@@ -377,6 +382,10 @@ class UnitProcessor:
             if len(out) < self.config.min_frames:
                 failures.append(failure(clip.video_id, "decode", "TooFewFrames",
                                         f"the video has {len(out)} frame(s), fewer than {self.config.min_frames}"))
+                return
+            if any(f.shape != out[0].shape for f in out):  # checked first: a half-written video cannot be undone
+                failures.append(failure(clip.video_id, "decode", "FrameSizeChanged",
+                                        f"frame size changes within the clip (first {out[0].shape})"))
                 return
             self._add(writer, clip, out, source, lo, shape=shapes[clip.video_id])
 

@@ -1,5 +1,5 @@
 """VoxCeleb: raw YouTube videos named `<video_id>.mp4` plus vox-metadata.csv, cut as load_videos.py does;
-or, with `detect=True`, any videos cut by face tubes and the official crop rules (crop_vox.py).
+or, with --detect (`detect=True`), any videos cut by face tubes and the official crop rules (crop_vox.py).
 
 Output ids: `<person_id>#<video_id>#<start:06d>#<end:06d>` (metadata) and
 `<video name>#<start:06d>#<end:06d>` (detected, start/end in the video's own frames).

@@ -119,3 +119,13 @@ def test_s3fd_weights_are_located_and_hash_checked(tmp_path, monkeypatch):
     detector = S3FDDetector(weights=path)
     boxes = detector(np.zeros((64, 64, 3), np.uint8))
     assert isinstance(boxes, list) and all(len(b) == 4 for b in boxes)
+
+
+def test_missing_detector_weights_fail_before_the_run(tmp_path, monkeypatch):
+    """--detector s3fd without its weight file is a one-line error before any work starts."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    make_video(tmp_path / "raw" / "a.mp4", 4, 64, 64)
+    config = PrepConfig("vox", detector="s3fd")
+    with pytest.raises(AnimbenchError, match="s3fd detector: weight file"):
+        run_prep(vox.plan(tmp_path / "raw", detect=True), tmp_path / "store", config, progress=False)
+    assert not (tmp_path / "store").exists()

@@ -15,13 +15,15 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from prep.errors import AnimbenchError
 from prep.pipeline import WORK_DIR, release_workers, run_prep, unit_name
 from prep.recipes import folder, vox
 from prep.store import FrameStore
-from prep.units import PrepConfig
+from prep.units import PrepConfig, UnitProcessor
 from tests.prep import prep_helpers
 from tests.prep.prep_helpers import make_video, write_metadata
 
@@ -231,3 +233,16 @@ def test_download_stage(http_server, tmp_path, ray_session):
     assert (row["video_id"], row["stage"], row["error"]) == ("id1#gone#000000#000012", "download", "Unavailable")
     assert "404" in row["message"] and not list((tmp_path / "raw").glob(".*"))
     assert summary.manifest["timings"]["download_s"] > 0
+
+
+def test_frames_of_changing_size_are_a_failure_not_a_broken_shard(tmp_path):
+    """A frame folder whose images change size (kept at source size) fails as one video; nothing is written."""
+    folder_dir = tmp_path / "src" / "v.mp4"
+    folder_dir.mkdir(parents=True)
+    for i, side in enumerate((32, 32, 48)):
+        (folder_dir / f"{i:07d}.png").write_bytes(cv2.imencode(".png", np.zeros((side, side, 3), np.uint8))[1])
+    [unit] = folder.plan(tmp_path / "src", split="train")
+    result = UnitProcessor(PrepConfig("folder", size=0)).run(unit, tmp_path / "shard.parquet")
+    assert result["videos"] == [] and not (tmp_path / "shard.parquet").exists()
+    [row] = result["failures"]
+    assert (row["video_id"], row["stage"]) == ("v", "decode") and "differs from frame 0" in row["message"]

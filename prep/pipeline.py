@@ -51,18 +51,20 @@ def _atomic_json(path: Path, obj: Any) -> None:
 
 
 class _Heartbeat:
-    """The worker's progress file: stage and frame count, rewritten at most every half second."""
+    """The worker's progress file (pid, stage, frames), rewritten at most every half second: any new
+    content tells the driver the unit is alive."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stage = "start"
-        self._last = 0.0
+        self._last = -1.0
 
     def __call__(self, stage: str, frames: int) -> None:
+        self.stage = stage
         now = time.monotonic()
-        if stage == self.stage and now - self._last < 0.5:
+        if self._last >= 0 and now - self._last < 0.5:
             return
-        self.stage, self._last = stage, now
+        self._last = now
         _atomic_json(self.path, {"pid": os.getpid(), "stage": stage, "frames": frames, "t": time.time()})
 
     def clear(self) -> None:
@@ -218,7 +220,7 @@ class _Scheduler:
                 for ref in ready:
                     task = inflight.pop(ref)
                     self._collect(ref, task, queue, idle)
-                self._watch(inflight, idle)
+                self._watch(inflight, queue, idle)
             finished = True
         finally:
             if finished and self.keep_warm:
@@ -235,9 +237,11 @@ class _Scheduler:
             result = self.ray.get(ref)
         except (RayActorError, WorkerCrashedError) as exc:  # the worker process died under the unit
             self.actors.remove(task["actor"])
-            idle.append(self._spawn())
             if task["attempt"] <= self.retries:
                 queue.appendleft((unit, task["attempt"] + 1))
+            if queue:
+                idle.append(self._spawn())
+            if task["attempt"] <= self.retries:
                 return
             stage = (task["beat"] or {}).get("stage", "decode")
             result = _failed_result(unit, stage, "WorkerCrashed",
@@ -247,7 +251,7 @@ class _Scheduler:
             idle.append(task["actor"])
         self._advance(result)
 
-    def _watch(self, inflight: dict[Any, dict[str, Any]], idle: list) -> None:
+    def _watch(self, inflight: dict[Any, dict[str, Any]], queue: deque, idle: list) -> None:
         now = time.monotonic()
         for ref, task in list(inflight.items()):
             path = self.root / WORK_DIR / "progress" / f"{unit_name(task['unit'].key)}.json"
@@ -260,7 +264,8 @@ class _Scheduler:
             elif task["last"] is not None and now - task["last"] > self.timeout:
                 inflight.pop(ref)
                 self._retire(task["actor"])
-                idle.append(self._spawn())
+                if queue:
+                    idle.append(self._spawn())
                 beat = task["beat"] or {}
                 stage = beat.get("stage") if beat.get("stage") not in (None, "start", "write") else "decode"
                 result = _failed_result(task["unit"], stage, "Timeout",

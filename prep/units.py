@@ -323,8 +323,13 @@ class UnitProcessor:
                     shapes.append(f.shape)
                 yield self._transform(f, clip)
 
+        def beating(items):  # encoding a long buffered clip must not look like a hang
+            for k, item in enumerate(items):
+                self._report("encode", k)
+                yield item
+
         t0, pulled0, write0 = time.perf_counter(), self._t["decode"] + self._t["crop"], writer.write_s
-        row = writer.add_video(clip.video_id, frames if shape is not None else transformed(),
+        row = writer.add_video(clip.video_id, beating(frames if shape is not None else transformed()),
                                source_path=self._path)
         pulled = self._t["decode"] + self._t["crop"] - pulled0
         self._t["encode"] += time.perf_counter() - t0 - pulled - (writer.write_s - write0)

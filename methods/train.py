@@ -358,6 +358,8 @@ def train(
     t_loop, steps_run, stopped = time.perf_counter(), 0, False
     epoch = start_epoch
     for epoch in range(start_epoch, num_epochs):
+        if max_steps is not None and step >= max_steps:
+            break  # resumed a run that already reached its budget
         dataset.set_epoch(epoch)
         order = ShardedEpochOrder(len(dataset), rank, world, seed, epoch, skip=skip_steps * per_rank_batch)
         loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=order, num_workers=num_workers,

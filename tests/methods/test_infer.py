@@ -111,7 +111,8 @@ def test_reconstruction_protocol(store, checkpoint, tmp_path):
         reconstruct_store(model, store, tmp_path / "rec")
 
 
-def test_baselines_through_the_protocol(store, tmp_path):
+def test_baselines_through_the_protocol(tmp_path):
+    store = make_store(tmp_path / "store", train=1, test=2, frames=6, person_ids=False)  # as prep's folder recipe
     oracle = reconstruct("oracle", store, tmp_path / "oracle")
     assert oracle["l1"] == 0.0
     copy = reconstruct("copy-source", store, tmp_path / "copy", batch_size=5, limit_videos=1)

@@ -27,11 +27,12 @@ def moving_square_video(num_frames: int, size: int = 64, seed: int = 0) -> np.nd
     return frames
 
 
-def make_store(root: Path, train: int = 4, test: int = 2, frames: int = 6, size: int = 64) -> Path:
-    """A complete store with `train` + `test` moving-square videos (person ids p0, p1, ... for id sampling)."""
+def make_store(root: Path, train: int = 4, test: int = 2, frames: int = 6, size: int = 64,
+               person_ids: bool = True) -> Path:
+    """A complete store with `train` + `test` moving-square videos (person ids p0, p1 unless person_ids=False)."""
     with FrameStoreWriter(root, {"recipe": "tests.tiny_store"}) as writer:
         for i in range(train + test):
             split = "train" if i < train else "test"
             writer.add_video(f"{split}{i:02d}", moving_square_video(frames, size, seed=i), split=split,
-                             person_id=f"p{i % 2}", fps=25.0, recipe="tiny_store")
+                             person_id=f"p{i % 2}" if person_ids else None, fps=25.0, recipe="tiny_store")
     return Path(root)

@@ -33,7 +33,10 @@ from prep.store import FrameStore
 
 PROTOCOLS = ("reconstruction", "animation")
 VARIANTS = ("legacy", "clean")
-QUANTISATION = "floor(255*clip(pred,0,1)) to uint8, as the official code's (255*x).astype(uint8) PNGs"
+QUANTISATION = (
+    "floor(255*clip(pred,0,1)) to uint8, as the official code's (255*x).astype(uint8) PNGs, for every metric except "
+    "those scored on the float output (float_input: l1, as FOMM computed it)"
+)
 # No ground truth in animation: only distances between frame sets and identity against the source frame.
 ANIMATION_METRICS = ("fid*", "aed*", "identity*")
 PAIR_COLUMNS = ("source", "driving")

@@ -162,20 +162,20 @@ def _to_tensor(frames: np.ndarray, device: str):
 
 def _generate(model: Any, protocol: str, source: np.ndarray, driving: np.ndarray, device: str,
               batch_size: int) -> np.ndarray:
-    """uint8 predictions (T, H, W, 3) for one source frame (H, W, 3) and driving frames (T, H, W, 3)."""
+    """float32 predictions (T, H, W, 3) in [0, 1] for one source frame (H, W, 3) and driving frames."""
     import torch
 
     if protocol == "animation":
         from methods.infer import animate_video  # the config's animation mode (FOMM animate_params)
 
-        pred = animate_video(model, source, driving, device=device)  # float32 (T, H, W, 3)
-        return protocols.quantize(pred.transpose(0, 3, 1, 2))
+        return np.clip(animate_video(model, source, driving, device=device), 0.0, 1.0).astype(np.float32)
     src = _to_tensor(source[None], device)
     with torch.no_grad():
         out = []
         for start in range(0, len(driving), batch_size):
             drv = _to_tensor(driving[start:start + batch_size], device)
-            out.append(protocols.quantize(model.reconstruct(src.expand(len(drv), -1, -1, -1), drv)))
+            pred = model.reconstruct(src.expand(len(drv), -1, -1, -1), drv)
+            out.append(pred.detach().float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -224,7 +224,8 @@ def run_task(task: Task) -> dict[str, Any]:
         torch.manual_seed(task.seed ^ zlib.crc32(f"{task.method.key}/{item.video_id}".encode()))
         source = store.read(item.source_video, [item.source_frame])[0]
         driving = store.read(item.driving_video)
-        pred = _generate(model, task.protocol, source, driving, task.device, task.batch_size)
+        pred_float = _generate(model, task.protocol, source, driving, task.device, task.batch_size)
+        pred = protocols.quantize(pred_float.transpose(0, 3, 1, 2))  # as the official code saved frames
         # reconstruction compares with the driving (= ground-truth) frames; animation with the source frame
         reference = driving if task.protocol == "reconstruction" else np.repeat(source[None], len(pred), 0)
         for name, (metric, _) in metrics.items():
@@ -234,7 +235,8 @@ def run_task(task: Task) -> dict[str, Any]:
                 if task.write_inputs:  # the real set (driving frames) is the same for every method
                     feats["real"].append(metric.features(driving))
                 continue
-            scores: FrameScores = metric(pred, reference)
+            # FOMM's L1 scored the float output; pose / identity scripts read the quantised frames
+            scores: FrameScores = metric(pred_float if metric_spec(name).float_input else pred, reference)
             n = scores.n_frames
             if n != len(pred):
                 raise AnimbenchError(f"metric {name}: returned {n} values for {len(pred)} frames of {item.video_id}")

@@ -29,13 +29,21 @@ def _chunks(n: int, size: int) -> list[slice]:
     protocol_notes=(
         "FOMM reconstruction L1: mean |pred - gt| over C*H*W on [0,1] values, per frame. FOMM averages over all "
         "frames of all videos (frame-weighted); Monkey-Net averages per-video means (video-weighted): the "
-        "runner's aggregation choice. pred is scored as stored (uint8); FOMM scored the float generator output."
+        "runner's aggregation choice. As in FOMM, the bench scores the float generator output (pred float32 in "
+        "[0,1]) against the stored uint8 ground truth / 255; uint8 pred is accepted too."
     ),
+    float_input=True,
 )
 def l1(pred: np.ndarray, gt: np.ndarray, *, chunk: int = 64) -> np.ndarray:
-    """Per-frame mean absolute difference on [0,1] values, shape (N,)."""
-    check_frames(pred, gt, metric="l1")
+    """Per-frame mean absolute difference on [0,1] values, shape (N,); pred uint8 or float32 in [0,1]."""
+    check_frames(pred, gt, metric="l1", float_pred=True)
     out = np.empty(len(pred), np.float64)
+    if pred.dtype == np.float32:
+        for s in _chunks(len(pred), chunk):
+            # float32 throughout, as FOMM: sigmoid output vs img_as_float32(gt) (= uint8 / 255 in float32)
+            diff = np.abs(pred[s] - gt[s].astype(np.float32) / np.float32(255.0))
+            out[s] = diff.reshape(len(diff), -1).mean(axis=1, dtype=np.float64)
+        return out
     for s in _chunks(len(pred), chunk):
         diff = np.abs(pred[s].astype(np.int16) - gt[s].astype(np.int16))
         out[s] = diff.reshape(len(diff), -1).mean(axis=1, dtype=np.float64) / 255.0

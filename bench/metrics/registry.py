@@ -95,6 +95,9 @@ class MetricSpec:
     build: Callable[..., Any]  # class or function -> metric object
     summary: str  # first docstring line of the registered object
     target: Callable[..., Any]  # the registered function or class itself
+    # True: the runner scores the float [0,1] generator output, as FOMM scored L1; False: the uint8 frames
+    # quantised as the official code saved them (what the pose / identity scripts read)
+    float_input: bool = False
 
 
 _METRICS: dict[str, MetricSpec] = {}
@@ -158,13 +161,15 @@ class FunctionMetric:
 
 
 def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: str, needs: tuple[str, ...] = (),
-                    protocol_notes: str = "", settings: dict[str, Any] | None = None) -> Callable:
+                    protocol_notes: str = "", settings: dict[str, Any] | None = None,
+                    float_input: bool = False) -> Callable:
     """Decorator: register a paired function `fn(pred, gt, **options)` or a class whose instances are metrics.
 
     A function is wrapped so that `get_metric(name, **options)(pred, gt)` calls `fn(pred, gt, **options)`
     (e.g. device="cuda"). A class is built by `get_metric(name, **options)` as `cls(spec, **options)`; its
     instances provide `describe()` and either `__call__(pred, gt) -> FrameScores` (paired) or `features`,
     `accumulator`, `distance` (set). `settings` (functions only) is reported verbatim by `describe()`.
+    `float_input`: pred may also be float32 in [0, 1] (the unquantised generator output).
     """
     if kind not in KINDS:
         raise ValueError(f"metric {name}: kind {kind!r} not in {KINDS}")
@@ -178,7 +183,7 @@ def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: st
         build = obj if is_class else _function_builder(obj, dict(settings or {}))
         doc = (inspect.getdoc(obj) or "").strip().splitlines()
         _METRICS[name] = MetricSpec(name, kind, higher_is_better, backend, tuple(needs), protocol_notes, build,
-                                    doc[0] if doc else "", obj)
+                                    doc[0] if doc else "", obj, float_input)
         return obj
 
     return deco
@@ -217,13 +222,22 @@ def _load_builtin() -> None:
     import bench.metrics  # noqa: F401
 
 
-def check_frames(pred: np.ndarray, gt: np.ndarray | None = None, *, metric: str = "metric") -> None:
-    """Assert the canonical input loudly: uint8 (N, H, W, 3) arrays, pred and gt of one shape."""
+def check_frames(pred: np.ndarray, gt: np.ndarray | None = None, *, metric: str = "metric",
+                 float_pred: bool = False) -> None:
+    """Assert the canonical input loudly: uint8 (N, H, W, 3) arrays (pred float32 in [0,1] when allowed)."""
+    pred_shape = getattr(pred, "shape", None)
+    if float_pred and isinstance(pred, np.ndarray) and pred.dtype == np.float32:
+        if pred.ndim != 4 or pred.shape[-1] != 3:
+            raise AnimbenchError(f"{metric}: pred frames are float32 {pred.shape}, expected (N, H, W, 3)")
+        if pred.size and (float(pred.min()) < 0.0 or float(pred.max()) > 1.0):
+            raise AnimbenchError(f"{metric}: float pred frames must lie in [0, 1], got "
+                                 f"[{float(pred.min()):.4g}, {float(pred.max()):.4g}]")
+        pred = None  # checked
     for label, arr in (("pred", pred), ("gt", gt)):
         if arr is None:
             continue
         if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
             got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
             raise AnimbenchError(f"{metric}: {label} frames are {got}, expected uint8 RGB (N, H, W, 3)")
-    if gt is not None and pred.shape != gt.shape:
-        raise AnimbenchError(f"{metric}: pred frames {pred.shape} and gt frames {gt.shape} differ in shape")
+    if gt is not None and pred_shape != gt.shape:
+        raise AnimbenchError(f"{metric}: pred frames {pred_shape} and gt frames {gt.shape} differ in shape")

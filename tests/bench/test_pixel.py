@@ -69,3 +69,18 @@ def test_describe_states_the_protocol():
     assert "frame-weighted" in get_metric("l1").describe()["protocol_notes"]
     with pytest.raises(TypeError):
         get_metric("ssim", window=7)
+
+
+def test_l1_scores_float_predictions_as_fomm_does():
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    pred = rng.random((3, 16, 16, 3), dtype=np.float32)
+    expected = np.abs(pred.astype(np.float64) - gt / 255.0).reshape(3, -1).mean(axis=1)
+    np.testing.assert_allclose(get_metric("l1")(pred, gt).values, expected, rtol=1e-6)
+    # the float output differs from its floor-quantised frames: the bench scores what FOMM scored
+    quantised = np.floor(pred * 255).astype(np.uint8)
+    assert not np.allclose(get_metric("l1")(quantised, gt).values, expected, rtol=1e-6)
+    with pytest.raises(AnimbenchError, match=r"must lie in \[0, 1\]"):
+        get_metric("l1")(pred * 2, gt)
+    with pytest.raises(AnimbenchError, match="expected uint8"):
+        get_metric("psnr")(pred, gt)  # float input only where the metric declares it

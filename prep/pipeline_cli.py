@@ -117,9 +117,9 @@ def plan_and_config(args: argparse.Namespace):
     name = args.recipe
     if name == "vox":
         units = r.vox.plan(args.src, args.metadata, detect=args.detect, split=args.split, splits=args.splits,
-                           url_template=args.url_template)
+                           url_template=args.url_template, download=args.download)
     elif name == "taichi":
-        units = r.taichi.plan(args.src, args.metadata, url_template=args.url_template)
+        units = r.taichi.plan(args.src, args.metadata, url_template=args.url_template, download=args.download)
     elif name == "fashion":
         units = r.fashion.plan(args.src, train_list=args.train_list, test_list=args.test_list)
     elif name == "folder":

@@ -87,8 +87,12 @@ def find_video(src: Path, stem: str) -> Path:
 
 
 def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathLike, *, with_person: bool,
-                   url_template: str | None = YOUTUBE_URL) -> list[Unit]:
-    """Units from a vox/taichi-format metadata csv: one unit per source video, one clip per row."""
+                   url_template: str | None = YOUTUBE_URL, download: bool = False) -> list[Unit]:
+    """Units from a vox/taichi-format metadata csv: one unit per source video, one clip per row.
+
+    src must exist unless the videos are to be downloaded into it."""
+    if not Path(src).is_dir() and not (download and url_template):
+        raise AnimbenchError(f"--src {src}: no such directory" + (" (or pass --download)" if url_template else ""))
     cols = ["video_id", "start", "end", "bbox", "fps", "width", "height", "partition"]
     if with_person:
         cols.append("person_id")

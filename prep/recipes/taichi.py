@@ -15,7 +15,8 @@ HELP = "TaiChi-HD: raw videos + taichi-metadata.csv"
 DEFAULTS = {"size": 256}
 
 
-def plan(src: str | os.PathLike, metadata: str | os.PathLike, *, url_template: str | None = YOUTUBE_URL
-         ) -> list[Unit]:
-    """One unit per source video, one clip per metadata row."""
-    return metadata_units(NAME, Path(src), metadata, with_person=False, url_template=url_template)
+def plan(src: str | os.PathLike, metadata: str | os.PathLike, *, url_template: str | None = YOUTUBE_URL,
+         download: bool = False) -> list[Unit]:
+    """One unit per source video, one clip per metadata row (src may be missing when downloading)."""
+    return metadata_units(NAME, Path(src), metadata, with_person=False, url_template=url_template,
+                          download=download)

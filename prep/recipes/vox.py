@@ -20,15 +20,14 @@ DEFAULTS = {"size": 256}
 
 def plan(src: str | os.PathLike, metadata: str | os.PathLike | None = None, *, detect: bool = False,
          split: str = "train", splits: str | os.PathLike | None = None, url_template: str | None = YOUTUBE_URL,
-         recipe: str = NAME) -> list[Unit]:
+         download: bool = False, recipe: str = NAME) -> list[Unit]:
     """Units for the vox recipe: one per source video (metadata mode) or per video file (detect mode)."""
     src = Path(src)
     if metadata is not None and detect:
         raise AnimbenchError("vox: give --metadata (official crops) or --detect (find faces), not both")
     if metadata is not None:
-        if not src.is_dir() and not url_template:
-            raise AnimbenchError(f"--src {src}: no such directory")
-        return metadata_units(recipe, src, metadata, with_person=True, url_template=url_template)
+        return metadata_units(recipe, src, metadata, with_person=True, url_template=url_template,
+                              download=download)
     if not detect:
         raise AnimbenchError("vox: give --metadata vox-metadata.csv, or --detect to find face clips")
     return detect_units(recipe, src, split=split, splits=splits)

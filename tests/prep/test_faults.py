@@ -224,7 +224,9 @@ def test_download_stage(http_server, tmp_path, ray_session):
     www, base = http_server
     make_video(www / "served.mp4", 12, 96, 64, seed=9)
     meta = write_metadata(tmp_path / "meta.csv", [_row("served", 0, 12), _row("gone", 0, 12)])
-    units = vox.plan(tmp_path / "raw", meta, url_template=base + "/{video_id}.mp4")
+    with pytest.raises(AnimbenchError, match="no such directory"):
+        vox.plan(tmp_path / "raw", meta, url_template=base + "/{video_id}.mp4")
+    units = vox.plan(tmp_path / "raw", meta, url_template=base + "/{video_id}.mp4", download=True)
     config = PrepConfig("vox", size=32, download=True, download_timeout=10)
     summary = run_prep(units, tmp_path / "store", config, workers=2, progress=False)
     assert FrameStore(tmp_path / "store").videos() == ["id1#served#000000#000012"]

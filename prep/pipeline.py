@@ -342,7 +342,8 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
     root = Path(out)
     # what must match for --resume: the settings and the units (ids, clips), not where the inputs live
     plan = json.dumps([[u.key, u.kind, [list(vars(c).values()) for c in u.clips]] for u in units], default=str)
-    record = {"recipe": config.recipe, "config": config.as_dict(), "units": len(units),
+    settings = {k: v for k, v in config.as_dict().items() if k not in ("download", "download_timeout")}
+    record = {"recipe": config.recipe, "config": settings, "units": len(units),
               "units_sha1": hashlib.sha1(plan.encode()).hexdigest()}
     _prepare(root, record, resume, overwrite)
 

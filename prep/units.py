@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from prep.decode import DecodeStopped, FrameSource, frame_range, open_source
+from prep.decode import BACKENDS, DecodeStopped, FrameSource, frame_range, open_source
 from prep.detect import CropRules, detect_frame, make_detector, track_tubes, tube_clips
 from prep.errors import AnimbenchError
 from prep.recipes import Clip, Unit
@@ -45,6 +45,15 @@ class PrepConfig:
     download: bool = False
     download_format: str = "bv*[ext=mp4]/b[ext=mp4]/bv*/b"  # video only: the crops need no audio
     download_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            raise AnimbenchError(f"--size {self.size}: expected 0 (keep the source size) or a positive side")
+        if self.decoder not in BACKENDS:
+            raise AnimbenchError(f"--decoder {self.decoder!r}: expected one of {', '.join(BACKENDS)}")
+        if not 0 <= self.pad_value <= 255 or self.min_frames < 1 or self.row_group_size < 1:
+            raise AnimbenchError(f"prep config: pad_value {self.pad_value} (0..255), min_frames {self.min_frames} "
+                                 f"(>= 1), row_group_size {self.row_group_size} (>= 1)")
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able record of the configuration."""

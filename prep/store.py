@@ -96,6 +96,7 @@ class EncodeOptions:
             d["jpeg_quality"] = int(self.jpeg_quality)
         else:
             d["png_compression"] = int(self.png_compression)
+            d["png_strategy"] = "rle"
         return d
 
 

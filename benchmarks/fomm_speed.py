@@ -6,8 +6,10 @@ batches of frames. Without torchvision's VGG19 file the perceptual loss falls ba
 network and cost, random weights (recorded). On CUDA each variant (bf16 autocast, channels_last, torch.compile)
 is reported as a ratio to the fp32 eager baseline measured in the same run.
 
-Peak memory: CPU = the process's max RSS after each phase (getrusage; cumulative, so phases run from smallest
-to largest), CUDA = torch.cuda.max_memory_allocated per variant.
+Variants are timed interleaved, round by round (one training step / one reconstruction forward each), and the
+median block is reported, so load drift on a shared machine hits every variant alike. Peak memory: CUDA =
+torch.cuda.max_memory_allocated per variant; CPU = the process's max RSS after each phase (getrusage;
+cumulative, and with several variants alive it covers all of them).
 
     python benchmarks/fomm_speed.py --out bench_out/fomm_speed.json                      # CPU
     python benchmarks/fomm_speed.py --device cuda --batch-size 8 --out bench_out/fomm_speed_cuda.json
@@ -19,8 +21,10 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -70,53 +74,59 @@ def _inputs(batch: int, size: int, device: torch.device, variant: str) -> tuple[
     return source, driving
 
 
-def time_training(cfg: dict, device: torch.device, variant: str, batch: int, steps: int, warmup: int) -> dict:
-    """Steps per second of the official training step."""
+def setup_training(cfg: dict, device: torch.device, variant: str, batch: int) -> Callable[[int], dict]:
+    """A function running n official training steps of one variant (returns the last losses)."""
     model = build(cfg, device, variant).train()
     optimizers = make_optimizers(model, cfg, "fomm")
-    size = cfg["dataset_params"]["frame_shape"][0]
-    source, driving = _inputs(batch, size, device, variant)
+    source, driving = _inputs(batch, cfg["dataset_params"]["frame_shape"][0], device, variant)
     amp = torch.bfloat16 if variant == "bf16" else None
-    for _ in range(warmup):
-        train_step(model, optimizers, source, driving, amp)
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        losses = train_step(model, optimizers, source, driving, amp)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    out = {"steps": steps, "batch_size": batch, "seconds": round(seconds, 3), "steps_per_s": steps / seconds,
-           "frames_per_s": steps * batch / seconds, "final_losses": losses,
-           "perceptual_backend": model.perceptual_loss.backend}
-    out["peak_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _maxrss_mb())
-    return out
+
+    def run(n: int) -> dict:
+        losses = {}
+        for _ in range(n):
+            losses = train_step(model, optimizers, source, driving, amp)
+        return losses | {"perceptual_backend": model.perceptual_loss.backend}
+
+    return run
 
 
-def time_reconstruction(cfg: dict, device: torch.device, variant: str, batch: int, batches: int,
-                        warmup: int) -> dict:
-    """Frames per second of the reconstruction protocol's forward (eval mode, no grad)."""
+def setup_reconstruction(cfg: dict, device: torch.device, variant: str, batch: int) -> Callable[[int], dict]:
+    """A function running n reconstruction forwards (eval, no grad) of `batch` frames for one variant."""
     model = build(cfg, device, variant).eval()
-    size = cfg["dataset_params"]["frame_shape"][0]
-    source, driving = _inputs(batch, size, device, variant)
+    source, driving = _inputs(batch, cfg["dataset_params"]["frame_shape"][0], device, variant)
     source = source[:1].expand_as(driving)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if variant == "bf16" else nullcontext()
-    with torch.no_grad(), autocast:
-        for _ in range(warmup):
-            model.reconstruct(source, driving)
-        _sync(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            model.reconstruct(source, driving)
-        _sync(device)
-    seconds = time.perf_counter() - t0
-    out = {"frames": batches * batch, "batch_size": batch, "seconds": round(seconds, 3),
-           "frames_per_s": batches * batch / seconds}
-    out["peak_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _maxrss_mb())
-    return out
+
+    def run(n: int) -> dict:
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if variant == "bf16" else nullcontext()
+        with torch.no_grad(), autocast:
+            for _ in range(n):
+                model.reconstruct(source, driving)
+        return {}
+
+    return run
+
+
+def measure(runs: dict[str, Callable[[int], dict]], device: torch.device, rounds: int, per_round: int,
+            warmup: int) -> dict[str, dict]:
+    """Seconds per block of `per_round` iterations, variants interleaved round by round (load drift hits all)."""
+    for run in runs.values():
+        run(warmup)
+    seconds: dict[str, list[float]] = {v: [] for v in runs}
+    peaks: dict[str, float] = {}
+    extra: dict[str, dict] = {}
+    for _ in range(rounds):
+        for variant, run in runs.items():
+            _sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            extra[variant] = run(per_round)
+            _sync(device)
+            seconds[variant].append(time.perf_counter() - t0)
+            if device.type == "cuda":
+                peaks[variant] = max(peaks.get(variant, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+    return {v: {"block_seconds": [round(x, 3) for x in seconds[v]], "median_block_s": statistics.median(seconds[v]),
+                "peak_mb": peaks.get(v, _maxrss_mb()), **extra[v]} for v in runs}
 
 
 def main() -> None:
@@ -126,9 +136,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--variants", default=None, help=f"comma list of {VARIANTS} (default: fp32 on CPU, all on CUDA)")
     p.add_argument("--batch-size", type=int, default=2, help="training batch")
-    p.add_argument("--train-steps", type=int, default=2)
     p.add_argument("--recon-batch", type=int, default=4, help="frames per reconstruction forward")
-    p.add_argument("--recon-batches", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds (one step / one forward per variant each)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     p.add_argument("--out", required=True)
@@ -152,14 +161,20 @@ def main() -> None:
         "load_average": os.getloadavg(), "perceptual_fallback": fallback,
         "package_versions": package_versions(), "reconstruction": {}, "training": {},
     }
-    for variant in variants:  # reconstruction first: the CPU peak (max RSS) only grows
-        result["reconstruction"][variant] = time_reconstruction(cfg, device, variant, args.recon_batch,
-                                                                args.recon_batches, args.warmup)
-        print("reconstruction", variant, json.dumps(result["reconstruction"][variant]), flush=True)
-    for variant in variants:
-        result["training"][variant] = time_training(cfg, device, variant, args.batch_size, args.train_steps,
-                                                    args.warmup)
-        print("training", variant, json.dumps(result["training"][variant], default=str), flush=True)
+    # reconstruction first: on CPU the peak (max RSS of the process) only grows
+    recon = measure({v: setup_reconstruction(cfg, device, v, args.recon_batch) for v in variants}, device,
+                    args.rounds, 1, args.warmup)
+    for r in recon.values():
+        r.update(frames_per_block=args.recon_batch, frames_per_s=args.recon_batch / r["median_block_s"])
+    result["reconstruction"] = recon
+    print("reconstruction", json.dumps(recon), flush=True)
+    training = measure({v: setup_training(cfg, device, v, args.batch_size) for v in variants}, device,
+                       args.rounds, 1, args.warmup)
+    for r in training.values():
+        r.update(batch_size=args.batch_size, steps_per_s=1 / r["median_block_s"],
+                 frames_per_s=args.batch_size / r["median_block_s"])
+    result["training"] = training
+    print("training", json.dumps(training, default=str), flush=True)
     if "fp32" in variants:
         for phase, key in (("reconstruction", "frames_per_s"), ("training", "steps_per_s")):
             base = result[phase]["fp32"][key]

@@ -333,6 +333,8 @@ def train(
                 "sync_batchnorm": dev.type == "cuda" and world > 1},
         "resumed_from": resumed_from, "package_versions": package_versions(), "checkpoints": [],
     }
+    if resumed_from is not None and (out / RUN_FILE).is_file():  # keep the earlier sessions' checkpoint list
+        summary["checkpoints"] = list(json.loads((out / RUN_FILE).read_text()).get("checkpoints", []))
     writer = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -389,8 +391,9 @@ def train(
         if stopped and epoch_step < steps_per_epoch:
             save(epoch, epoch, epoch_step)  # mid-epoch: resume continues inside this epoch
             break
-        for s in schedulers.values():
-            s.step()
+        for name, s in schedulers.items():
+            if name != "discriminator" or model.uses_gan:  # an untrained discriminator's schedule stays put
+                s.step()
         if writer is not None:
             writer.add_scalar("lr/generator", optimizers["generator"].param_groups[0]["lr"], step)
         if stopped or epoch + 1 == num_epochs or (freq and (epoch + 1) % int(freq) == 0):

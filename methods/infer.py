@@ -195,14 +195,17 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None) -> 
 def animation_settings(model: nn.Module, relative: bool | None, adapt_scale: bool | None) -> dict[str, Any]:
     """The animation mode actually used: the explicit flags, else the config's (FOMM animate_params,
     Monkey-Net transfer_params.normalization_params)."""
-    cfg = getattr(model, "config", None)
-    if cfg is not None and "animate_params" in cfg:  # FOMM
-        norm = (cfg.get("animate_params") or {}).get("normalization_params") or {}
-        return {"relative": bool(norm.get("use_relative_movement", False)) if relative is None else relative,
+    from methods.fomm import FOMM
+    from methods.monkey_net import MonkeyNet
+
+    if isinstance(model, FOMM):
+        norm = ((getattr(model, "config", None) or {}).get("animate_params") or {}).get("normalization_params") or {}
+        relative = bool(norm.get("use_relative_movement", False)) if relative is None else relative
+        return {"relative": relative,
                 "adapt_scale": bool(norm.get("adapt_movement_scale", False)) if adapt_scale is None else adapt_scale,
-                "relative_jacobian": bool(norm.get("use_relative_jacobian", False))}
-    norm = dict(getattr(model, "normalization_params", None) or {})
-    if norm:  # Monkey-Net: move_location / movement_mult, covariance adaptation and clipping from the config
+                "relative_jacobian": bool(norm.get("use_relative_jacobian", relative))}
+    if isinstance(model, MonkeyNet):  # move_location / movement_mult; covariance adaptation and clipping as config
+        norm = dict(model.normalization_params)
         if relative is not None:
             norm["move_location"] = relative
         if adapt_scale is not None:

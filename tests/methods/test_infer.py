@@ -19,6 +19,7 @@ from methods.config import load_config
 from methods.infer import (
     animate,
     animate_video,
+    animation_settings,
     quantise,
     read_image,
     read_video,
@@ -184,3 +185,19 @@ def test_checkpoint_reproduces_bit_for_bit_in_a_fresh_process(checkpoint, tmp_pa
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.array_equal(np.load(tmp_path / "fresh.npy"), expected)
+
+
+def test_config_decides_the_animation_mode_unless_told(checkpoint):
+    fomm, _ = load_model("fomm", checkpoint=checkpoint, config=FOMM_TINY)
+    assert animation_settings(fomm, None, None) == {"relative": True, "adapt_scale": False,
+                                                    "relative_jacobian": True}  # fomm-tiny animate_params
+    assert animation_settings(fomm, False, True)["relative"] is False
+    source, driving = _driving_frames(1)[0], _driving_frames(4)
+    by_config = animate_video(fomm, source, driving)
+    assert np.array_equal(by_config, animate_video(fomm, source, driving, relative=True))
+    assert not np.array_equal(by_config, animate_video(fomm, source, driving, relative=False))
+    mnet, _ = load_model("monkey_net", config=REPO / "configs/monkey_net-tiny.yaml")
+    mode = animation_settings(mnet, None, None)  # transfer_params.normalization_params
+    assert mode["move_location"] is True and mode["movement_mult"] is False and mode["adapt_variance"] is False
+    assert animation_settings(mnet, False, True) == mode | {"relative": False, "adapt_scale": True,
+                                                                 "move_location": False, "movement_mult": True}

@@ -148,6 +148,9 @@ def main() -> None:
     device = torch.device(args.device)
     variants = (args.variants.split(",") if args.variants else
                 list(VARIANTS) if device.type == "cuda" else ["fp32"])
+    if not Path(args.config).is_file():
+        sys.exit(f"fomm_speed: config {args.config} not found: the official vox-256.yaml lives in ../shared "
+                 "(a dev checkout) or the official repository's config/ folder; pass --config PATH")
     cfg = load_config(args.config, method="fomm")
     fallback = cfg["train_params"].get("perceptual_fallback")
     if not get_weight(VGG19_FILE).path().is_file() and fallback is None:

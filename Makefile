@@ -28,17 +28,39 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check prep methods bench reports tests benchmarks
 
+# The whole chain on a synthetic face set, on CPU: synth -> prep -> train -> reconstruct -> bench -> report.
+DEMO_STEPS ?= 40
 demo: venv
-	@mkdir -p $(DEMO)
-	$(VENV)/bin/animbench synth --kind faces --videos 6 --frames 48 --seed 0 --out $(DEMO)/synth-faces
-	$(VENV)/bin/animbench store write-synthetic $(DEMO)/synth-faces --out $(DEMO)/store-faces --overwrite
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(VENV)/bin/animbench synth --kind faces --videos 8 --frames 40 --seed 0 --out $(DEMO)/synth-faces
+	$(VENV)/bin/animbench prep synthetic --src $(DEMO)/synth-faces --out $(DEMO)/store-faces --workers 2 --size 64 --no-progress
 	$(VENV)/bin/animbench store info $(DEMO)/store-faces
 	$(VENV)/bin/animbench store verify $(DEMO)/store-faces
-	@echo "demo outputs: $(abspath $(DEMO))"
+	$(VENV)/bin/animbench train fomm --store $(DEMO)/store-faces --config configs/fomm-tiny.yaml \
+		--out $(DEMO)/runs/fomm --epochs 1000 --max-steps $(DEMO_STEPS) --log-every 10
+	$(VENV)/bin/animbench train monkey_net --store $(DEMO)/store-faces --config configs/monkey_net-tiny.yaml \
+		--out $(DEMO)/runs/monkey_net --epochs 1000 --max-steps $(DEMO_STEPS) --log-every 10
+	$(VENV)/bin/animbench reconstruct fomm --checkpoint $(DEMO)/runs/fomm/last-checkpoint.pth.tar \
+		--config configs/fomm-tiny.yaml --store $(DEMO)/store-faces --out $(DEMO)/reconstruction/fomm
+	$(VENV)/bin/animbench bench --store $(DEMO)/store-faces --protocol reconstruction --workers 2 \
+		--methods fomm=$(DEMO)/runs/fomm/last-checkpoint.pth.tar@configs/fomm-tiny.yaml,monkey_net=$(DEMO)/runs/monkey_net/last-checkpoint.pth.tar@configs/monkey_net-tiny.yaml,copy-source,oracle \
+		--metrics l1,psnr,ssim --out $(DEMO)/results
+	$(VENV)/bin/animbench leaderboard $(DEMO)/results
+	$(VENV)/bin/animbench report $(DEMO)/results --out $(DEMO)/report
+	@echo ""
+	@echo "demo outputs in $(abspath $(DEMO)):"
+	@echo "  synthetic videos  $(DEMO)/synth-faces/   frame store  $(DEMO)/store-faces/"
+	@echo "  training runs     $(DEMO)/runs/{fomm,monkey_net}/ (checkpoints, run.json, tb/)"
+	@echo "  reconstructions   $(DEMO)/reconstruction/fomm/   results  $(DEMO)/results/"
+	@echo "  report            $(DEMO)/report/report.html (+ .md, .tex, .csv, figures)"
 
 bench: venv
 	@mkdir -p $(BENCH)
 	$(PY) benchmarks/store_read.py --out $(BENCH)/store_read.json
+	$(PY) benchmarks/prep_throughput.py --out $(BENCH)/prep_throughput.json
+	$(PY) benchmarks/metrics_speed.py --out $(BENCH)/metrics_speed.json
+	$(PY) benchmarks/fomm_speed.py --out $(BENCH)/fomm_speed.json
+	@echo "benchmark results in $(abspath $(BENCH))"
 
 clean:
 	rm -rf $(DEMO) $(BENCH)

@@ -119,7 +119,7 @@ def reconstruct_store(
 
     with FrameStoreWriter(out / PREDICTIONS_DIR, config, encode=EncodeOptions("png"), overwrite=overwrite) as w:
         for vid in videos:
-            info = {k: (None if v is None or v != v else v) for k, v in store.info(vid).items()}  # NaN -> None
+            info = store.info(vid)  # plain Python values, None for missing facts
             record: dict[str, Any] = {"video_id": vid}
             w.add_video(vid, predicted_frames(vid, record), split=split, person_id=info.get("person_id"),
                         fps=info.get("fps"), source_path=f"{store.root}::{vid}", recipe=f"reconstruction:{method}")

@@ -423,7 +423,9 @@ class FrameStore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
-        self.videos_table = pq.read_table(self.root / VIDEOS_FILE).to_pandas()
+        table = pq.read_table(self.root / VIDEOS_FILE)
+        self.videos_table = table.to_pandas()
+        self._rows = table.to_pylist()  # plain Python values: None for nulls, lists for crop boxes
         self._by_id = {vid: i for i, vid in enumerate(self.videos_table["video_id"])}
         t = self.videos_table
         # (shard, first row, frame count) per video: the hot path of random reads avoids pandas
@@ -455,9 +457,9 @@ class FrameStore:
         return sorted(self.videos_table["split"].astype(str).unique())
 
     def info(self, video_id: str) -> dict[str, Any]:
-        """The videos-table row of one video."""
+        """The videos-table row of one video, as plain Python values (None for missing facts)."""
         try:
-            return self.videos_table.iloc[self._by_id[video_id]].to_dict()
+            return dict(self._rows[self._by_id[video_id]])
         except KeyError:
             raise AnimbenchError(f"store {self.root}: no video {video_id!r}") from None
 

@@ -29,7 +29,7 @@ lint: venv
 	$(VENV)/bin/ruff check prep methods bench reports tests benchmarks
 
 # The whole chain on a synthetic face set, on CPU: synth -> prep -> train -> reconstruct -> bench -> report.
-DEMO_STEPS ?= 40
+DEMO_STEPS ?= 150
 demo: venv
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(VENV)/bin/animbench synth --kind faces --videos 8 --frames 40 --seed 0 --out $(DEMO)/synth-faces
@@ -42,6 +42,11 @@ demo: venv
 		--out $(DEMO)/runs/monkey_net --epochs 1000 --max-steps $(DEMO_STEPS) --log-every 10
 	$(VENV)/bin/animbench reconstruct fomm --checkpoint $(DEMO)/runs/fomm/last-checkpoint.pth.tar \
 		--config configs/fomm-tiny.yaml --store $(DEMO)/store-faces --out $(DEMO)/reconstruction/fomm
+	$(VENV)/bin/animbench store export $(DEMO)/store-faces --split test --out $(DEMO)/export-png
+	$(VENV)/bin/animbench store export $(DEMO)/store-faces --split train --format mp4 --out $(DEMO)/export-mp4
+	src=$$(ls -d $(DEMO)/export-png/test/*/ | head -1); drv=$$(ls $(DEMO)/export-mp4/train/*.mp4 | head -1); \
+	$(VENV)/bin/animbench animate fomm --checkpoint $(DEMO)/runs/fomm/last-checkpoint.pth.tar \
+		--config configs/fomm-tiny.yaml --source $${src}0000000.png --driving $$drv --out $(DEMO)/animation.mp4
 	$(VENV)/bin/animbench bench --store $(DEMO)/store-faces --protocol reconstruction --workers 2 \
 		--methods fomm=$(DEMO)/runs/fomm/last-checkpoint.pth.tar@configs/fomm-tiny.yaml,monkey_net=$(DEMO)/runs/monkey_net/last-checkpoint.pth.tar@configs/monkey_net-tiny.yaml,copy-source,oracle \
 		--metrics l1,psnr,ssim --out $(DEMO)/results
@@ -51,7 +56,8 @@ demo: venv
 	@echo "demo outputs in $(abspath $(DEMO)):"
 	@echo "  synthetic videos  $(DEMO)/synth-faces/   frame store  $(DEMO)/store-faces/"
 	@echo "  training runs     $(DEMO)/runs/{fomm,monkey_net}/ (checkpoints, run.json, tb/)"
-	@echo "  reconstructions   $(DEMO)/reconstruction/fomm/   results  $(DEMO)/results/"
+	@echo "  reconstructions   $(DEMO)/reconstruction/fomm/   animation  $(DEMO)/animation.mp4"
+	@echo "  exports           $(DEMO)/export-png/ (FOMM layout), $(DEMO)/export-mp4/   results  $(DEMO)/results/"
 	@echo "  report            $(DEMO)/report/report.html (+ .md, .tex, .csv, figures)"
 
 bench: venv

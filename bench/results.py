@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prep.errors import AnimbenchError
+from prep.manifest import atomic_write_text, load_manifest, tmp_name
 
 FORMAT_NAME = "animbench-results"
 SCHEMA_VERSION = 1
@@ -81,24 +82,11 @@ def versions_id(versions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def _atomic_table(df: pd.DataFrame, path: Path) -> dict[str, Any]:
-    tmp = _tmp_name(path)
+    tmp = tmp_name(path)
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
     os.replace(tmp, path)
     return {"sha256": _sha256(path), "rows": len(df)}
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    tmp = _tmp_name(path)
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _sha256(path: Path) -> str:
@@ -321,31 +309,15 @@ def write_results(out: str | os.PathLike, frame_rows: pd.DataFrame, *, run: dict
         "samples": {"count": len(samples), "layout": "samples/<method>/<video_id>/%07d.png; inputs under "
                                                      "samples/_source and samples/_driving"},
     }
-    _atomic_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", out / MANIFEST_FILE)
+    atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", out / MANIFEST_FILE)
     return manifest
 
 
 # --------------------------------------------------------------------------------------------------- reader
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     """Load and check a results manifest; a directory without one is an unfinished run and does not open."""
-    root = Path(root)
-    if not root.is_dir():
-        raise AnimbenchError(f"results {root}: no such directory")
-    path = root / MANIFEST_FILE
-    if not path.is_file():
-        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} is missing, so the run did not finish; run the bench "
-                             "again")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} is not valid JSON ({exc})") from exc
-    if manifest.get("format") != FORMAT_NAME:
-        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} field 'format' is {manifest.get('format')!r}, "
-                             f"expected {FORMAT_NAME!r}")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise AnimbenchError(f"results {root}: {MANIFEST_FILE} field 'schema_version' is "
-                             f"{manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    return manifest
+    return load_manifest(root, label="results", filename=MANIFEST_FILE, format_name=FORMAT_NAME,
+                         schema_version=SCHEMA_VERSION, missing_hint="the run did not finish; run the bench again")
 
 
 class Results:

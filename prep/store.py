@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from prep.errors import AnimbenchError
 from prep.imagecodec import decode_image, encode_image
+from prep.manifest import atomic_write_text, load_manifest, tmp_name
 from prep.provenance import package_versions
 
 SCHEMA_VERSION = 1
@@ -109,22 +110,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> None:
-    tmp = _tmp_name(path)
+    tmp = tmp_name(path)
     pq.write_table(table, tmp, **kwargs)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = _tmp_name(path)
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -149,7 +137,7 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.encode = encode or EncodeOptions()
         self.row_group_size = int(row_group_size)
-        self._tmp = _tmp_name(self.path)
+        self._tmp = tmp_name(self.path)
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[tuple[str, int, bytes]] = []
         self._rows = 0
@@ -305,7 +293,7 @@ def finalize_store(
         "timings": timings or {},
         "package_versions": package_versions(),
     }
-    _atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", root / MANIFEST_FILE)
+    atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", root / MANIFEST_FILE)
     return manifest
 
 
@@ -382,23 +370,9 @@ class FrameStoreWriter:
 
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     """Load and check the manifest; a store without a valid one is incomplete and does not open."""
-    path = Path(root) / MANIFEST_FILE
-    if not Path(root).is_dir():
-        raise AnimbenchError(f"store {root}: no such directory")
-    if not path.is_file():
-        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} is missing, so the store is incomplete "
-                             "(its writer did not finish); rebuild or resume it")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} is not valid JSON ({exc})") from exc
-    if manifest.get("format") != FORMAT_NAME:
-        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} field 'format' is {manifest.get('format')!r}, "
-                             f"expected {FORMAT_NAME!r}")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise AnimbenchError(f"store {root}: {MANIFEST_FILE} field 'schema_version' is "
-                             f"{manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    return manifest
+    return load_manifest(root, label="store", filename=MANIFEST_FILE, format_name=FORMAT_NAME,
+                         schema_version=SCHEMA_VERSION,
+                         missing_hint="the store is incomplete (its writer did not finish); rebuild or resume it")
 
 
 @dataclass

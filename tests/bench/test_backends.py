@@ -17,14 +17,7 @@ from bench.backends.rtpose import RtPoseKeypoints, RtPoseNet
 from methods import weights
 from prep.errors import AnimbenchError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, busy 2-core box, spinning OpenMP threads make CPU forwards 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- weight files the tests create (session-scoped: each network is built and saved once) ----------------

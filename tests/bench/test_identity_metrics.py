@@ -19,7 +19,7 @@ from tests.bench import test_backends
 
 # session fixtures shared with the backend tests: random weights saved under the standard names
 weights_root, weights_env = test_backends.weights_root, test_backends.weights_env
-one_thread = test_backends.one_thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 openface_file, reid_file, arcface_file = test_backends.openface_file, test_backends.reid_file, test_backends.arcface_file
 
 

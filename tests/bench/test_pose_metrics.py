@@ -20,7 +20,8 @@ from prep.errors import AnimbenchError
 from tests.bench import test_backends
 
 # session fixtures shared with the backend tests: random weights saved under the standard names
-weights_root, weights_env, one_thread = test_backends.weights_root, test_backends.weights_env, test_backends.one_thread
+weights_root, weights_env = test_backends.weights_root, test_backends.weights_env
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 rtpose_file, fan_files = test_backends.rtpose_file, test_backends.fan_files
 
 

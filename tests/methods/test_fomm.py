@@ -20,13 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "fomm-tiny.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convs on a shared 2-core box run faster (and waste less CPU) single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()

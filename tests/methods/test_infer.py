@@ -38,12 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 FOMM_TINY = REPO / "configs/fomm-tiny.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # also what the fresh process below runs with: identical kernels, identical bits
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ OFFICIAL = ("actions", "bair", "moving-gif", "nemo", "shapes", "taichi", "vox", 
 NETWORKS = ("kp_detector", "generator", "discriminator")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the test machines are shared: OpenMP threads spinning against other processes make convs 10x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

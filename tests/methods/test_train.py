@@ -26,13 +26,7 @@ CONFIGS = {"fomm": REPO / "configs/fomm-tiny.yaml", "monkey_net": REPO / "config
 RECONSTRUCTION_LOSS = {"fomm": "perceptual", "monkey_net": "reconstruction"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the suite runs on a shared 2-core box; one intra-op thread is also what makes runs bit-reproducible
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

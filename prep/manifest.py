@@ -1,0 +1,51 @@
+"""Manifests written last, read first: the shared mechanics of the frame store and the results format.
+
+Each format (prep.store, bench.results) owns its own schema; this module only owns how a manifest is written
+atomically and how a missing or foreign one is reported, so both formats fail the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from prep.errors import AnimbenchError
+
+
+def tmp_name(path: Path) -> Path:
+    """A hidden temporary name beside `path` (renamed into place once complete)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write a text file under a temporary name, fsync it, then rename it into place."""
+    tmp = tmp_name(path)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_manifest(root: str | os.PathLike, *, label: str, filename: str, format_name: str, schema_version: int,
+                  missing_hint: str) -> dict[str, Any]:
+    """Load a JSON manifest and check its format and schema version; one-line errors name file and field."""
+    root = Path(root)
+    if not root.is_dir():
+        raise AnimbenchError(f"{label} {root}: no such directory")
+    path = root / filename
+    if not path.is_file():
+        raise AnimbenchError(f"{label} {root}: {filename} is missing, so {missing_hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnimbenchError(f"{label} {root}: {filename} is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise AnimbenchError(f"{label} {root}: {filename} field 'format' is {got!r}, expected {format_name!r}")
+    if manifest.get("schema_version") != schema_version:
+        raise AnimbenchError(f"{label} {root}: {filename} field 'schema_version' is "
+                             f"{manifest.get('schema_version')!r}, expected {schema_version}")
+    return manifest

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit-videos", type=int, help="bench only the first N videos (or pairs)")
     p.add_argument("--workers", type=int,
                    help="parallel Ray workers (default: GPUs, else CPU cores); 1 runs in this process")
+    p.add_argument("--address", help="join this Ray cluster (HOST:PORT) instead of starting a local one; the store "
+                                     "and --out must be on a filesystem every node sees")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="seeds generation, random pairs and the bootstrap")
     p.add_argument("--batch-size", type=int, default=16, help="frames per generator call")
@@ -51,7 +53,7 @@ def _bench(args: argparse.Namespace) -> int:
     methods = [parse_method_spec(s) for group in args.methods for s in group.split(",") if s.strip()]
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     manifest = run_bench(methods, args.store, args.protocol, metrics, args.out, split=args.split, device=args.device,
-                         workers=args.workers, seed=args.seed, limit_videos=args.limit_videos,
+                         workers=args.workers, address=args.address, seed=args.seed, limit_videos=args.limit_videos,
                          variant=args.protocol_variant, pairs=args.pairs, num_pairs=args.num_pairs,
                          skip_missing_pairs=args.skip_missing_pairs, sample_videos=args.sample_videos,
                          batch_size=args.batch_size, n_boot=args.n_boot, overwrite=args.overwrite)

@@ -269,13 +269,16 @@ def _metric_columns(metric: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- driver side
-def _execute(tasks: list[Task], workers: int, use_gpu: bool, in_process: bool) -> list[dict[str, Any]]:
+def _execute(tasks: list[Task], workers: int, use_gpu: bool, in_process: bool,
+             address: str | None = None) -> list[dict[str, Any]]:
     if in_process:
         return [run_task(t) for t in tasks]
     import ray
 
     started = not ray.is_initialized()
-    if started:
+    if started and address:  # an existing cluster: its nodes' CPUs / GPUs decide the parallelism
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    elif started:
         tmp = os.environ.get("RAY_TMPDIR")
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  **({"_temp_dir": tmp} if tmp else {}))
@@ -330,8 +333,10 @@ def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol:
               seed: int = 0, limit_videos: int | None = None, variant: str = "legacy", pairs: str | None = None,
               num_pairs: int | None = None, skip_missing_pairs: bool = False, sample_videos: int = 4,
               sample_frames: int = 4, batch_size: int = 16, n_boot: int = R.DEFAULT_BOOT,
-              overwrite: bool = False) -> dict[str, Any]:
-    """Bench methods over a store's split under a protocol; write `out` (see bench.results); return its manifest."""
+              overwrite: bool = False, address: str | None = None) -> dict[str, Any]:
+    """Bench methods over a store's split under a protocol; write `out` (see bench.results); return its manifest.
+
+    `address` joins an existing Ray cluster (the store and `out` must be on a filesystem every node sees)."""
     import torch
 
     protocols.check_protocol(protocol, variant)
@@ -363,7 +368,7 @@ def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol:
                   threads=None if in_process else 1)
              for k, m in enumerate(methods) for i in range(0, len(items), chunk)]
     t0 = time.perf_counter()
-    done = _execute(tasks, workers, use_gpu, in_process)
+    done = _execute(tasks, workers, use_gpu, in_process, address)
     seconds = time.perf_counter() - t0
     return _write(out, methods, fs, tasks, done, metrics=metrics, specs=specs, protocol=protocol, variant=variant,
                   split=split, pairs=pairs, skipped_pairs=skipped_pairs, seed=seed, device=device, workers=workers,

@@ -86,7 +86,8 @@ def two_raylets():
 
 
 def test_two_node_cluster_matches_local_run(two_raylets, tmp_path, ray_session):
-    """`prep --address` on a two-raylet cluster: work lands on both nodes; the store equals a local run's."""
+    """`prep --address` on a two-raylet cluster: work lands on both nodes; the store equals a local run's; and
+    `bench --address` on the same cluster scores it as an in-process bench does."""
     make_synthetic(tmp_path / "synth", kind="faces", num_videos=4, num_frames=10, width=128, height=96, seed=5)
     local = run_prep(synthetic.plan(tmp_path / "synth"), tmp_path / "local", PrepConfig("synthetic", size=48),
                      workers=2, progress=False)
@@ -100,3 +101,18 @@ def test_two_node_cluster_matches_local_run(two_raylets, tmp_path, ray_session):
     assert manifest["shards"] == local.manifest["shards"]
     nodes = {json.loads(p.read_text())["node"] for p in (tmp_path / "cluster" / WORK_DIR / "units").glob("*.json")}
     assert len(nodes) == 2  # one worker per raylet (one CPU each)
+    # the same cluster serves `animbench bench --address`: its numbers equal an in-process bench's
+    from bench.results import Results
+    from bench.runner import MethodSpec, run_bench
+
+    bench = [sys.executable, "-m", "bench.cli", "bench", "--methods", "copy-source,oracle", "--store",
+             str(tmp_path / "cluster"), "--split", "train", "--protocol", "reconstruction", "--metrics", "l1",
+             "--out", str(tmp_path / "results-cluster"), "--address", two_raylets]
+    done = subprocess.run(bench, cwd=REPO, env=CLUSTER_ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_bench([MethodSpec("copy-source"), MethodSpec("oracle")], tmp_path / "cluster", "reconstruction", ["l1"],
+              tmp_path / "results-local", split="train", workers=1)
+    cols = ["method", "video_id", "frame_index", "value"]
+    on_cluster, local_run = Results(tmp_path / "results-cluster").frames(), Results(tmp_path / "results-local").frames()
+    assert on_cluster[cols].sort_values(cols[:3]).reset_index(drop=True).equals(
+        local_run[cols].sort_values(cols[:3]).reset_index(drop=True))

@@ -235,3 +235,12 @@ def test_export_mp4_decodes_with_all_frames(tmp_path, videos):
     assert len(reader) == len(videos["v1"]) and reader[0].shape == (24, 32, 3)
     with pytest.raises(AnimbenchError, match="no split"):
         export_mp4(tmp_path / "s", tmp_path / "m", splits=["val"])
+
+
+def test_png_compression_level_is_recorded_and_lossless(tmp_path, videos):
+    fast = _write(tmp_path / "fast", videos, encode=EncodeOptions("png", png_compression=0))
+    small = _write(tmp_path / "small", videos)
+    assert fast["encoding"]["png_compression"] == 0 and small["encoding"]["png_compression"] == 1
+    np.testing.assert_array_equal(FrameStore(tmp_path / "fast").read("v2"), videos["v2"])
+    with pytest.raises(AnimbenchError, match="png compression 12"):
+        EncodeOptions("png", png_compression=12)

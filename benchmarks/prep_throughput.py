@@ -61,6 +61,7 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--size", type=int, default=256, help="output side (the official 256)")
     ap.add_argument("--image-format", choices=["png", "jpeg"], default="png")
+    ap.add_argument("--png-compression", type=int, default=1, help="zlib level of PNG frames (0 = fastest)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3, help="pipeline runs per worker count (the median counts)")
     ap.add_argument("--data", default=None, help="keep the synthetic set here (default: a temp folder)")
@@ -84,7 +85,8 @@ def main() -> int:
         ray.init(num_cpus=max(args.workers), include_dashboard=False, logging_level=logging.ERROR,
                  log_to_driver=False, _temp_dir=os.environ.get("RAY_TMPDIR"))
         ray_start = time.perf_counter() - t
-        config = PrepConfig("synthetic", size=args.size, encode=EncodeOptions(args.image_format))
+        encode = EncodeOptions(args.image_format, png_compression=args.png_compression)
+        config = PrepConfig("synthetic", size=args.size, encode=encode)
         runs, raws = [], []
         for workers in args.workers:
             release_workers()

@@ -19,7 +19,6 @@ recorded on every result row. FOMM computed its L1 on the float predictions: flo
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import os
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from prep.errors import AnimbenchError
+from prep.recipes import read_csv_rows
 from prep.store import FrameStore
 
 PROTOCOLS = ("reconstruction", "animation")
@@ -112,15 +112,7 @@ def read_pairs_csv(path: str | os.PathLike, store: FrameStore, split: str = "tes
     A pair naming a video the split lacks is an error, or is skipped with skip_missing (FOMM filters them).
     """
     path = Path(path)
-    if not path.is_file():
-        raise AnimbenchError(f"pairs file {path}: no such file")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing_cols = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing_cols:
-            raise AnimbenchError(f"pairs file {path}: columns {missing_cols} missing; expected "
-                                 "distance,source,driving,frame (FOMM's taichi256.csv layout)")
-        rows = list(reader)
+    rows = read_csv_rows(path, PAIR_COLUMNS, "pairs file")
     ids = set(_split_videos(store, split))
     items, skipped = [], 0
     for line, row in enumerate(rows, start=2):

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prep.errors import AnimbenchError
-from prep.manifest import atomic_write_text, load_manifest, tmp_name
+from prep.manifest import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
 
 FORMAT_NAME = "animbench-results"
 SCHEMA_VERSION = 1
@@ -86,15 +86,7 @@ def _atomic_table(df: pd.DataFrame, path: Path) -> dict[str, Any]:
     tmp = tmp_name(path)
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
     os.replace(tmp, path)
-    return {"sha256": _sha256(path), "rows": len(df)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+    return {"sha256": sha256_file(path), "rows": len(df)}
 
 
 def prepare_results_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -393,11 +385,4 @@ def verify_results(root: str | os.PathLike) -> list[str]:
         manifest = read_manifest(root)
     except AnimbenchError as exc:
         return [str(exc)]
-    problems = []
-    for name, meta in manifest.get("tables", {}).items():
-        path = root / name
-        if not path.is_file():
-            problems.append(f"table {name}: missing")
-        elif _sha256(path) != meta["sha256"]:
-            problems.append(f"table {name}: sha256 differs from the manifest")
-    return problems
+    return verify_tables(root, manifest)

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
 
-from methods.weights import sha256_of
 from prep.errors import AnimbenchError
+from prep.manifest import sha256_file
 
 NETWORK_ENTRIES = ("generator", "discriminator", "kp_detector")
 OPTIMIZER_ENTRIES = tuple(f"optimizer_{name}" for name in NETWORK_ENTRIES)
@@ -255,7 +255,7 @@ def checkpoint_sha256(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.is_file():
         raise AnimbenchError(f"checkpoint {path}: file not found")
-    return sha256_of(path)
+    return sha256_file(path)
 
 
 def _unpickling_detail(e: BaseException) -> str:

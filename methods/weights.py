@@ -7,13 +7,13 @@ Losses (methods) and metric backends (bench) both resolve their files through `l
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from prep.errors import AnimbenchError
+from prep.manifest import sha256_file
 
 
 @dataclass(frozen=True)
@@ -75,20 +75,11 @@ def register_weight(w: WeightFile) -> WeightFile:
     return w
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_hash(w: WeightFile, path: str | os.PathLike) -> str | None:
     """None when the file's hash matches the manifest, else a one-line reason."""
     if not (w.sha256 or w.sha256_prefix):
         return None
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if w.sha256 and digest != w.sha256:
         return f"{path}: sha256 {digest[:16]}... != expected {w.sha256[:16]}..."
     if w.sha256_prefix and not digest.startswith(w.sha256_prefix):

@@ -10,7 +10,6 @@ the clip is dropped if the enlarged box leaves the frame.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from prep.errors import AnimbenchError
+from prep.manifest import sha256_file
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in pixels
 S3FD_FILE = "s3fd-619a316812.pth"  # face-alignment's name; the hex part is the sha256 prefix (torch hub style)
@@ -189,13 +189,10 @@ def locate_s3fd(weights: str | os.PathLike | None = None) -> Path:
     if not path.is_file():
         raise AnimbenchError(f"s3fd detector: weight file {S3FD_FILE} missing in {path.parent} (place it there "
                              f"from face-alignment's release, or use --detector dlib, which works offline)")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
+    digest = sha256_file(path)
     prefix = S3FD_FILE.split("-")[1].split(".")[0]
-    if not h.hexdigest().startswith(prefix):
-        raise AnimbenchError(f"s3fd detector: {path} has sha256 {h.hexdigest()[:12]}..., expected {prefix}...")
+    if not digest.startswith(prefix):
+        raise AnimbenchError(f"s3fd detector: {path} has sha256 {digest[:12]}..., expected {prefix}...")
     return path
 
 

@@ -6,12 +6,34 @@ atomically and how a missing or foreign one is reported, so both formats fail th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from prep.errors import AnimbenchError
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes (shards, tables, checkpoints, weight files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_tables(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """Re-hash each file of the manifest's `tables`; one message per missing or changed file."""
+    problems = []
+    for name, meta in manifest.get("tables", {}).items():
+        path = root / name
+        if not path.is_file():
+            problems.append(f"table {name}: missing")
+        elif sha256_file(path) != meta["sha256"]:
+            problems.append(f"table {name}: sha256 differs from the manifest")
+    return problems
 
 
 def tmp_name(path: Path) -> Path:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from prep.errors import AnimbenchError
 from prep.imagecodec import decode_image, encode_image
-from prep.manifest import atomic_write_text, load_manifest, tmp_name
+from prep.manifest import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
 from prep.provenance import package_versions
 
 SCHEMA_VERSION = 1
@@ -99,15 +99,6 @@ class EncodeOptions:
             d["png_compression"] = int(self.png_compression)
             d["png_strategy"] = "rle"
         return d
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> None:
@@ -399,12 +390,9 @@ class FrameStore:
         self.manifest = read_manifest(self.root)
         table = pq.read_table(self.root / VIDEOS_FILE)
         self.videos_table = table.to_pandas()
-        self._rows = table.to_pylist()  # plain Python values: None for nulls, lists for crop boxes
-        self._by_id = {vid: i for i, vid in enumerate(self.videos_table["video_id"])}
-        t = self.videos_table
-        # (shard, first row, frame count) per video: the hot path of random reads avoids pandas
-        self._loc = {vid: (str(sh), int(fr), int(n)) for vid, sh, fr, n in
-                     zip(t["video_id"], t["shard"], t["first_row"], t["num_frames"], strict=True)}
+        # one row dict per video, plain Python values (None for nulls, lists for crop boxes): the hot path of
+        # random reads looks videos up here, never in pandas
+        self._rows = {row["video_id"]: row for row in table.to_pylist()}
         self._shards: dict[str, _ShardIndex] = {}
         self.stats = ReadStats()
 
@@ -432,18 +420,15 @@ class FrameStore:
 
     def info(self, video_id: str) -> dict[str, Any]:
         """The videos-table row of one video, as plain Python values (None for missing facts)."""
-        try:
-            return dict(self._rows[self._by_id[video_id]])
-        except KeyError:
-            raise AnimbenchError(f"store {self.root}: no video {video_id!r}") from None
+        return dict(self._row(video_id))
 
     def num_frames(self, video_id: str) -> int:
         """Frame count of one video."""
-        return self._locate(video_id)[2]
+        return self._row(video_id)["num_frames"]
 
-    def _locate(self, video_id: str) -> tuple[str, int, int]:
+    def _row(self, video_id: str) -> dict[str, Any]:
         try:
-            return self._loc[video_id]
+            return self._rows[video_id]
         except KeyError:
             raise AnimbenchError(f"store {self.root}: no video {video_id!r}") from None
 
@@ -465,7 +450,8 @@ class FrameStore:
 
     def read_encoded(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
         """Encoded image bytes of the given frames (all frames when indices is None), in the order asked."""
-        shard_name, first_row, n = self._locate(video_id)
+        row = self._row(video_id)
+        shard_name, first_row, n = row["shard"], row["first_row"], row["num_frames"]
         wanted = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
         if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
             raise AnimbenchError(f"store {self.root}: video {video_id!r} has {n} frames, asked for {wanted.tolist()}")
@@ -528,12 +514,7 @@ def verify_store(root: str | os.PathLike) -> list[str]:
         rows = pq.ParquetFile(path).metadata.num_rows
         if rows != shard["rows"]:
             problems.append(f"shard {shard['name']}: {rows} rows != manifest {shard['rows']}")
-    for name, meta in manifest.get("tables", {}).items():
-        path = root / name
-        if not path.is_file():
-            problems.append(f"table {name}: missing")
-        elif sha256_file(path) != meta["sha256"]:
-            problems.append(f"table {name}: sha256 differs from the manifest")
+    problems += verify_tables(root, manifest)
     if not problems:
         table = pq.read_table(root / VIDEOS_FILE).to_pylist()
         if content_hash(table) != manifest.get("content_hash"):

@@ -26,6 +26,7 @@ import numpy as np
 
 from methods import weights
 from prep.errors import AnimbenchError
+from prep.manifest import sha256_file
 
 KINDS = ("paired", "set")
 
@@ -123,7 +124,7 @@ def file_provenance(path: Path) -> dict[str, str]:
     st = path.stat()
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _HASHES:
-        _HASHES[key] = weights.sha256_of(path)
+        _HASHES[key] = sha256_file(path)
     return {"path": str(path), "sha256": _HASHES[key]}
 
 

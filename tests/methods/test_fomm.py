@@ -15,6 +15,7 @@ from methods.fomm import FOMM
 from methods.layers import make_coordinate_grid, warp
 from methods.losses import VGG19_SLICES, PerceptualPyramidLoss, random_vgg19
 from prep.errors import AnimbenchError
+from prep.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "fomm-tiny.yaml"
@@ -261,7 +262,7 @@ def test_vgg_file_with_the_wrong_hash_is_rejected_even_with_a_fallback(torch_hom
 def test_vgg_file_with_a_matching_hash_is_loaded(torch_home, monkeypatch):
     name = "vgg19-testfile.pth"
     _vgg_file(torch_home / name)
-    digest = weights.sha256_of(torch_home / name)
+    digest = sha256_file(torch_home / name)
     entry = weights.WeightFile(name, "torch_hub", ("test",), "test", sha256_prefix=digest[:8])
     monkeypatch.setitem(weights.WEIGHTS, name, entry)
     loss = PerceptualPyramidLoss([1], [10] * 5, fallback="pixel_l1", weight_name=name)

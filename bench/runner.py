@@ -28,6 +28,7 @@ import pandas as pd
 from bench import protocols
 from bench import results as R
 from bench.metrics.registry import FrameScores, get_metric, metric_spec
+from methods.weights import locate
 from prep.errors import AnimbenchError
 from prep.imagecodec import encode_image
 from prep.provenance import package_versions
@@ -343,6 +344,9 @@ def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol:
     metrics = list(metrics)
     protocols.check_metrics(protocol, metrics)
     specs = {m: metric_spec(m) for m in metrics}  # unknown names fail before any work
+    for spec in specs.values():  # so do missing weight files: no results directory is started without them
+        for name in spec.needs:
+            locate(name, verify_hash=False)  # the hash is checked where the metric loads the file
     _check_methods(methods)
     fs = FrameStore(store)
     skipped_pairs = 0

@@ -263,3 +263,10 @@ def test_a_real_network_with_checkpoint_and_config_is_deterministic_and_traced(t
     an = run_bench(spec, tmp_path / "s64", "animation", ["identity_test_colour"], tmp_path / "an", workers=1,
                    n_boot=50)
     assert an["run"]["methods"]["fomm"]["provenance"]["animation"]["relative"] is True  # fomm-tiny animate_params
+
+
+def test_missing_weights_fail_before_any_output(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    with pytest.raises(AnimbenchError, match="missing weight file alexnet-owt-7be5be79.pth"):
+        run_bench(BASELINES, store.root, "reconstruction", ["lpips"], tmp_path / "out", workers=1)
+    assert not (tmp_path / "out").exists()

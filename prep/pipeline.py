@@ -29,6 +29,7 @@ from typing import Any
 
 from prep.detect import check_detector
 from prep.errors import AnimbenchError
+from prep.progress import progress_bar
 from prep.recipes import Unit, check_unique
 from prep.store import FRAMES_DIR, MANIFEST_FILE, finalize_store
 from prep.units import STAGES, PrepConfig, UnitProcessor, failure, unit_video_ids
@@ -361,17 +362,11 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
             import ray
 
             n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            bar = None
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=len(todo), desc=f"prep {config.recipe}", unit="video", dynamic_ncols=True,
-                           smoothing=0.1)
+            bar = progress_bar(len(todo), f"prep {config.recipe}", "video", enabled=progress)
             try:
                 _Scheduler(config, root, n, timeout, retries, bar, keep_warm=not started).run(todo)
             finally:
-                if bar is not None:
-                    bar.close()
+                bar.close()
         finally:
             if started:
                 import ray

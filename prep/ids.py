@@ -1,0 +1,69 @@
+"""Identifiers from files users download (video ids, person ids, splits) and the paths made from them.
+
+One rule, checked where identifiers enter (`check_id`), and one path function every writer uses
+(`safe_join`), which refuses to leave its root even if an unchecked identifier slipped through.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from pathlib import Path
+
+from prep.errors import AnimbenchError
+
+MAX_ID_BYTES = 160  # leaves room for '#start#end', '.mp4' and temporary suffixes under a 255-byte name
+_FORBIDDEN = set('/\\\0')
+
+
+def id_problem(value: object, *, allow_hash: bool = True) -> str | None:
+    """Why `value` cannot be an identifier (None when it can).
+
+    An identifier is one non-empty path component: no path separators, not '.' or '..', no leading dot
+    (temporary and hidden files start with one), no control characters, no surrounding whitespace, at most
+    MAX_ID_BYTES bytes of UTF-8. With allow_hash=False it may not hold '#', which joins the parts of
+    official clip names (`person#video#start#end`).
+    """
+    if not isinstance(value, str):
+        return f"expected text, got {type(value).__name__}"
+    if value == "":
+        return "is empty"
+    if value != value.strip():
+        return "has leading or trailing whitespace"
+    if value in (".", ".."):
+        return f"{value!r} is not a name"
+    if value.startswith("."):
+        return "starts with '.'"
+    bad = sorted({c for c in value if c in _FORBIDDEN or unicodedata.category(c).startswith("C")})
+    if bad:
+        return f"contains {', '.join(repr(c) for c in bad)} (path separators and control characters are refused)"
+    if not allow_hash and "#" in value:
+        return "contains '#', which separates the parts of clip names"
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_ID_BYTES:
+        return f"is {size} bytes long (at most {MAX_ID_BYTES})"
+    return None
+
+
+def check_id(value: object, *, field: str, where: str, allow_hash: bool = True) -> str:
+    """Return `value` if it is a valid identifier, else raise a one-line error naming where and which field."""
+    problem = id_problem(value, allow_hash=allow_hash)
+    if problem:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise AnimbenchError(f"{where}: {field} {shown} {problem}; expected one file name without path separators")
+    return value  # type: ignore[return-value]
+
+
+def safe_join(root: str | os.PathLike, *parts: str) -> Path:
+    """`root/part/...`, refusing any part that is not a plain name and any result outside root."""
+    root_path = Path(root)
+    for part in parts:
+        problem = id_problem(part)
+        if problem:
+            raise AnimbenchError(f"refusing to write under {root_path}: path part {part!r} {problem}")
+    joined = root_path.joinpath(*parts)
+    real_root = os.path.realpath(root_path)
+    real = os.path.realpath(joined)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise AnimbenchError(f"refusing to write {joined}: it resolves outside {root_path}")
+    return joined

@@ -1,0 +1,22 @@
+"""Behaviour is pinned: FOMM and Monkey-Net give bit-identical keypoints, reconstructions, animations and training
+losses to the saved golden arrays (tests/methods/golden_outputs.py says how they were made)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.methods.golden_outputs import CONFIGS, GOLDEN, outputs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("method", sorted(CONFIGS))
+def test_outputs_equal_the_golden_arrays_bit_for_bit(method):
+    saved = np.load(GOLDEN / f"{method}.npz")
+    now = outputs(method)
+    assert sorted(now) == sorted(saved.files)
+    for name in saved.files:
+        assert now[name].shape == saved[name].shape, name
+        assert np.array_equal(now[name], saved[name]), (
+            f"{method} {name}: max abs diff {np.abs(now[name].astype(np.float64) - saved[name]).max():.3g}")

@@ -13,6 +13,7 @@ it used. The official files need nothing beyond `yaml.safe_load` (no python tags
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import os
@@ -98,6 +99,97 @@ _POSITIVE_INTS = (
 # train_params.perceptual_fallback: what the FOMM perceptual loss does when vgg19-dcbb9e9d.pth is absent.
 PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
 
+# Every key a config may hold, per method: a nested dict is a section (its own keys checked), LEAF is a value.
+# The union of the official repositories' configs and the options our code reads; a key outside it is a typo
+# (an official run would crash on it or, worse, silently ignore it). tests/methods/test_config.py checks that the
+# model_params sections equal what the networks' constructors accept.
+LEAF = None
+_AUGMENTATION = {
+    "flip_param": {"horizontal_flip": LEAF, "time_flip": LEAF},
+    "rotation_param": {"degrees": LEAF},
+    "resize_param": {"ratio": LEAF, "interpolation": LEAF},
+    "crop_param": {"size": LEAF},
+    "jitter_param": {"brightness": LEAF, "contrast": LEAF, "saturation": LEAF, "hue": LEAF},
+}
+_SHARED_SECTIONS = {
+    "method": LEAF,
+    "reconstruction_params": {"num_videos": LEAF, "format": LEAF},
+    "visualizer_params": {"kp_size": LEAF, "draw_border": LEAF, "colormap": LEAF},
+}
+_TRAIN_COMMON = {"num_epochs": LEAF, "num_repeats": LEAF, "epoch_milestones": LEAF, "batch_size": LEAF,
+                 "checkpoint_freq": LEAF, "adam_betas": LEAF}
+_MN_EMBEDDING = {k: LEAF for k in ("scale_factor", "use_heatmap", "use_difference", "use_deformed_source_image",
+                                   "heatmap_type", "norm_const")}
+SCHEMA: dict[str, dict[str, Any]] = {
+    "fomm": {
+        **_SHARED_SECTIONS,
+        "dataset_params": {"root_dir": LEAF, "frame_shape": LEAF, "id_sampling": LEAF, "pairs_list": LEAF,
+                           "augmentation_params": _AUGMENTATION},
+        "model_params": {
+            "common_params": {"num_kp": LEAF, "num_channels": LEAF, "estimate_jacobian": LEAF},
+            "kp_detector_params": {k: LEAF for k in ("temperature", "block_expansion", "max_features", "num_blocks",
+                                                     "scale_factor", "single_jacobian_map", "pad")},
+            "generator_params": {
+                **{k: LEAF for k in ("block_expansion", "max_features", "num_down_blocks", "num_bottleneck_blocks",
+                                     "estimate_occlusion_map")},
+                "dense_motion_params": {k: LEAF for k in ("block_expansion", "max_features", "num_blocks",
+                                                          "scale_factor", "kp_variance")},
+            },
+            "discriminator_params": {k: LEAF for k in ("scales", "block_expansion", "max_features", "num_blocks",
+                                                       "sn", "use_kp", "kp_variance")},
+        },
+        "train_params": {
+            **_TRAIN_COMMON,
+            **{k: LEAF for k in ("lr_generator", "lr_discriminator", "lr_kp_detector", "scales",
+                                 "perceptual_fallback")},
+            "transform_params": {"sigma_affine": LEAF, "sigma_tps": LEAF, "points_tps": LEAF},
+            "loss_weights": {k: LEAF for k in ("generator_gan", "discriminator_gan", "feature_matching", "perceptual",
+                                               "equivariance_value", "equivariance_jacobian")},
+        },
+        "animate_params": {"num_pairs": LEAF, "format": LEAF, "normalization_params": {
+            "adapt_movement_scale": LEAF, "use_relative_movement": LEAF, "use_relative_jacobian": LEAF}},
+    },
+    "monkey_net": {
+        **_SHARED_SECTIONS,
+        "dataset_params": {"root_dir": LEAF, "image_shape": LEAF, "id_sampling": LEAF, "pairs_list": LEAF,
+                           "augmentation_params": _AUGMENTATION},
+        "model_params": {
+            "common_params": {"num_kp": LEAF, "num_channels": LEAF, "kp_variance": LEAF},
+            "kp_detector_params": {k: LEAF for k in ("temperature", "block_expansion", "max_features", "num_blocks",
+                                                     "scale_factor", "clip_variance")},
+            "generator_params": {
+                **{k: LEAF for k in ("interpolation_mode", "block_expansion", "max_features", "num_blocks",
+                                     "num_refinement_blocks")},
+                "dense_motion_params": {
+                    **{k: LEAF for k in ("block_expansion", "max_features", "num_blocks", "use_mask",
+                                         "use_correction", "scale_factor", "num_group_blocks", "bg_init")},
+                    "mask_embedding_params": _MN_EMBEDDING,  # add_bg_feature_map is set by the code here
+                },
+                "kp_embedding_params": {**_MN_EMBEDDING, "add_bg_feature_map": LEAF},
+            },
+            "discriminator_params": {"block_expansion": LEAF, "max_features": LEAF, "num_blocks": LEAF,
+                                     "kp_embedding_params": {**_MN_EMBEDDING, "add_bg_feature_map": LEAF}},
+        },
+        "train_params": {
+            **_TRAIN_COMMON,
+            **{k: LEAF for k in ("lr", "detach_kp_generator", "detach_kp_discriminator")},
+            "loss_weights": {k: LEAF for k in ("reconstruction", "reconstruction_deformed", "generator_gan",
+                                               "discriminator_gan")},
+            "log_params": {"log_freq_iter": LEAF, "cpk_freq_epoch": LEAF},
+        },
+        "transfer_params": {"num_pairs": LEAF, "format": LEAF, "normalization_params": {
+            "movement_mult": LEAF, "move_location": LEAF, "adapt_variance": LEAF, "clip_mean": LEAF}},
+        # the official configs' video prediction module (not implemented here): accepted, not used
+        "prediction_params": {
+            **{k: LEAF for k in ("predict_variance", "num_epochs", "lr", "batch_size", "num_frames", "init_frames",
+                                 "train_size", "format")},
+            "rnn_params": {"num_features": LEAF, "num_layers": LEAF, "dropout": LEAF},
+        },
+    },
+}
+# The other family's name for a section: suggested when difflib finds nothing closer.
+_OTHER_FAMILY = {"fomm": {"transfer_params": "animate_params"}, "monkey_net": {"animate_params": "transfer_params"}}
+
 
 def get_path(cfg: Mapping[str, Any], dotted: str, default: Any = KeyError) -> Any:
     """cfg["a"]["b"]["c"] for "a.b.c"; `default` when a level is missing (KeyError raised if none given)."""
@@ -163,7 +255,28 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str
     return cfg
 
 
+def check_keys(node: Mapping[str, Any], schema: Mapping[str, Any], where: str, section: str = "",
+               hints: Mapping[str, str] | None = None) -> None:
+    """Raise AnimbenchError on the first key of `node` (recursively) that `schema` does not name."""
+    for key, value in node.items():
+        dotted = f"{section}.{key}" if section else str(key)
+        if key not in schema:
+            expected = sorted(schema)
+            close = (hints or {}).get(key) or next(iter(difflib.get_close_matches(str(key), expected, n=1)), None)
+            guess = f" (did you mean {close!r}?)" if close else ""
+            raise AnimbenchError(f"{where}: unknown key {dotted} in {section or 'the top level'}{guess}; "
+                                 f"expected one of {expected}")
+        sub = schema[key]
+        if sub is LEAF or value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise AnimbenchError(f"{where}: {dotted}: expected a mapping of {sorted(sub)}, "
+                                 f"got {type(value).__name__} {value!r}")
+        check_keys(value, sub, where, dotted)
+
+
 def _validate(cfg: dict, method: str, where: str) -> None:
+    check_keys(cfg, SCHEMA[method], where, hints=_OTHER_FAMILY[method])
     for dotted in REQUIRED[method]:
         try:
             get_path(cfg, dotted)

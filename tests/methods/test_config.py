@@ -102,3 +102,104 @@ def test_dict_configs_get_a_stable_hash():
     assert a["_meta"]["sha256"] == b["_meta"]["sha256"]
     raw["train_params"]["batch_size"] = 3
     assert load_config(raw)["_meta"]["sha256"] != a["_meta"]["sha256"]
+
+
+# --- unknown keys: a typo in any section is an error naming the key, the section, the file and the choices ---
+
+MONKEY_TINY = REPO / "configs" / "monkey_net-tiny.yaml"
+
+
+def test_every_project_config_loads():
+    files = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(files) >= 4
+    for path in files:
+        assert load_config(path)["_meta"]["path"] == str(path)
+
+
+@pytest.mark.parametrize(
+    "base,dotted,typo,expected",
+    [
+        (TINY, "animate_params.normalization_params", "use_relative_movment", "use_relative_movement"),
+        (TINY, "animate_params", "num_pair", "num_pairs"),
+        (TINY, "train_params", "lr_generatr", "lr_generator"),
+        (TINY, "train_params", "checkpoint_frequency", "checkpoint_freq"),
+        (TINY, "train_params.loss_weights", "equivariance_values", "equivariance_value"),
+        (TINY, "train_params.transform_params", "sigma_afine", "sigma_affine"),
+        (TINY, "dataset_params", "frame_size", "frame_shape"),
+        (TINY, "dataset_params.augmentation_params.flip_param", "horizontal_flp", "horizontal_flip"),
+        (TINY, "reconstruction_params", "num_video", "num_videos"),
+        (TINY, "model_params.common_params", "estimate_jacobians", "estimate_jacobian"),
+        (TINY, "model_params.generator_params", "estimate_occlusion", "estimate_occlusion_map"),
+        (TINY, "model_params", "kp_detector_param", "kp_detector_params"),
+        (TINY, "", "visualiser_params", "visualizer_params"),
+        (MONKEY_TINY, "transfer_params.normalization_params", "move_locaton", "move_location"),
+        (MONKEY_TINY, "train_params", "detach_kp_generatr", "detach_kp_generator"),
+        (MONKEY_TINY, "train_params.log_params", "cpk_freq_epochs", "cpk_freq_epoch"),
+        (MONKEY_TINY, "model_params.generator_params.kp_embedding_params", "norm_cnst", "norm_const"),
+        (MONKEY_TINY, "", "animate_params", "transfer_params"),
+    ],
+)
+def test_unknown_key_in_any_section_is_one_line_error(tmp_path, base, dotted, typo, expected):
+    cfg = yaml.safe_load(base.read_text())
+    node = cfg
+    for part in filter(None, dotted.split(".")):
+        node = node[part]
+    node[typo] = node.pop(expected, True) if expected in node else True
+    path = _write(tmp_path, cfg)
+    with pytest.raises(AnimbenchError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert f"{dotted + '.' if dotted else ''}{typo}" in message  # the key and its section
+    assert f"did you mean {expected!r}" in message
+    assert "expected one of" in message and expected in message
+
+
+def test_unknown_key_in_a_dict_config_is_an_error():
+    raw = yaml.safe_load(TINY.read_text())
+    raw["train_params"]["max_step"] = 3
+    with pytest.raises(AnimbenchError, match=r"<dict>: unknown key train_params.max_step"):
+        load_config(raw)
+
+
+def test_a_section_that_is_not_a_mapping_is_an_error(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["animate_params"]["normalization_params"] = "relative"
+    with pytest.raises(AnimbenchError, match=r"animate_params.normalization_params: expected a mapping"):
+        load_config(_write(tmp_path, cfg))
+
+
+def _keys(schema: dict, dotted: str) -> set[str]:
+    node = schema
+    for part in dotted.split("."):
+        node = node[part]
+    return set(node)
+
+
+def test_model_params_schema_equals_what_the_networks_accept():
+    import inspect
+
+    from methods import fomm, monkey_net
+    from methods.config import SCHEMA
+    from methods.monkey_net_transfer import normalize_kp
+
+    f = SCHEMA["fomm"]
+    assert _keys(f, "model_params.kp_detector_params") == fomm._KP_KEYS
+    assert _keys(f, "model_params.generator_params") == fomm._GEN_KEYS
+    assert _keys(f, "model_params.generator_params.dense_motion_params") == fomm._DM_KEYS
+    assert _keys(f, "model_params.discriminator_params") == fomm._DISC_KEYS
+
+    def accepted(fn, filled=frozenset()):
+        return set(inspect.signature(fn).parameters) - monkey_net.FILLED_BY_CODE - filled
+
+    m = SCHEMA["monkey_net"]
+    assert _keys(m, "model_params.kp_detector_params") == accepted(monkey_net.KPDetector)
+    assert _keys(m, "model_params.generator_params") == accepted(monkey_net.MotionTransferGenerator)
+    assert _keys(m, "model_params.generator_params.dense_motion_params") == accepted(monkey_net.DenseMotionModule)
+    assert _keys(m, "model_params.generator_params.dense_motion_params.mask_embedding_params") == accepted(
+        monkey_net.MovementEmbeddingModule, {"add_bg_feature_map"})
+    assert _keys(m, "model_params.generator_params.kp_embedding_params") == accepted(
+        monkey_net.MovementEmbeddingModule)
+    assert _keys(m, "model_params.discriminator_params") == accepted(monkey_net.Discriminator)
+    assert _keys(m, "transfer_params.normalization_params") == accepted(normalize_kp, {"kp_driving", "kp_source"})

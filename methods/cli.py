@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a method on a frame store's train split")
     p.add_argument("method")
     p.add_argument("--store", required=True, help="frame store directory")
-    p.add_argument("--config", required=True, help="YAML config (official or ours)")
+    p.add_argument("--config", required=True,
+                   help="YAML config: a path, a dataset name (vox, tiny) or a file name (vox-256.yaml)")
     p.add_argument("--out", required=True, help="run directory: checkpoints, tb/ logs, run.json")
     p.add_argument("--epochs", type=int, help="override train_params.num_epochs")
     p.add_argument("--repeats", type=int, help="override train_params.num_repeats")
@@ -95,6 +96,10 @@ def _methods(args: argparse.Namespace) -> int:
         print(f"  checkpoints: {', '.join(f'{k} ({v})' for k, v in c.checkpoints.items()) or '-'}")
         if c.notes:
             print(f"  notes:       {c.notes}")
+    from methods.config import config_search_path
+
+    print("--config takes a path, a dataset name above (vox) or a file name (vox-256.yaml), looked up in: "
+          + ", ".join(str(p) for p in config_search_path()) + " (METHOD/ subfolders first; set ANIMBENCH_CONFIGS)")
     return 0
 
 

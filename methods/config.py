@@ -8,6 +8,14 @@
 The sha256 is of the file's bytes (for a dict: of its canonical JSON), so a run can record exactly which config
 it used. The official files need nothing beyond `yaml.safe_load` (no python tags); the official `run.py` calls
 `yaml.load(f)` without a Loader, which crashes on PyYAML 6, so we never do that.
+
+A config is named by a path, a registry dataset name (`vox`, `tiny`: `animbench methods` lists them) or a file
+name (`vox-256.yaml`). Names are looked up in $ANIMBENCH_CONFIGS (os.pathsep-separated folders), then
+~/.cache/animbench/configs, then the project's configs/; in each folder METHOD/NAME first (`fomm/`,
+`monkey_net/` or `monkeynet/`), then NAME. The official YAML files are not shipped: place them there.
+
+Every key is checked against SCHEMA: a typo in any section is an error naming the file, the key, its section and
+the keys expected there.
 """
 
 from __future__ import annotations
@@ -217,6 +225,52 @@ def detect_method(cfg: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Where the official YAML files come from (we cannot ship them): each repository's config/ folder.
+OFFICIAL_REPOS = {"fomm": "github.com/AliaksandrSiarohin/first-order-model",
+                  "monkey_net": "github.com/AliaksandrSiarohin/monkey-net"}
+PROJECT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def config_search_path() -> list[Path]:
+    """Folders searched for a config given by name: $ANIMBENCH_CONFIGS (os.pathsep-separated), the user cache
+    ~/.cache/animbench/configs, then the project's configs/. In each, METHOD/NAME (or METHOD without its
+    underscore: monkeynet/) is tried before NAME."""
+    env = [Path(p).expanduser() for p in os.environ.get("ANIMBENCH_CONFIGS", "").split(os.pathsep) if p]
+    return [*env, Path.home() / ".cache" / "animbench" / "configs", PROJECT_CONFIGS]
+
+
+def resolve_config(name: str | os.PathLike, method: str | None = None) -> Path:
+    """A config file from an explicit path, a registry dataset name (`vox`) or a file name (`vox-256.yaml`)."""
+    given = Path(name)
+    if given.is_file():
+        return given
+    file_name, official = str(name), set()
+    if method is not None:
+        from methods.registry import METHODS  # the cards name each dataset's config
+
+        configs = METHODS[method].configs if method in METHODS else {}
+        file_name = configs.get(file_name, file_name)
+        official = {f for f in configs.values() if not f.startswith("configs/")}
+    if file_name.startswith("configs/") and (PROJECT_CONFIGS.parent / file_name).is_file():
+        return PROJECT_CONFIGS.parent / file_name  # our own configs, named relative to the project
+    base = Path(file_name).name
+    subdirs = [] if method is None else list(dict.fromkeys([method, method.replace("_", "")]))
+    if len(given.parts) > 1 and file_name == str(name):  # a path stays a path
+        raise AnimbenchError(f"{name}: config file not found")
+    for folder in config_search_path():
+        for candidate in [folder / sub / base for sub in subdirs] + [folder / base]:
+            if candidate.is_file():
+                return candidate
+    origin = ""
+    if method in OFFICIAL_REPOS and base in official:
+        origin = f" ({base} is config/{base} of {OFFICIAL_REPOS[method]}, not shipped with animbench)"
+    sub = f"{method}/" if method else ""
+    raise AnimbenchError(
+        f"{name}: config file not found{origin}; give its path, or place it in $ANIMBENCH_CONFIGS/{sub} or "
+        f"~/.cache/animbench/configs/{sub} (searched: {', '.join(str(p) for p in config_search_path())})"
+    )
+
+
 def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str | None = None) -> dict:
     """Parse and validate a FOMM / Monkey-Net config (official or ours); adds cfg["_meta"] (path, sha256, method)."""
     if isinstance(path_or_dict, Mapping):
@@ -226,10 +280,8 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str
         text = json.dumps(cfg, sort_keys=True, default=str).encode()
         path = None
     else:
-        path = Path(path_or_dict)
+        path = resolve_config(path_or_dict, method)
         where = str(path)
-        if not path.is_file():
-            raise AnimbenchError(f"{where}: config file not found")
         text = path.read_bytes()
         try:
             cfg = yaml.safe_load(text)

@@ -203,3 +203,55 @@ def test_model_params_schema_equals_what_the_networks_accept():
         monkey_net.MovementEmbeddingModule)
     assert _keys(m, "model_params.discriminator_params") == accepted(monkey_net.Discriminator)
     assert _keys(m, "transfer_params.normalization_params") == accepted(normalize_kp, {"kp_driving", "kp_source"})
+
+
+# --- config names: the registry's dataset names and official file names resolve from a search path ---
+
+OFFICIAL = "data/official-configs"
+
+
+@pytest.fixture
+def no_user_configs(tmp_path, monkeypatch):
+    """No $ANIMBENCH_CONFIGS and an empty ~/.cache: only the project's configs/ can answer."""
+    monkeypatch.delenv("ANIMBENCH_CONFIGS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_project_configs_by_dataset_name_and_file_name(no_user_configs):
+    assert load_config("tiny", method="fomm")["_meta"]["path"] == str(TINY)
+    assert load_config("fomm-tiny.yaml", method="fomm")["_meta"]["path"] == str(TINY)
+    assert load_config("tiny", method="monkey_net")["_meta"]["path"] == str(MONKEY_TINY)
+
+
+def test_official_configs_from_animbench_configs(no_user_configs, shared_dir, monkeypatch):
+    monkeypatch.setenv("ANIMBENCH_CONFIGS", str(shared_dir / OFFICIAL))  # its fomm/ and monkeynet/ folders
+    vox = shared_dir / OFFICIAL / "fomm" / "vox-256.yaml"
+    assert load_config("vox", method="fomm")["_meta"]["path"] == str(vox)
+    assert load_config("vox-256.yaml", method="fomm")["_meta"]["path"] == str(vox)
+    assert load_config("vox", method="monkey_net")["_meta"]["path"] == str(shared_dir / OFFICIAL / "monkeynet/vox.yaml")
+    assert load_config("taichi-adv", method="fomm")["_meta"]["method"] == "fomm"
+
+
+def test_official_configs_from_the_user_cache(no_user_configs, shared_dir):
+    cache = no_user_configs / "home" / ".cache" / "animbench" / "configs"
+    cache.mkdir(parents=True)
+    (cache / "vox-256.yaml").write_bytes((shared_dir / OFFICIAL / "fomm" / "vox-256.yaml").read_bytes())
+    assert load_config("vox", method="fomm")["_meta"]["path"] == str(cache / "vox-256.yaml")
+
+
+def test_a_missing_official_config_says_where_to_place_it(no_user_configs):
+    with pytest.raises(AnimbenchError) as err:
+        load_config("vox", method="fomm")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "config file not found" in message and "vox-256.yaml" in message
+    assert "first-order-model" in message  # where the official file comes from
+    assert "ANIMBENCH_CONFIGS" in message and "~/.cache/animbench/configs" in message
+
+
+def test_an_explicit_path_wins_over_a_name(no_user_configs):
+    local = no_user_configs / "tiny"
+    local.write_text(TINY.read_text())
+    assert load_config("tiny", method="fomm")["_meta"]["path"] == "tiny"

@@ -108,3 +108,10 @@ def test_cli_methods(capsys):
     text = capsys.readouterr().out
     assert "vox-adv-cpk.pth.tar" in text and "First Order Motion Model" in text
     assert main(["methods", "zzz*"]) == 2
+
+
+def test_load_model_takes_a_dataset_name_and_methods_prints_the_search_path(capsys):
+    _, prov = load_model("fomm", config="tiny")
+    assert prov["config"]["path"] == str(TINY["fomm"])
+    assert main(["methods", "fomm"]) == 0
+    assert "ANIMBENCH_CONFIGS" in capsys.readouterr().out

@@ -51,9 +51,10 @@ def atomic_write_text(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_manifest(root: str | os.PathLike, *, label: str, filename: str, format_name: str, schema_version: int,
-                  missing_hint: str) -> dict[str, Any]:
-    """Load a JSON manifest and check its format and schema version; one-line errors name file and field."""
+def load_manifest(root: str | os.PathLike, *, label: str, filename: str, format_name: str,
+                  schema_version: int | tuple[int, ...], missing_hint: str) -> dict[str, Any]:
+    """Load a JSON manifest and check its format and schema version (one, or a tuple of readable ones);
+    one-line errors name file and field."""
     root = Path(root)
     if not root.is_dir():
         raise AnimbenchError(f"{label} {root}: no such directory")
@@ -67,7 +68,8 @@ def load_manifest(root: str | os.PathLike, *, label: str, filename: str, format_
     if not isinstance(manifest, dict) or manifest.get("format") != format_name:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise AnimbenchError(f"{label} {root}: {filename} field 'format' is {got!r}, expected {format_name!r}")
-    if manifest.get("schema_version") != schema_version:
+    readable = schema_version if isinstance(schema_version, tuple) else (schema_version,)
+    if manifest.get("schema_version") not in readable:
         raise AnimbenchError(f"{label} {root}: {filename} field 'schema_version' is "
-                             f"{manifest.get('schema_version')!r}, expected {schema_version}")
+                             f"{manifest.get('schema_version')!r}, expected {' or '.join(map(str, readable))}")
     return manifest

@@ -3,15 +3,20 @@
 Layout of a store directory (readable with plain pyarrow, pandas or DuckDB)::
 
     STORE/
-      frames/*.parquet     one row per frame: video_id, frame_index, image (encoded PNG or JPEG bytes);
-                           a video's frames are contiguous and in order inside one shard;
-                           row groups of `row_group_size` frames, so one frame never decodes a whole shard
+      frames/*.parquet     one row per frame: video_id, frame_index, image (encoded PNG or JPEG bytes),
+                           sha256 (of the image bytes; schema v2); a video's frames are contiguous and in
+                           order inside one shard; row groups of `row_group_size` frames, so one frame never
+                           decodes a whole shard
       videos.parquet       one row per video: split, person id, source, fps, original size, crop box, ...
       failures.parquet     one row per unit of work that failed: video id, stage, error class, message
       manifest.json        written last: schema version, config, per-shard hash and row counts, versions
 
 Every file is written under a temporary name and renamed into place, and the manifest is written last, so
 a store whose writer died never opens as complete.
+
+Reads check what they read: every frame against its sha256 (schema v2), and every whole video (one call or
+`iter_frames`) against the video's frames_sha256, which schema v1 stores also have. A damaged shard is an
+AnimbenchError naming the store, shard, video and frame, never a silently wrong image.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from prep.imagecodec import decode_image, encode_image
 from prep.manifest import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
 from prep.provenance import package_versions
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2 added the per-frame sha256 column
+READABLE_VERSIONS = (1, 2)  # v1 stores open; their frames are checked per whole video only
 FORMAT_NAME = "animbench-frame-store"
 FRAMES_DIR = "frames"
 VIDEOS_FILE = "videos.parquet"
@@ -43,7 +49,7 @@ MANIFEST_FILE = "manifest.json"
 DEFAULT_ROW_GROUP = 16
 
 FRAME_SCHEMA = pa.schema(
-    [("video_id", pa.string()), ("frame_index", pa.int32()), ("image", pa.binary())]
+    [("video_id", pa.string()), ("frame_index", pa.int32()), ("image", pa.binary()), ("sha256", pa.binary(32))]
 )
 VIDEO_SCHEMA = pa.schema(
     [
@@ -101,6 +107,10 @@ class EncodeOptions:
         return d
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> None:
     tmp = tmp_name(path)
     pq.write_table(table, tmp, **kwargs)
@@ -130,7 +140,7 @@ class ShardWriter:
         self.row_group_size = int(row_group_size)
         self._tmp = tmp_name(self.path)
         self._writer: pq.ParquetWriter | None = None
-        self._buffer: list[tuple[str, int, bytes]] = []
+        self._buffer: list[tuple[str, int, bytes, bytes]] = []
         self._rows = 0
         self.videos: list[dict[str, Any]] = []
         self._closed = False
@@ -149,9 +159,8 @@ class ShardWriter:
             _check_frame(frame, video_id, n, shape)
             shape = frame.shape
             data = encode_image(frame, self.encode)
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
-            self._buffer.append((video_id, n, data))
+            _update_video_digest(digest, data)
+            self._buffer.append((video_id, n, data, hashlib.sha256(data).digest()))
             self._rows += 1
             if len(self._buffer) >= self.row_group_size:
                 self._flush()
@@ -168,15 +177,18 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        ids, idx, data = zip(*self._buffer, strict=True)
+        ids, idx, data, digests = zip(*self._buffer, strict=True)
         table = pa.table(
-            {"video_id": list(ids), "frame_index": pa.array(idx, pa.int32()), "image": list(data)},
+            {"video_id": list(ids), "frame_index": pa.array(idx, pa.int32()), "image": list(data),
+             "sha256": list(digests)},
             schema=FRAME_SCHEMA,
         )
         if self._writer is None:
-            # PNG/JPEG bytes are already compressed: store them raw; dictionary-encode the repeated ids.
+            # PNG/JPEG bytes are already compressed and digests are random: store them raw;
+            # dictionary-encode the repeated ids.
             self._writer = pq.ParquetWriter(
-                self._tmp, FRAME_SCHEMA, compression={"video_id": "zstd", "frame_index": "zstd", "image": "none"},
+                self._tmp, FRAME_SCHEMA,
+                compression={"video_id": "zstd", "frame_index": "zstd", "image": "none", "sha256": "none"},
                 use_dictionary=["video_id"], write_statistics=["video_id", "frame_index"],
             )
         self._writer.write_table(table, row_group_size=self.row_group_size)
@@ -216,6 +228,12 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def _update_video_digest(digest: Any, data: bytes) -> None:
+    """Add one frame's encoded bytes to a video's frames_sha256 (length-prefixed, so frames cannot shift)."""
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
 
 
 def content_hash(video_rows: Iterable[dict[str, Any]]) -> str:
@@ -362,7 +380,7 @@ class FrameStoreWriter:
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     """Load and check the manifest; a store without a valid one is incomplete and does not open."""
     return load_manifest(root, label="store", filename=MANIFEST_FILE, format_name=FORMAT_NAME,
-                         schema_version=SCHEMA_VERSION,
+                         schema_version=READABLE_VERSIONS,
                          missing_hint="the store is incomplete (its writer did not finish); rebuild or resume it")
 
 
@@ -380,6 +398,7 @@ class _ShardIndex:
     file: pq.ParquetFile
     offsets: np.ndarray  # first row of each row group, plus the total at the end
     sizes: list[int] = field(default_factory=list)
+    digests: bool = True  # the shard has the per-frame sha256 column (schema v2)
 
 
 class FrameStore:
@@ -388,7 +407,11 @@ class FrameStore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
-        table = pq.read_table(self.root / VIDEOS_FILE)
+        try:
+            table = pq.read_table(self.root / VIDEOS_FILE)
+        except (OSError, pa.ArrowException) as exc:
+            raise AnimbenchError(f"store {self.root}: {VIDEOS_FILE} cannot be read ({_one_line(exc)}); "
+                                 f"`animbench store verify {self.root}` checks every file") from exc
         self.videos_table = table.to_pandas()
         # one row dict per video, plain Python values (None for nulls, lists for crop boxes): the hot path of
         # random reads looks videos up here, never in pandas
@@ -436,55 +459,119 @@ class FrameStore:
         """The failures table as a pandas DataFrame."""
         return pq.read_table(self.root / FAILURES_FILE).to_pandas()
 
-    def _shard(self, name: str) -> _ShardIndex:
+    def _shard(self, name: str, video_id: str) -> _ShardIndex:
         idx = self._shards.get(name)
         if idx is None:
-            # memory-mapped, no pre-buffering: a row-group read then costs tens of microseconds
-            pf = pq.ParquetFile(self.root / FRAMES_DIR / name, memory_map=True, pre_buffer=False)
+            try:
+                # memory-mapped, no pre-buffering: a row-group read then costs tens of microseconds
+                pf = pq.ParquetFile(self.root / FRAMES_DIR / name, memory_map=True, pre_buffer=False)
+            except (OSError, pa.ArrowException) as exc:
+                raise self._damaged(name, video_id, None, f"cannot read the shard ({_one_line(exc)})") from exc
             md = pf.metadata
             counts = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
             sizes = [md.row_group(i).total_byte_size for i in range(md.num_row_groups)]
-            idx = _ShardIndex(pf, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sizes)
+            idx = _ShardIndex(pf, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sizes,
+                              digests="sha256" in pf.schema_arrow.names)
             self._shards[name] = idx
         return idx
 
-    def read_encoded(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
-        """Encoded image bytes of the given frames (all frames when indices is None), in the order asked."""
+    def _damaged(self, shard: str, video_id: str, frame: int | None, what: str) -> AnimbenchError:
+        """The one-line error for data that does not read back as written."""
+        at = f", frame {frame}" if frame is not None else ""
+        return AnimbenchError(f"store {self.root}: shard {shard}, video {video_id!r}{at}: {what}; the store is "
+                              f"damaged (`animbench store verify {self.root}` checks every file)")
+
+    def _read_rows(self, video_id: str, wanted: np.ndarray) -> list[bytes]:
+        """Encoded bytes of frames `wanted` of one video, each checked against its sha256 when the shard has
+        digests (schema v2)."""
         row = self._row(video_id)
-        shard_name, first_row, n = row["shard"], row["first_row"], row["num_frames"]
+        shard_name, first_row = row["shard"], row["first_row"]
+        shard = self._shard(shard_name, video_id)
+        rows = first_row + wanted
+        groups = np.searchsorted(shard.offsets, rows, side="right") - 1
+        unique = np.unique(groups)
+        columns = ["image", "sha256"] if shard.digests else ["image"]
+        # one call for all row groups touched (each holds row_group_size frames), single-threaded: the
+        # thread-pool hand-off costs more than reading a few frames
+        try:
+            table = shard.file.read_row_groups([int(g) for g in unique], columns=columns, use_threads=False)
+        except (OSError, pa.ArrowException) as exc:
+            frames = int(wanted[0]) if len(wanted) == 1 else None
+            raise self._damaged(shard_name, video_id, frames, f"cannot read ({_one_line(exc)})") from exc
+        self.stats.row_groups_read += len(unique)
+        self.stats.bytes_read += sum(shard.sizes[int(g)] for g in unique)
+        images = table.column(0)
+        digests = table.column(1) if shard.digests else None
+        counts = shard.offsets[unique + 1] - shard.offsets[unique]
+        start_in_col = dict(zip(unique.tolist(), (np.cumsum(counts) - counts).tolist(), strict=True))
+        out: list[bytes] = []
+        for frame, g, r in zip(wanted.tolist(), groups.tolist(), rows.tolist(), strict=True):
+            at = start_in_col[g] + r - int(shard.offsets[g])
+            data = images[at].as_py()
+            if digests is not None and hashlib.sha256(data or b"").digest() != digests[at].as_py():
+                raise self._damaged(shard_name, video_id, frame, "stored bytes do not match their sha256")
+            out.append(data)
+        return out
+
+    def _check_video(self, video_id: str, digest: Any) -> None:
+        """A whole video was read: its bytes must give the videos table's frames_sha256."""
+        row = self._row(video_id)
+        if digest.hexdigest() != row["frames_sha256"]:
+            raise self._damaged(row["shard"], video_id, None,
+                                "its frames do not match the video's frames_sha256 (a frame or the row map is "
+                                "corrupt)")
+
+    def _wanted(self, video_id: str, indices: Sequence[int] | None) -> np.ndarray:
+        n = self._row(video_id)["num_frames"]
         wanted = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
         if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
             raise AnimbenchError(f"store {self.root}: video {video_id!r} has {n} frames, asked for {wanted.tolist()}")
-        shard = self._shard(shard_name)
-        rows = first_row + wanted
-        groups = np.searchsorted(shard.offsets, rows, side="right") - 1
-        out: list[bytes | None] = [None] * len(rows)
-        unique = np.unique(groups)
-        # one call for all row groups touched (each holds row_group_size frames), single-threaded: the
-        # thread-pool hand-off costs more than reading a few frames
-        col = shard.file.read_row_groups([int(g) for g in unique], columns=["image"], use_threads=False).column(0)
-        self.stats.row_groups_read += len(unique)
-        self.stats.bytes_read += sum(shard.sizes[int(g)] for g in unique)
-        counts = shard.offsets[unique + 1] - shard.offsets[unique]
-        start_in_col = dict(zip(unique.tolist(), (np.cumsum(counts) - counts).tolist(), strict=True))
-        for k, (g, row) in enumerate(zip(groups.tolist(), rows.tolist(), strict=True)):
-            out[k] = col[start_in_col[g] + row - int(shard.offsets[g])].as_py()
-        return out  # type: ignore[return-value]
+        return wanted
+
+    def read_encoded(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
+        """Encoded image bytes of the given frames (all frames when indices is None), in the order asked,
+        checked against their digests (a damaged frame is an AnimbenchError naming it)."""
+        data = self._read_rows(video_id, self._wanted(video_id, indices))
+        if indices is None:
+            digest = hashlib.sha256()
+            for b in data:
+                _update_video_digest(digest, b)
+            self._check_video(video_id, digest)
+        return data
+
+    def _decode(self, video_id: str, frames: Sequence[int], data: Sequence[bytes]) -> list[np.ndarray]:
+        out = []
+        for frame, b in zip(frames, data, strict=True):
+            try:
+                out.append(decode_image(b))
+            except AnimbenchError:
+                raise self._damaged(self._row(video_id)["shard"], video_id, int(frame),
+                                    "the stored image does not decode") from None
+        self.stats.frames_decoded += len(out)
+        return out
 
     def read(self, video_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
         """Frames as uint8 (T, H, W, 3), in the order of `indices` (all frames when None)."""
         data = self.read_encoded(video_id, indices)
-        self.stats.frames_decoded += len(data)
         if not data:
             info = self.info(video_id)
             return np.zeros((0, int(info["height"]), int(info["width"]), 3), np.uint8)
-        return np.stack([decode_image(b) for b in data])
+        frames = np.arange(len(data)) if indices is None else np.asarray(indices).reshape(-1)
+        return np.stack(self._decode(video_id, frames.tolist(), data))
 
     def iter_frames(self, video_id: str, chunk: int = 64) -> Iterator[np.ndarray]:
-        """Yield the frames of one video in order, reading `chunk` frames at a time."""
+        """Yield the frames of one video in order, reading `chunk` frames at a time; the video's
+        frames_sha256 is checked before its last chunk is yielded."""
         n = self.num_frames(video_id)
+        digest = hashlib.sha256()
         for start in range(0, n, chunk):
-            yield from self.read(video_id, range(start, min(n, start + chunk)))
+            wanted = np.arange(start, min(n, start + chunk))
+            data = self._read_rows(video_id, wanted)
+            for b in data:
+                _update_video_digest(digest, b)
+            if start + chunk >= n:
+                self._check_video(video_id, digest)
+            yield from self._decode(video_id, wanted.tolist(), data)
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         for vid in self.videos():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from prep.errors import AnimbenchError
 
@@ -25,18 +27,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGPIPE_EXIT = 141  # what a shell reports for a command killed by SIGPIPE (`yes | head -1`)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a filesystem error on a path the user named: the path, what is wrong, what was expected."""
+    path = Path(exc.filename) if exc.filename is not None else None
+    if path is not None and isinstance(exc, (FileExistsError, NotADirectoryError)):
+        # the path, or one of its parents, is a file where a directory was expected: name that file
+        for candidate in (path, *path.parents):
+            if candidate.exists() and not candidate.is_dir():
+                return f"{candidate} is a file, expected a directory (or a path that does not exist yet)"
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def _stdout_gone() -> int:
+    """The reader of our output left (`animbench ... | head -1`): send what remains to /dev/null, as Python's
+    documentation advises, so the interpreter's final flush cannot fail again; exit as SIGPIPE would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_EXIT
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run one command; user errors print one line and exit 2."""
+    """Entry point: run one command; user errors print one line and exit 2, a closed output pipe exits 141
+    quietly, and a filesystem error on a user's path is one line too (exit 2), never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
+        sys.stdout.flush()  # a closed pipe must show here, not in the interpreter's exit
     except AnimbenchError as exc:
         print(f"animbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _stdout_gone()
     except KeyboardInterrupt:
         print("animbench: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a real fault, keep its traceback
+            raise
+        print(f"animbench: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

@@ -291,6 +291,8 @@ class _Scheduler:
 
 def _prepare(root: Path, record: dict[str, Any], resume: bool, overwrite: bool) -> None:
     run_file = root / WORK_DIR / RUN_FILE
+    if root.exists() and not root.is_dir():
+        raise AnimbenchError(f"--out {root}: is a file, expected a directory (a new or empty one)")
     if root.exists() and any(root.iterdir()):
         if resume and run_file.is_file():
             previous = json.loads(run_file.read_text())

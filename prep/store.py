@@ -307,6 +307,8 @@ def finalize_store(
 
 
 def _prepare_root(root: Path, overwrite: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise AnimbenchError(f"store {root}: is a file, expected a directory (a new or empty one)")
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise AnimbenchError(f"store {root}: directory is not empty (pass --overwrite to replace it)")

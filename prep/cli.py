@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("verify", help="re-hash every shard and table; name each mismatch")
     p.add_argument("store")
     p.set_defaults(func=_store_verify)
-    p = ssub.add_parser("export", help="export to FOMM's png layout or to mp4 files")
+    p = ssub.add_parser("export", help="export to FOMM's png layout or to mp4 files (into a new or empty --out)")
     p.add_argument("store")
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=["png", "mp4"], default="png")
@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=None, help="mp4 frame rate (default: the video's fps)")
     p.add_argument("--suffix", default=".mp4",
                    help="suffix of png folder names (FOMM names folders '<id>.mp4'); '' for none")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (its contents are deleted)")
     p.set_defaults(func=_store_export)
 
     try:  # the prep recipes register themselves when the pipeline package is present
@@ -100,9 +101,10 @@ def _store_verify(args: argparse.Namespace) -> int:
 def _store_export(args: argparse.Namespace) -> int:
     from prep.export import export_mp4, export_png_layout
 
+    common = {"splits": args.split, "overwrite": args.overwrite}
     if args.format == "png":
-        n = export_png_layout(args.store, args.out, splits=args.split, suffix=args.suffix)
+        n = export_png_layout(args.store, args.out, suffix=args.suffix, **common)
     else:
-        n = export_mp4(args.store, args.out, splits=args.split, fps=args.fps)
+        n = export_mp4(args.store, args.out, fps=args.fps, **common)
     print(f"exported {n} videos to {args.out}")
     return 0

@@ -12,16 +12,18 @@ from pathlib import Path
 
 from prep.errors import AnimbenchError
 
-MAX_ID_BYTES = 160  # leaves room for '#start#end', '.mp4' and temporary suffixes under a 255-byte name
+MAX_ID_BYTES = 160  # one identifier (a video id, a person id, a split)
+MAX_CLIP_BYTES = 200  # a clip name `person#video#start#end`: leaves room for '.mp4' and suffixes under NAME_MAX
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows filesystems
 _FORBIDDEN = set('/\\\0')
 
 
-def id_problem(value: object, *, allow_hash: bool = True) -> str | None:
+def id_problem(value: object, *, allow_hash: bool = True, max_bytes: int = MAX_ID_BYTES) -> str | None:
     """Why `value` cannot be an identifier (None when it can).
 
     An identifier is one non-empty path component: no path separators, not '.' or '..', no leading dot
-    (temporary and hidden files start with one), no control characters, no surrounding whitespace, at most
-    MAX_ID_BYTES bytes of UTF-8. With allow_hash=False it may not hold '#', which joins the parts of
+    (temporary and hidden files start with one), no control or format characters, no surrounding whitespace,
+    at most `max_bytes` bytes of UTF-8. With allow_hash=False it may not hold '#', which joins the parts of
     official clip names (`person#video#start#end`).
     """
     if not isinstance(value, str):
@@ -40,14 +42,15 @@ def id_problem(value: object, *, allow_hash: bool = True) -> str | None:
     if not allow_hash and "#" in value:
         return "contains '#', which separates the parts of clip names"
     size = len(value.encode("utf-8", "surrogatepass"))
-    if size > MAX_ID_BYTES:
-        return f"is {size} bytes long (at most {MAX_ID_BYTES})"
+    if size > max_bytes:
+        return f"is {size} bytes long (at most {max_bytes})"
     return None
 
 
-def check_id(value: object, *, field: str, where: str, allow_hash: bool = True) -> str:
+def check_id(value: object, *, field: str, where: str, allow_hash: bool = True,
+             max_bytes: int = MAX_ID_BYTES) -> str:
     """Return `value` if it is a valid identifier, else raise a one-line error naming where and which field."""
-    problem = id_problem(value, allow_hash=allow_hash)
+    problem = id_problem(value, allow_hash=allow_hash, max_bytes=max_bytes)
     if problem:
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
         raise AnimbenchError(f"{where}: {field} {shown} {problem}; expected one file name without path separators")
@@ -55,10 +58,12 @@ def check_id(value: object, *, field: str, where: str, allow_hash: bool = True) 
 
 
 def safe_join(root: str | os.PathLike, *parts: str) -> Path:
-    """`root/part/...`, refusing any part that is not a plain name and any result outside root."""
+    """`root/part/...`, refusing any part that is not a plain name and any result outside root.
+
+    Parts may be up to NAME_MAX bytes (an identifier plus a suffix such as '.mp4')."""
     root_path = Path(root)
     for part in parts:
-        problem = id_problem(part)
+        problem = id_problem(part, max_bytes=NAME_MAX)
         if problem:
             raise AnimbenchError(f"refusing to write under {root_path}: path part {part!r} {problem}")
     joined = root_path.joinpath(*parts)

@@ -95,6 +95,18 @@ def unit_video_ids(unit: Unit) -> list[str]:
     return [c.video_id for c in unit.clips]
 
 
+def _short(clip: Clip, lo: int, hi: int | None, stop: DecodeStopped) -> str:
+    """Why a clip whose source frames [lo, hi) were not all decoded fails, with the numbers. A clip that runs
+    past the end of its video is refused rather than kept short: its name promises [start, end)."""
+    asked = f"clip [{clip.start}, {clip.end})" if clip.start is not None and clip.end is not None else "clip"
+    if (lo, hi) != (clip.start, clip.end):
+        asked += f" (source frames [{lo}, {hi}))"
+    if stop.cause is not None:
+        return f"{asked} needs source frames up to {hi} but {stop}"
+    where = "starts after" if lo >= stop.count else "runs past"
+    return f"{asked} {where} the end of the video ({stop.count} frames)"
+
+
 class UnitProcessor:
     """Turns units into shards; holds the face detector, loaded once on first use (one per worker)."""
 
@@ -237,7 +249,7 @@ class UnitProcessor:
                 if clip.video_id in known:
                     continue
                 lo, hi = frame_range(clip.start, clip.end, source.fps, clip.ref_fps)
-                why = self._doomed(lo, hi, stop)
+                why = self._doomed(lo, hi, stop, clip)
                 if why is not None:
                     known[clip.video_id] = failure(clip.video_id, "decode", *why)
                 else:
@@ -268,7 +280,8 @@ class UnitProcessor:
             return videos, all_failures
         raise RuntimeError(f"unit {unit.key}: clip failures did not converge")  # pragma: no cover
 
-    def _doomed(self, lo: int, hi: int | None, stop: DecodeStopped | None) -> tuple[str, str] | None:
+    def _doomed(self, lo: int, hi: int | None, stop: DecodeStopped | None, clip: Clip
+                ) -> tuple[str, str] | None:
         """Why a clip cannot be made, known before decoding (None: try it)."""
         if hi is not None and hi - lo < self.config.min_frames:
             return "TooFewFrames", f"source frames [{lo}, {hi}) give fewer than {self.config.min_frames} frames"
@@ -278,7 +291,7 @@ class UnitProcessor:
             return type(stop.cause).__name__, str(stop)
         if hi is not None and hi > stop.count:
             err = type(stop.cause).__name__ if stop.cause is not None else "ShortVideo"
-            return err, f"clip needs source frames [{lo}, {hi}) but {stop}"
+            return err, _short(clip, lo, hi, stop)
         return None
 
     def _transform(self, frame: np.ndarray, clip: Clip) -> np.ndarray:
@@ -424,7 +437,7 @@ class UnitProcessor:
                     flush(clip, lo)
                 else:
                     err = type(stop.cause).__name__ if stop.cause is not None else "ShortVideo"
-                    failures.append(failure(vid, "decode", err, f"clip needs source frames [{lo}, {hi}) but {stop}"))
+                    failures.append(failure(vid, "decode", err, _short(clip, lo, hi, stop)))
             return failures
         for _vid, (clip, lo, _) in sorted(pending.items()):  # clips that run to the end of the video
             flush(clip, lo)

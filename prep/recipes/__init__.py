@@ -11,6 +11,7 @@ Each recipe module has `NAME`, `HELP`, `DEFAULTS` (output options), `add_argumen
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from prep.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from prep.errors import AnimbenchError
+from prep.ids import MAX_CLIP_BYTES, check_id, id_problem
 
 YOUTUBE_URL = "https://www.youtube.com/watch?v={video_id}"
 
@@ -51,24 +53,38 @@ class Unit:
 
 
 def read_csv_rows(path: str | os.PathLike, required: Sequence[str], what: str) -> list[dict[str, str]]:
-    """Rows of a CSV with a header, checking the required columns are present."""
+    """Rows of a UTF-8 CSV with a header (a byte-order mark is allowed), checking the required columns are
+    present and every row has one value per column; row k of the list is line k + 2 of the file."""
     path = Path(path)
     if not path.is_file():
         raise AnimbenchError(f"{what} {path}: no such file")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise AnimbenchError(f"{what} {path}: missing column(s) {', '.join(missing)} "
-                                 f"(expected {','.join(required)})")
-        return [dict(row) for row in reader]
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise AnimbenchError(f"{what} {path}: missing column(s) {', '.join(missing)} "
+                                     f"(expected {','.join(required)})")
+            for n, row in enumerate(reader, start=2):
+                if None in row or None in row.values():  # a short row gets None values, a long one a None key
+                    got = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                    raise AnimbenchError(f"{what} {path} line {n}: {got} field(s), expected {len(columns)} "
+                                         f"({','.join(columns)})")
+                rows.append(dict(row))
+    except UnicodeDecodeError as exc:
+        raise AnimbenchError(f"{what} {path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:
+        raise AnimbenchError(f"{what} {path} line {len(rows) + 2}: unreadable CSV ({exc})") from None
+    return rows
 
 
 def parse_bbox(text: str, where: str) -> tuple[int, int, int, int]:
     """'left-top-right-bot' (the metadata csv format) to four ints, checked."""
     try:
         left, top, right, bot = (int(float(v)) for v in str(text).strip().split("-"))
-    except ValueError:
+    except (ValueError, OverflowError):  # not four numbers, or inf
         raise AnimbenchError(f"{where}: bbox {text!r}: expected 'left-top-right-bot' integers") from None
     if right <= left or bot <= top:
         raise AnimbenchError(f"{where}: bbox {text!r} is empty (right <= left or bottom <= top)")
@@ -76,7 +92,12 @@ def parse_bbox(text: str, where: str) -> tuple[int, int, int, int]:
 
 
 def find_video(src: Path, stem: str) -> Path:
-    """`<stem>.mp4` in src, else another video extension with that stem; the .mp4 path when none exists."""
+    """`<stem>.mp4` in src, else another video extension with that stem; the .mp4 path when none exists.
+
+    stem must be a checked identifier (one file name), so the path stays in src."""
+    problem = id_problem(stem)
+    if problem:  # defence in depth: recipes check ids where they enter
+        raise AnimbenchError(f"--src {src}: video name {stem!r} {problem}")
     mp4 = src / f"{stem}.mp4"
     if mp4.exists():
         return mp4
@@ -86,11 +107,24 @@ def find_video(src: Path, stem: str) -> Path:
     return mp4
 
 
+def _number(row: dict[str, str], key: str, kind: type, where: str, positive: bool = False) -> Any:
+    text = row[key].strip()
+    try:
+        value = kind(text)
+    except ValueError:
+        raise AnimbenchError(f"{where}: {key} {text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if (kind is float and not math.isfinite(value)) or (positive and value <= 0):
+        raise AnimbenchError(f"{where}: {key} {text} must be a positive number")
+    return value
+
+
 def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathLike, *, with_person: bool,
                    url_template: str | None = YOUTUBE_URL, download: bool = False) -> list[Unit]:
     """Units from a vox/taichi-format metadata csv: one unit per source video, one clip per row.
 
-    src must exist unless the videos are to be downloaded into it."""
+    Every row is checked here: ids are plain names (video and person ids without '#', which joins the parts
+    of clip names), numbers are numbers in range, no clip appears twice. src must exist unless the videos are
+    to be downloaded into it."""
     if not Path(src).is_dir() and not (download and url_template):
         raise AnimbenchError(f"--src {src}: no such directory" + (" (or pass --download)" if url_template else ""))
     cols = ["video_id", "start", "end", "bbox", "fps", "width", "height", "partition"]
@@ -99,22 +133,29 @@ def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathL
     rows = read_csv_rows(metadata, cols, "metadata")
     src = Path(src)
     by_video: dict[str, list[Clip]] = {}
+    lines: dict[str, int] = {}
     for n, row in enumerate(rows, start=2):
         where = f"metadata {metadata} line {n}"
-        try:
-            start, end = int(row["start"]), int(row["end"])
-            ref_fps = float(row["fps"])
-            ref_size = (int(row["width"]), int(row["height"]))
-        except ValueError:
-            raise AnimbenchError(f"{where}: start/end/fps/width/height must be numbers") from None
-        if end <= start or start < 0:
-            raise AnimbenchError(f"{where}: frame range [{start}, {end}) is empty")
-        vid = row["video_id"].strip()
-        person = row["person_id"].strip() if with_person else None
+        vid = check_id(row["video_id"].strip(), field="video_id", where=where, allow_hash=False)
+        person = (check_id(row["person_id"].strip(), field="person_id", where=where, allow_hash=False)
+                  if with_person else None)
+        split = check_id(row["partition"].strip(), field="partition", where=where)
+        start, end = _number(row, "start", int, where), _number(row, "end", int, where)
+        ref_fps = _number(row, "fps", float, where, positive=True)
+        width = _number(row, "width", int, where, positive=True)
+        height = _number(row, "height", int, where, positive=True)
+        if start < 0:
+            raise AnimbenchError(f"{where}: start {start} is negative")
+        if end <= start:
+            raise AnimbenchError(f"{where}: frame range [{start}, {end}) is empty (end must be after start)")
         name = "#".join(([person] if with_person else []) + [vid, f"{start:06d}", f"{end:06d}"])
+        check_id(name, field="clip name", where=where, max_bytes=MAX_CLIP_BYTES)
+        if name in lines:
+            raise AnimbenchError(f"{where}: clip {name!r} is also on line {lines[name]}")
+        lines[name] = n
         by_video.setdefault(vid, []).append(Clip(
-            video_id=name, split=row["partition"].strip(), person_id=person, start=start, end=end,
-            ref_fps=ref_fps, bbox=parse_bbox(row["bbox"], where), ref_size=ref_size,
+            video_id=name, split=split, person_id=person, start=start, end=end,
+            ref_fps=ref_fps, bbox=parse_bbox(row["bbox"], where), ref_size=(width, height),
         ))
     units = []
     for vid in sorted(by_video):
@@ -125,25 +166,39 @@ def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathL
 
 
 def read_splits(path: str | os.PathLike) -> dict[str, dict[str, str]]:
-    """A split file: csv `video_id,split[,person_id]` -> {video_id: {split, person_id}}."""
-    rows = read_csv_rows(path, ["video_id", "split"], "split file")
-    return {r["video_id"].strip(): {"split": r["split"].strip(), "person_id": (r.get("person_id") or "").strip()}
-            for r in rows}
+    """A split file: csv `video_id,split[,person_id]` -> {video_id: {split, person_id}}, every id checked."""
+    table: dict[str, dict[str, str]] = {}
+    lines: dict[str, int] = {}
+    for n, r in enumerate(read_csv_rows(path, ["video_id", "split"], "split file"), start=2):
+        where = f"split file {path} line {n}"
+        vid = check_id(r["video_id"].strip(), field="video_id", where=where)
+        if vid in lines:
+            raise AnimbenchError(f"{where}: video {vid!r} is also on line {lines[vid]}")
+        lines[vid] = n
+        person = (r.get("person_id") or "").strip()
+        table[vid] = {"split": check_id(r["split"].strip(), field="split", where=where),
+                      "person_id": check_id(person, field="person_id", where=where) if person else ""}
+    return table
 
 
 def media_items(folder: Path) -> list[tuple[str, Path, str]]:
-    """(video_id, path, kind) for every video file, frame folder and strip image directly in folder."""
+    """(video_id, path, kind) for every video file, frame folder and strip image directly in folder.
+
+    Hidden entries (names starting with '.', such as macOS's `._clip.mp4`) are not media and are skipped;
+    the other names must be valid ids."""
     items = []
     for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
         suffix = p.suffix.lower()
         if p.is_dir():
             if any(q.suffix.lower() in IMAGE_EXTENSIONS for q in p.iterdir()):
                 vid = p.stem if suffix in VIDEO_EXTENSIONS else p.name  # FOMM names frame folders '<id>.mp4'
-                items.append((vid, p, "frames"))
+                items.append((check_id(vid, field="video name", where=str(p)), p, "frames"))
         elif suffix in VIDEO_EXTENSIONS:
-            items.append((p.stem, p, "video"))
+            items.append((check_id(p.stem, field="video name", where=str(p)), p, "video"))
         elif suffix in IMAGE_EXTENSIONS:
-            items.append((p.stem, p, "strip"))
+            items.append((check_id(p.stem, field="video name", where=str(p)), p, "strip"))
     return items
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from prep.errors import AnimbenchError
+from prep.ids import check_id, id_problem
 from prep.recipes import Clip, Unit
 
 NAME = "fashion"
@@ -17,11 +18,17 @@ HELP = "fashion videos: split lists of URLs or file names; full frames padded to
 DEFAULTS = {"size": 256, "pad": True, "pad_value": 255}  # the videos have white backgrounds
 
 
-def _entries(path: str | os.PathLike) -> list[str]:
+def _entries(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """(line number, entry) for every line that is not blank or a '#' comment."""
     path = Path(path)
     if not path.is_file():
         raise AnimbenchError(f"split list {path}: no such file")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AnimbenchError(f"split list {path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.strip().startswith("#")]
 
 
 def plan(src: str | os.PathLike, *, train_list: str | os.PathLike | None = None,
@@ -33,12 +40,13 @@ def plan(src: str | os.PathLike, *, train_list: str | os.PathLike | None = None,
         raise AnimbenchError("fashion: give --train-list and/or --test-list (fashion_train.txt, fashion_test.txt)")
     units, seen = [], {}
     for split, list_path in lists:
-        for n, entry in enumerate(_entries(list_path), start=1):
+        for n, entry in _entries(list_path):
+            where = f"split list {list_path} line {n}"
             is_url = entry.startswith(("http://", "https://"))
             name = Path(urlparse(entry).path).name if is_url else Path(entry).name
-            if not name:
-                raise AnimbenchError(f"split list {list_path} line {n}: {entry!r} names no file")
-            vid = Path(name).stem
+            if not name or id_problem(name):
+                raise AnimbenchError(f"{where}: {entry!r} names no file")
+            vid = check_id(Path(name).stem, field="video name", where=where)
             if vid in seen:
                 raise AnimbenchError(f"split list {list_path} line {n}: video {vid!r} is also in {seen[vid]}")
             seen[vid] = list_path

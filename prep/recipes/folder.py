@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from prep.errors import AnimbenchError
+from prep.ids import check_id
 from prep.recipes import Clip, Unit, media_items, parse_bbox, read_csv_rows, read_splits
 
 NAME = "folder"
@@ -22,16 +23,22 @@ SPLIT_DIRS = ("train", "test", "val", "valid", "validation")
 
 def read_boxes(path: str | os.PathLike) -> dict[str, tuple[tuple[int, int, int, int], tuple[int, int] | None]]:
     """A crop-box file: video_id -> (bbox, reference (width, height) or None)."""
-    boxes = {}
+    boxes, lines = {}, {}
     for n, row in enumerate(read_csv_rows(path, ["video_id", "bbox"], "crop-box file"), start=2):
         where = f"crop-box file {path} line {n}"
+        vid = check_id(row["video_id"].strip(), field="video_id", where=where)
+        if vid in lines:
+            raise AnimbenchError(f"{where}: video {vid!r} is also on line {lines[vid]}")
+        lines[vid] = n
         ref = None
         if row.get("width") and row.get("height"):
             try:
                 ref = (int(row["width"]), int(row["height"]))
             except ValueError:
                 raise AnimbenchError(f"{where}: width/height must be integers") from None
-        boxes[row["video_id"].strip()] = (parse_bbox(row["bbox"], where), ref)
+            if min(ref) <= 0:
+                raise AnimbenchError(f"{where}: width/height {ref[0]}x{ref[1]} must be positive")
+        boxes[vid] = (parse_bbox(row["bbox"], where), ref)
     return boxes
 
 
@@ -41,6 +48,8 @@ def plan(src: str | os.PathLike, *, split: str | None = None, splits: str | os.P
     src = Path(src)
     if not src.is_dir():
         raise AnimbenchError(f"--src {src}: no such directory")
+    if split:
+        check_id(split, field="split", where="--split")
     split_dirs = [src / d for d in SPLIT_DIRS if (src / d).is_dir()]
     table = read_splits(splits) if splits else {}
     crop = read_boxes(boxes) if boxes else {}

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from prep.errors import AnimbenchError
+from prep.ids import check_id
 from prep.recipes import YOUTUBE_URL, Clip, Unit, media_items, metadata_units, read_splits
 
 NAME = "vox"
@@ -37,6 +38,7 @@ def detect_units(recipe: str, src: Path, *, split: str, splits: str | os.PathLik
     """One detect-mode unit per video file in src; split (and person) from a split file or `split`."""
     if not src.is_dir():
         raise AnimbenchError(f"--src {src}: no such directory")
+    check_id(split, field="split", where="--split")
     table = read_splits(splits) if splits else {}
     units = []
     for vid, path, kind in media_items(src):

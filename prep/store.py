@@ -47,6 +47,7 @@ VIDEOS_FILE = "videos.parquet"
 FAILURES_FILE = "failures.parquet"
 MANIFEST_FILE = "manifest.json"
 DEFAULT_ROW_GROUP = 16
+DIGEST_PREFIX = 8  # bytes of each frame's sha256 a reader compares: a random corruption passes with p = 2^-64
 
 FRAME_SCHEMA = pa.schema(
     [("video_id", pa.string()), ("frame_index", pa.int32()), ("image", pa.binary()), ("sha256", pa.binary(32))]
@@ -400,7 +401,9 @@ class _ShardIndex:
     file: pq.ParquetFile
     offsets: np.ndarray  # first row of each row group, plus the total at the end
     sizes: list[int] = field(default_factory=list)
-    digests: bool = True  # the shard has the per-frame sha256 column (schema v2)
+    # the first DIGEST_PREFIX bytes of each row's sha256, row after row (schema v2; None for v1 shards): read
+    # once per shard, so a random read fetches no second column (8 bytes a frame stay in memory, not 32)
+    digests: bytes | None = None
 
 
 class FrameStore:
@@ -472,8 +475,17 @@ class FrameStore:
             md = pf.metadata
             counts = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
             sizes = [md.row_group(i).total_byte_size for i in range(md.num_row_groups)]
-            idx = _ShardIndex(pf, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sizes,
-                              digests="sha256" in pf.schema_arrow.names)
+            digests = None
+            if "sha256" in pf.schema_arrow.names:
+                try:
+                    col = pf.read(columns=["sha256"], use_threads=False).column(0).combine_chunks()
+                except (OSError, pa.ArrowException) as exc:
+                    raise self._damaged(name, video_id, None, f"cannot read its digests ({_one_line(exc)})") from exc
+                if col.null_count or len(col) != md.num_rows:
+                    raise self._damaged(name, video_id, None, "its sha256 column has missing values")
+                raw = np.frombuffer(col.buffers()[1], np.uint8, count=32 * len(col), offset=32 * col.offset)
+                digests = raw.reshape(-1, 32)[:, :DIGEST_PREFIX].tobytes()
+            idx = _ShardIndex(pf, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sizes, digests)
             self._shards[name] = idx
         return idx
 
@@ -485,32 +497,31 @@ class FrameStore:
 
     def _read_rows(self, video_id: str, wanted: np.ndarray) -> list[bytes]:
         """Encoded bytes of frames `wanted` of one video, each checked against its sha256 when the shard has
-        digests (schema v2)."""
+        digests (schema v2): a random read checks exactly the frames it returns."""
         row = self._row(video_id)
         shard_name, first_row = row["shard"], row["first_row"]
         shard = self._shard(shard_name, video_id)
         rows = first_row + wanted
         groups = np.searchsorted(shard.offsets, rows, side="right") - 1
         unique = np.unique(groups)
-        columns = ["image", "sha256"] if shard.digests else ["image"]
         # one call for all row groups touched (each holds row_group_size frames), single-threaded: the
         # thread-pool hand-off costs more than reading a few frames
         try:
-            table = shard.file.read_row_groups([int(g) for g in unique], columns=columns, use_threads=False)
+            images = shard.file.read_row_groups([int(g) for g in unique], columns=["image"],
+                                                use_threads=False).column(0)
         except (OSError, pa.ArrowException) as exc:
             frames = int(wanted[0]) if len(wanted) == 1 else None
             raise self._damaged(shard_name, video_id, frames, f"cannot read ({_one_line(exc)})") from exc
         self.stats.row_groups_read += len(unique)
         self.stats.bytes_read += sum(shard.sizes[int(g)] for g in unique)
-        images = table.column(0)
-        digests = table.column(1) if shard.digests else None
+        digests, k = shard.digests, DIGEST_PREFIX
         counts = shard.offsets[unique + 1] - shard.offsets[unique]
         start_in_col = dict(zip(unique.tolist(), (np.cumsum(counts) - counts).tolist(), strict=True))
         out: list[bytes] = []
         for frame, g, r in zip(wanted.tolist(), groups.tolist(), rows.tolist(), strict=True):
             at = start_in_col[g] + r - int(shard.offsets[g])
             data = images[at].as_py()
-            if digests is not None and hashlib.sha256(data or b"").digest() != digests[at].as_py():
+            if digests is not None and hashlib.sha256(data).digest()[:k] != digests[r * k:(r + 1) * k]:
                 raise self._damaged(shard_name, video_id, frame, "stored bytes do not match their sha256")
             out.append(data)
         return out

@@ -34,11 +34,11 @@ def id_problem(value: object, *, allow_hash: bool = True, max_bytes: int = MAX_I
         return "has leading or trailing whitespace"
     if value in (".", ".."):
         return f"{value!r} is not a name"
-    if value.startswith("."):
-        return "starts with '.'"
     bad = sorted({c for c in value if c in _FORBIDDEN or unicodedata.category(c).startswith("C")})
     if bad:
         return f"contains {', '.join(repr(c) for c in bad)} (path separators and control characters are refused)"
+    if value.startswith("."):
+        return "starts with '.'"
     if not allow_hash and "#" in value:
         return "contains '#', which separates the parts of clip names"
     size = len(value.encode("utf-8", "surrogatepass"))

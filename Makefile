@@ -37,9 +37,9 @@ demo: venv
 	$(VENV)/bin/animbench store info $(DEMO)/store-faces
 	$(VENV)/bin/animbench store verify $(DEMO)/store-faces
 	$(VENV)/bin/animbench train fomm --store $(DEMO)/store-faces --config configs/fomm-tiny.yaml \
-		--out $(DEMO)/runs/fomm --max-steps $(DEMO_STEPS) --log-every 10
+		--out $(DEMO)/runs/fomm --max-steps $(DEMO_STEPS) --log-every 10 --keep-checkpoints 1
 	$(VENV)/bin/animbench train monkey_net --store $(DEMO)/store-faces --config configs/monkey_net-tiny.yaml \
-		--out $(DEMO)/runs/monkey_net --max-steps $(DEMO_STEPS) --log-every 10
+		--out $(DEMO)/runs/monkey_net --max-steps $(DEMO_STEPS) --log-every 10 --keep-checkpoints 1
 	$(VENV)/bin/animbench reconstruct fomm --checkpoint $(DEMO)/runs/fomm/last-checkpoint.pth.tar \
 		--config configs/fomm-tiny.yaml --store $(DEMO)/store-faces --out $(DEMO)/reconstruction/fomm
 	$(VENV)/bin/animbench store export $(DEMO)/store-faces --split test --out $(DEMO)/export-png

@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--log-every", type=int, default=10, help="print the losses every N steps")
+    p.add_argument("--keep-checkpoints", type=int, metavar="N",
+                   help="keep only the N newest epoch checkpoints (default: every one, as the official code)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs); loss lines stay")
     p.add_argument("--align-corners", type=_bool, default=None, metavar="true|false",
                    help="grid_sample convention (default true: the official weights' torch 1.0 semantics)")
     p.set_defaults(func=_train)
@@ -109,7 +112,8 @@ def _train(args: argparse.Namespace) -> int:
     summary = train(args.method, args.store, args.config, args.out, epochs=args.epochs, num_repeats=args.repeats,
                     max_steps=args.max_steps, batch_size=args.batch_size, device=args.device, amp=args.amp,
                     resume=args.resume, seed=args.seed, num_workers=args.workers, log_every=args.log_every,
-                    align_corners=args.align_corners)
+                    align_corners=args.align_corners, keep_checkpoints=args.keep_checkpoints,
+                    progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         keys = ("status", "method", "steps", "final_losses", "last_checkpoint", "steps_per_s", "wall_s")
         print(json.dumps({k: summary.get(k) for k in keys}, indent=2))

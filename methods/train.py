@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,7 @@ from methods.data import make_transform
 from methods.registry import DEFAULT_ALIGN_CORNERS, get_method
 from prep.errors import AnimbenchError
 from prep.pairs import FramePairDataset
+from prep.progress import progress_bar
 from prep.provenance import package_versions
 from prep.store import FrameStore
 
@@ -209,6 +211,15 @@ def _scheduler_state(s: torch.optim.lr_scheduler.MultiStepLR) -> dict:
     return state
 
 
+def _prune_checkpoints(out: Path, keep: int, names: list[str]) -> list[str]:
+    """Delete all but the `keep` newest epoch checkpoints of a run (last-checkpoint links the newest)."""
+    found = sorted(p for p in out.glob("*-checkpoint.pth.tar") if p.name[:8].isdigit())
+    for old in found[:-keep]:
+        old.unlink()
+    gone = {p.name for p in found[:-keep]}
+    return [n for n in names if n not in gone]
+
+
 def train(
     method: str,
     store: str | os.PathLike | FrameStore,
@@ -226,12 +237,21 @@ def train(
     num_workers: int = 0,
     log_every: int = 10,
     align_corners: bool | None = None,
+    keep_checkpoints: int | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Train a registered method on a store's train split; returns the run summary (also written to run.json)."""
+    """Train a registered method on a store's train split; returns the run summary (also written to run.json).
+
+    keep_checkpoints: keep only the N newest epoch checkpoints (None: every one, as the official code).
+    progress: a step N of M bar with ETA on stderr (rank 0); the loss log lines go to stdout either way.
+    """
     t_start = time.perf_counter()
     card = get_method(method)
     if not card.trainable:
         raise AnimbenchError(f"method {method}: not trainable (a reference baseline)")
+    if keep_checkpoints is not None and (isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int)
+                                         or keep_checkpoints < 1):
+        raise AnimbenchError(f"keep_checkpoints: expected a positive number of checkpoints, got {keep_checkpoints!r}")
     cfg = load_config(config, method=method)
     tp = cfg["train_params"]
     for key, given in (("num_epochs", epochs), ("batch_size", batch_size)):
@@ -328,6 +348,7 @@ def train(
         "schedule": {"epochs": num_epochs, "num_repeats": repeats, "max_steps": max_steps,
                      "batch_size": global_batch, "batch_size_per_rank": per_rank_batch,
                      "steps_per_epoch": steps_per_epoch, "epoch_milestones": milestones, "checkpoint_freq": freq,
+                     "keep_checkpoints": keep_checkpoints,
                      "learning_rates": _learning_rates(cfg, method)},
         "ddp": {"world_size": world, "backend": dist_info.backend,
                 "sync_batchnorm": dev.type == "cuda" and world > 1},
@@ -355,10 +376,16 @@ def train(
         if path.name not in summary["checkpoints"]:
             summary["checkpoints"].append(path.name)
         summary["last_checkpoint"] = path.name
+        if keep_checkpoints is not None:
+            summary["checkpoints"] = _prune_checkpoints(out, keep_checkpoints, summary["checkpoints"])
 
     recent: list[dict[str, float]] = []
     t_loop, steps_run, stopped = time.perf_counter(), 0, False
     epoch = start_epoch
+    total_steps = num_epochs * steps_per_epoch if max_steps is None else min(max_steps, num_epochs * steps_per_epoch)
+    bar = progress_bar(max(total_steps, step), f"train {method}", "step", enabled=progress and rank == 0,
+                       initial=step)
+    log = getattr(bar, "write", None)  # tqdm's: prints above the bar instead of through it
     for epoch in range(start_epoch, num_epochs):
         if max_steps is not None and step >= max_steps:
             break  # resumed a run that already reached its budget
@@ -376,15 +403,21 @@ def train(
             step += 1
             epoch_step += 1
             steps_run += 1
+            bar.update(1)
+            bar.set_postfix_str(f"epoch {epoch}", refresh=False)
             recent = (recent + [values])[-max(1, log_every):]
             if writer is not None:
                 for k, v in values.items():
                     writer.add_scalar(f"loss/{k}", v, step)
                 if log_every and step % log_every == 0:
                     rate = steps_run / (time.perf_counter() - t_loop)
-                    print(f"[{method}] epoch {epoch} step {step}: "
-                          + " ".join(f"{k}={v:.4f}" for k, v in values.items()) + f" ({rate:.2f} steps/s)",
-                          flush=True)
+                    line = (f"[{method}] epoch {epoch} step {step}: "
+                            + " ".join(f"{k}={v:.4f}" for k, v in values.items()) + f" ({rate:.2f} steps/s)")
+                    if log is not None:
+                        log(line, file=sys.stdout)
+                        sys.stdout.flush()
+                    else:
+                        print(line, flush=True)
             if max_steps is not None and step >= max_steps:
                 stopped = True
                 break
@@ -401,6 +434,7 @@ def train(
         if stopped:
             break
 
+    bar.close()
     digests = [_params_sha256(nets)]
     if world > 1:
         digests = [None] * world

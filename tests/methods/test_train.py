@@ -90,7 +90,7 @@ def test_resume_continues_exactly(store, tmp_path):
     with pytest.raises(AnimbenchError, match="--resume"):
         train("fomm", store, CONFIGS["fomm"], tmp_path / "split", max_steps=5, **kwargs)
     with pytest.raises(AnimbenchError, match="config_sha256"):
-        train("fomm", store, load_config(CONFIGS["fomm"]) | {"extra": 1}, tmp_path / "split", max_steps=5,
+        train("fomm", store, load_config(CONFIGS["fomm"]) | {"visualizer_params": {"kp_size": 3}}, tmp_path / "split", max_steps=5,
               resume=True, **kwargs)
     summary = train("fomm", store, CONFIGS["fomm"], tmp_path / "split", max_steps=5, resume=True, **kwargs)
     assert summary["resumed_from"]["step"] == 3 and summary["steps"] == 5 and summary["steps_this_run"] == 2
@@ -120,3 +120,37 @@ def test_ddp_two_gloo_processes_keep_replicas_equal(store, tmp_path):
     trained = load_checkpoint(find_last_checkpoint(out))
     assert not torch.equal(trained["generator"]["appearance_encoder.down_blocks.0.conv.weight"],
                            initial.generator.state_dict()["appearance_encoder.down_blocks.0.conv.weight"])
+
+
+def test_progress_bar_shows_step_of_total_and_no_progress_silences_it(store, tmp_path, capsys):
+    train("fomm", store, CONFIGS["fomm"], tmp_path / "bar", max_steps=2, batch_size=2, log_every=1)
+    captured = capsys.readouterr()
+    assert "train fomm" in captured.err and "2/2" in captured.err  # step N of M, with rate and ETA
+    assert "[fomm] epoch 0 step 2:" in captured.out  # the log lines keep working
+    train("fomm", store, CONFIGS["fomm"], tmp_path / "quiet", max_steps=2, batch_size=2, log_every=1,
+          progress=False)
+    captured = capsys.readouterr()
+    assert "train fomm" not in captured.err and "[fomm] epoch 0 step 2:" in captured.out
+
+
+def test_keep_checkpoints_removes_the_older_ones(store, tmp_path):
+    out = tmp_path / "keep"
+    # 4 videos / batch 2 = 2 steps per epoch, a checkpoint per epoch (checkpoint_freq 1): epochs 0, 1, 2
+    summary = train("fomm", store, CONFIGS["fomm"], out, max_steps=6, epochs=3, num_repeats=1, batch_size=2,
+                    log_every=0, keep_checkpoints=1, progress=False)
+    assert sorted(p.name for p in out.glob("*.pth.tar")) == ["00000002-checkpoint.pth.tar",
+                                                               "last-checkpoint.pth.tar"]
+    assert summary["checkpoints"] == ["00000002-checkpoint.pth.tar"]
+    assert json.loads((out / "run.json").read_text())["schedule"]["keep_checkpoints"] == 1
+    with pytest.raises(AnimbenchError, match="keep_checkpoints"):
+        train("fomm", store, CONFIGS["fomm"], tmp_path / "bad", max_steps=1, keep_checkpoints=0)
+
+
+def test_cli_train_flags(store, tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["train", "fomm", "--store", str(store), "--config", "tiny", "--out", str(out), "--max-steps", "2",
+                 "--batch-size", "2", "--log-every", "0", "--no-progress", "--keep-checkpoints", "1"]) == 0
+    assert "train fomm" not in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["schedule"]["keep_checkpoints"] == 1

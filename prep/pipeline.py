@@ -4,6 +4,8 @@ The video2dataset contract: a recipe (the reader) lists units; workers turn each
 through prep.store's ShardWriter and then write the unit's stats file, last, under `STORE/_work/units/`;
 `finalize_store` ties the shards together. Resume = skip the units that have a stats file. Failures are
 rows (video id, stage, error class, message) in those stats files, gathered into the store's failures table.
+`_work/` exists only while a store is unfinished: finalizing removes it (the manifest records retries and
+nodes), and `--resume` of a finished store rebuilds the stats from the store's own tables.
 
 Workers are Ray actors, one CPU each, each holding its face detector. Every unit beats a heartbeat file while
 it works; a unit whose heartbeat stops for `timeout` seconds (a decoder hang: decord can deadlock holding the
@@ -31,7 +33,7 @@ from prep.detect import check_detector
 from prep.errors import AnimbenchError
 from prep.progress import progress_bar
 from prep.recipes import Unit, check_unique
-from prep.store import FRAMES_DIR, MANIFEST_FILE, finalize_store
+from prep.store import FAILURES_FILE, FRAMES_DIR, MANIFEST_FILE, VIDEOS_FILE, finalize_store, read_manifest
 from prep.units import STAGES, PrepConfig, UnitProcessor, failure, unit_video_ids
 
 WORK_DIR = "_work"
@@ -289,17 +291,53 @@ class _Scheduler:
 
 # --- the run ----------------------------------------------------------------------------------------------
 
-def _prepare(root: Path, record: dict[str, Any], resume: bool, overwrite: bool) -> None:
+def _check_same(root: Path, previous: dict[str, Any], record: dict[str, Any]) -> None:
+    if previous != record:
+        changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != record.get(k))
+        raise AnimbenchError(f"--resume {root}: the store was started with different settings "
+                             f"({', '.join(changed)}); use a new --out or --overwrite")
+
+
+def _restore_work(root: Path, record: dict[str, Any], units: Sequence[Unit]) -> None:
+    """`--resume` of a finished store (whose `_work/` was removed): check its settings, then rebuild every
+    unit's stats file from the videos and failures tables, so the run goes on as any resume does."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(root)
+    _check_same(root, {k: v for k, v in manifest.get("config", {}).items() if k != "source"}, record)
+    stats = {u.key: {"key": u.key, "shard": None, "videos": [], "failures": [], "decoder": None, "frames": 0,
+                     "decoded": 0, "timings": {}} for u in units}
+    by_shard = {f"{unit_name(u.key)}.parquet": u.key for u in units}
+    owner = {vid: u.key for u in units for vid in unit_video_ids(u)}
+    for video in pq.read_table(root / VIDEOS_FILE).to_pylist():
+        key = by_shard.get(str(video["shard"]))
+        if key is None:
+            raise AnimbenchError(f"--resume {root}: shard {video['shard']} is no unit's; use --overwrite")
+        stats[key]["videos"].append(video)
+        stats[key]["shard"] = video["shard"]
+    for row in pq.read_table(root / FAILURES_FILE).to_pylist():
+        vid = str(row["video_id"])
+        while vid not in owner and "#" in vid:  # a detected clip (`<video>#<start>#<end>`) belongs to its video
+            vid = vid.rsplit("#", 1)[0]
+        if vid not in owner:
+            raise AnimbenchError(f"--resume {root}: failure of {row['video_id']!r} is no unit's; use --overwrite")
+        stats[owner[vid]]["failures"].append(row)
+    (root / WORK_DIR / "units").mkdir(parents=True, exist_ok=True)
+    for unit in units:
+        result = stats[unit.key]
+        result["frames"] = int(sum(int(v["num_frames"]) for v in result["videos"]))
+        _atomic_json(root / WORK_DIR / "units" / f"{unit_name(unit.key)}.json", result)
+
+
+def _prepare(root: Path, record: dict[str, Any], resume: bool, overwrite: bool, units: Sequence[Unit]) -> None:
     run_file = root / WORK_DIR / RUN_FILE
     if root.exists() and not root.is_dir():
         raise AnimbenchError(f"--out {root}: is a file, expected a directory (a new or empty one)")
     if root.exists() and any(root.iterdir()):
         if resume and run_file.is_file():
-            previous = json.loads(run_file.read_text())
-            if previous != record:
-                changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != record.get(k))
-                raise AnimbenchError(f"--resume {root}: the store was started with different settings "
-                                     f"({', '.join(changed)}); use a new --out or --overwrite")
+            _check_same(root, json.loads(run_file.read_text()), record)
+        elif resume and (root / MANIFEST_FILE).is_file():
+            _restore_work(root, record, units)
         elif resume:
             raise AnimbenchError(f"--resume {root}: not a prep output (no {WORK_DIR}/{RUN_FILE})")
         elif overwrite:
@@ -309,10 +347,10 @@ def _prepare(root: Path, record: dict[str, Any], resume: bool, overwrite: bool) 
                                  "--overwrite to replace it)")
     for sub in (FRAMES_DIR, f"{WORK_DIR}/units", f"{WORK_DIR}/progress"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    _atomic_json(run_file, record)  # before the manifest goes: a store always has one of the two
     (root / MANIFEST_FILE).unlink(missing_ok=True)  # the store is incomplete until this run finalizes it
     for stale in [*(root / FRAMES_DIR).glob(".*.tmp-*"), *(root / WORK_DIR / "progress").iterdir()]:
         stale.unlink(missing_ok=True)
-    _atomic_json(run_file, record)
 
 
 def _read_stats(root: Path, unit: Unit) -> dict[str, Any] | None:
@@ -348,7 +386,7 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
     settings = {k: v for k, v in config.as_dict().items() if k not in ("download", "download_timeout")}
     record = {"recipe": config.recipe, "config": settings, "units": len(units),
               "units_sha1": hashlib.sha1(plan.encode()).hexdigest()}
-    _prepare(root, record, resume, overwrite)
+    _prepare(root, record, resume, overwrite, units)
 
     todo = []
     for unit in units:
@@ -380,7 +418,7 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
 def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dict[str, Any], ran: int,
               began: float, ray_start_s: float) -> PrepSummary:
     videos, failures = [], []
-    totals = Counter()
+    totals, nodes, retried = Counter(), Counter(), {}
     for unit in units:
         stats = _read_stats(root, unit)
         if stats is None:
@@ -388,6 +426,10 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
         videos.extend(stats["videos"])
         failures.extend(stats["failures"])
         totals.update({k: float(v) for k, v in stats.get("timings", {}).items()})
+        if stats.get("node"):
+            nodes[stats["node"]] += 1
+        if stats.get("attempts", 1) > 1:
+            retried[unit.key] = stats["attempts"]
     used = {str(v["shard"]) for v in videos}
     for shard in (root / FRAMES_DIR).glob("*.parquet"):
         if shard.name not in used:  # left by units that now fail or by an earlier set of inputs
@@ -397,8 +439,9 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
     wall = time.perf_counter() - began
     timings.update(ray_start_s=round(ray_start_s, 3), wall_s=round(wall, 3))
     manifest = finalize_store(root, videos, config=record, encode=config.encode,
-                              row_group_size=config.row_group_size, failures=failures, timings=timings)
-    shutil.rmtree(root / WORK_DIR / "progress", ignore_errors=True)
+                              row_group_size=config.row_group_size, failures=failures, timings=timings,
+                              run={"nodes": dict(sorted(nodes.items())), "retried": dict(sorted(retried.items()))})
+    shutil.rmtree(root / WORK_DIR, ignore_errors=True)  # only an unfinished store needs it
     return PrepSummary(store=str(root), units=len(units), run=ran, skipped=len(units) - ran, videos=len(videos),
                        frames=int(manifest["num_frames"]), failures=failures, wall_s=round(wall, 3),
                        manifest=manifest)

@@ -254,8 +254,10 @@ def finalize_store(
     row_group_size: int = DEFAULT_ROW_GROUP,
     failures: Sequence[dict[str, Any]] = (),
     timings: dict[str, float] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the videos and failures tables, hash every shard, then write the manifest (last)."""
+    """Write the videos and failures tables, hash every shard, then write the manifest (last). `run` records
+    how the writer ran (e.g. the pipeline's Ray nodes and retried units)."""
     root = Path(root)
     frames_dir = root / FRAMES_DIR
     seen: set[str] = set()
@@ -301,6 +303,7 @@ def finalize_store(
             for name, n in ((VIDEOS_FILE, len(rows)), (FAILURES_FILE, len(failures)))
         },
         "timings": timings or {},
+        "run": run or {},
         "package_versions": package_versions(),
     }
     atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", root / MANIFEST_FILE)

@@ -146,8 +146,8 @@ def test_faults_and_a_worker_killed_mid_run(sources, clean_run, tmp_path, ray_se
         k: v for k, v in BAD.items() if "hang" not in k}
     assert store.manifest["content_hash"] == clean_run.manifest["content_hash"]
     assert store.manifest["shards"] == clean_run.manifest["shards"]
-    stats = json.loads((out / WORK_DIR / "units" / f"{unit_name('vox/kill')}.json").read_text())
-    assert stats["attempts"] == 2
+    assert store.manifest["run"]["retried"] == {"vox/kill": 2}
+    assert not (out / WORK_DIR).exists()  # a finished store keeps no resume state
     assert "no progress" in clean_run.failures().set_index("video_id").loc["id1#hang#000000#000010", "message"]
 
 
@@ -248,3 +248,25 @@ def test_frames_of_changing_size_are_a_failure_not_a_broken_shard(tmp_path):
     assert result["videos"] == [] and not (tmp_path / "shard.parquet").exists()
     [row] = result["failures"]
     assert (row["video_id"], row["stage"]) == ("v", "decode") and "differs from frame 0" in row["message"]
+
+
+def test_a_finished_store_has_no_work_folder_and_still_resumes(tmp_path, ray_session):
+    """Finalizing removes `_work/`; `--resume` of the finished store has nothing to do and gives the same
+    store, `--retry-failed` redoes only the failed video, and changed settings are refused."""
+    make_video(tmp_path / "src" / "one.mp4", 1, 64, 64)
+    make_video(tmp_path / "src" / "ok.mp4", 5, 64, 64)
+    units, out = folder.plan(tmp_path / "src", split="train"), tmp_path / "store"
+    first = run_prep(units, out, PrepConfig("folder", size=32), workers=2, progress=False)
+    assert not (out / WORK_DIR).exists() and sorted(p.name for p in out.iterdir()) == [
+        "failures.parquet", "frames", "manifest.json", "videos.parquet"]
+    again = run_prep(units, out, PrepConfig("folder", size=32), workers=2, resume=True, progress=False)
+    assert (again.run, again.skipped, again.videos) == (0, 2, 1)
+    assert again.manifest["content_hash"] == first.manifest["content_hash"]
+    assert FrameStore(out).failures()["video_id"].tolist() == ["one"] and not (out / WORK_DIR).exists()
+    retried = run_prep(units, out, PrepConfig("folder", size=32), workers=2, resume=True, retry_failed=True,
+                       progress=False)
+    assert (retried.run, retried.skipped) == (1, 1)
+    assert retried.manifest["content_hash"] == first.manifest["content_hash"]
+    with pytest.raises(AnimbenchError, match="different settings"):
+        run_prep(units, out, PrepConfig("folder", size=48), workers=2, resume=True, progress=False)
+    assert FrameStore(out).fingerprint == first.manifest["content_hash"]  # the refused resume changed nothing

@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over videos")
     p.add_argument("--sample-videos", type=int, default=4, help="videos whose sample frames are saved as PNG")
     p.add_argument("--overwrite", action="store_true", help="replace an existing results directory")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (for logs); by default a bar with an ETA counts videos on stderr")
     p.set_defaults(func=_bench)
 
 
@@ -56,7 +58,8 @@ def _bench(args: argparse.Namespace) -> int:
                          workers=args.workers, address=args.address, seed=args.seed, limit_videos=args.limit_videos,
                          variant=args.protocol_variant, pairs=args.pairs, num_pairs=args.num_pairs,
                          skip_missing_pairs=args.skip_missing_pairs, sample_videos=args.sample_videos,
-                         batch_size=args.batch_size, n_boot=args.n_boot, overwrite=args.overwrite)
+                         batch_size=args.batch_size, n_boot=args.n_boot, overwrite=args.overwrite,
+                         progress=args.progress)
     run = manifest["run"]
     print(f"benched {len(run['methods'])} method(s) on {run['store']['videos']} video(s) in {run['seconds']:.1f} s "
           f"({run['executor']}, {run['workers']} worker(s), {run['device']}) -> {args.out}")

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("metrics", help="list the registered metrics (kind, direction, backend, weight files)")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter on names (default: all)")
     p.add_argument("--describe", action="store_true",
-                   help="build each metric (loads its weights) and print its provenance as JSON")
+                   help="print each metric's provenance as JSON (built when its weight files are present; "
+                        "otherwise the registry's entry, with the missing files named)")
     p.set_defaults(func=_metrics)
 
     p = sub.add_parser("weights", help="the pretrained files metrics and losses need: list, verify, install")
@@ -88,11 +89,12 @@ def _weights_install(args: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from bench.metrics import get_metric, list_metrics, metric_spec
+    from bench.metrics import list_metrics, metric_spec
+    from bench.metrics.registry import describe_metric
 
     names = list_metrics(args.pattern)
     if args.describe:
-        print(json.dumps({n: get_metric(n).describe() for n in names}, indent=2, default=str))
+        print(json.dumps({n: describe_metric(n) for n in names}, indent=2, default=str))
         return 0
     for n in names:
         s = metric_spec(n)

@@ -5,13 +5,16 @@ Layout of a results directory (readable with plain pyarrow, pandas or DuckDB; no
     RESULTS/
       frames.parquet       one row per (method, video, frame, metric): value (NaN when skipped), skipped
       videos.parquet       one row per (method, video, metric): mean over valid frames, sum, frame counts
+                           (PSNR: `sum` holds the summed squared errors and `mean` is the PSNR of their mean,
+                           see POOLINGS)
       aggregates.parquet   one row per (method, metric, weighting): mean, 95% bootstrap CI over videos, counts;
                            weighting "frame" (FOMM: all frames of all videos pooled), "video" (Monkey-Net: mean
                            of per-video means) or "set" (a distance between frame sets, e.g. FID: no CI)
       comparisons.parquet  one row per (metric, weighting, method pair): paired bootstrap of the mean difference
       samples/             a few PNG frames per video: samples/<method>/<video>/%07d.png, with the inputs under
                            samples/_source/ and samples/_driving/ (the ground truth in reconstruction);
-                           <video> is the id with '%' and '/' escaped (sample_dir_name)
+                           <video> is the id percent-escaped into one safe name (sample_dir_name), and
+                           every sample path goes through prep.ids.safe_join (sample_path)
       manifest.json        written last: run settings, methods and metric provenance, package versions per
                            versions id, and each table's sha256 and row count
 
@@ -28,6 +31,7 @@ import math
 import os
 import shutil
 import time
+import unicodedata
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -40,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prep.errors import AnimbenchError
+from prep.ids import safe_join
 from prep.manifest import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
 
 FORMAT_NAME = "animbench-results"
@@ -60,6 +65,49 @@ WEIGHTING_LABELS = {
 DEFAULT_BOOT = 1000
 DEFAULT_CI = 0.95
 
+# Identical frames have MSE 0 and an infinite PSNR. The cap, 100 dB (MSE 1e-10), lies above the PSNR of any
+# visible difference (one 8-bit level in one value of a 256x256 RGB frame is ~101 dB) and keeps every mean,
+# interval and comparison finite; pooling squared errors (POOLINGS) keeps a single identical frame
+# (copy-source's frame 0) from adding 100 dB to a mean.
+PSNR_CAP_DB = 100.0
+# How a metric's per-frame values pool into per-video and per-run means.
+POOLINGS = {
+    "mean": "arithmetic mean of the per-frame values",
+    "psnr": "psnr of the mean squared error: per-frame PSNR values are turned back into mean squared errors "
+            "(MSE = 10^(-PSNR/10)), those are averaged (over a video, or over all frames for the frame-weighted "
+            f"mean) and the mean is converted to PSNR, capped at {PSNR_CAP_DB:g} dB",
+}
+
+
+def psnr_from_mse(mse: Any) -> np.ndarray:
+    """PSNR in dB (data range 1) of mean squared errors, capped at PSNR_CAP_DB (identical frames included)."""
+    floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
+    return 10.0 * np.log10(1.0 / np.maximum(np.asarray(mse, np.float64), floor))
+
+
+def mse_from_psnr(psnr: Any) -> np.ndarray:
+    """The mean squared errors (data range 1) of PSNR values, the inverse of psnr_from_mse below the cap."""
+    return 10.0 ** (-np.minimum(np.asarray(psnr, np.float64), PSNR_CAP_DB) / 10.0)
+
+
+def _pooled(x: np.ndarray, pooling: str) -> np.ndarray:
+    """Per-frame values -> the quantity that is summed and averaged."""
+    return mse_from_psnr(x) if pooling == "psnr" else x
+
+
+def _unpooled(x: Any, pooling: str) -> Any:
+    """An average of pooled quantities -> the reported value."""
+    return psnr_from_mse(x) if pooling == "psnr" else x
+
+
+def check_pooling(pooling: dict[str, str] | None) -> dict[str, str]:
+    """A metric -> pooling map with known poolings only (metrics absent from it pool by 'mean')."""
+    pooling = dict(pooling or {})
+    bad = {m: p for m, p in pooling.items() if p not in POOLINGS}
+    if bad:
+        raise ValueError(f"unknown pooling {bad}: expected one of {sorted(POOLINGS)}")
+    return pooling
+
 # Where a value came from: identical on every row of one (method, metric) in one run.
 PROVENANCE_COLUMNS = (
     "method_name", "checkpoint_sha256", "config_path", "config_sha256", "store_fingerprint", "split",
@@ -72,9 +120,33 @@ ITEM_COLUMNS = ("source_video", "source_frame", "driving_video")
 
 
 def sample_dir_name(video_id: str) -> str:
-    """The samples folder name of a video id: '%' and '/' escaped, so any id is one safe path component."""
-    name = video_id.replace("%", "%25").replace("/", "%2F")
-    return "%2E" + name[1:] if name.startswith(".") else name
+    """The samples folder name of a video id: '%', path separators, control characters and a leading '.' or
+    surrounding space percent-escaped, so the name is one path component that `unquote` maps back to the id."""
+    def escape(c: str) -> str:
+        if c in "%/\\" or unicodedata.category(c).startswith("C"):
+            return "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        return c
+
+    name = "".join(escape(c) for c in video_id)
+    if name[:1] in (".", " "):
+        name = f"%{ord(name[0]):02X}" + name[1:]
+    if name[-1:] == " ":
+        name = name[:-1] + "%20"
+    return name
+
+
+def sample_path(root: str | os.PathLike, method: str, video_id: str, frame_index: int) -> Path:
+    """ROOT/samples/<method>/<video>/%07d.png through prep.ids.safe_join: never outside ROOT/samples, or a
+    one-line error (an id whose escaped name is empty or too long for one file name)."""
+    return safe_join(Path(root) / SAMPLES_DIR, method, sample_dir_name(video_id), f"{frame_index:07d}.png")
+
+
+def discard_results_dir(out: Path, existed: bool) -> None:
+    """After a failed run: remove what it wrote, so the same command can run again without --overwrite (a folder
+    that existed before the run is kept, empty, as prepare_results_dir required it to be or made it)."""
+    shutil.rmtree(out, ignore_errors=True)
+    if existed:
+        out.mkdir(parents=True, exist_ok=True)
 
 
 def versions_id(versions: dict[str, str]) -> str:
@@ -107,10 +179,14 @@ def prepare_results_dir(out: str | os.PathLike, overwrite: bool = False) -> Path
 
 
 # ---------------------------------------------------------------------------------------------- aggregation
-def per_video(frames: pd.DataFrame) -> pd.DataFrame:
-    """Per-video rows from per-frame rows: mean over valid frames, their sum, and frame counts."""
+def per_video(frames: pd.DataFrame, pooling: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per-video rows from per-frame rows: mean over valid frames, their sum, and frame counts (a metric pooled
+    as 'psnr' sums squared errors and reports the PSNR of their mean)."""
+    pooling = check_pooling(pooling)
     keys = ["method", "video_id", "metric"]
-    f = frames.assign(_valid=~frames["skipped"], _v=frames["value"].where(~frames["skipped"], 0.0))
+    psnr = frames["metric"].map(lambda m: pooling.get(m) == "psnr").astype(bool)
+    pooled = frames["value"].where(~psnr, pd.Series(_pooled(frames["value"].to_numpy(), "psnr"), frames.index))
+    f = frames.assign(_valid=~frames["skipped"], _v=pooled.where(~frames["skipped"], 0.0))
     g = f.groupby(keys, sort=True)
     out = g.agg(sum=("_v", "sum"), n_frames=("frame_index", "size"), n_valid=("_valid", "sum")).reset_index()
     first = g[list(ITEM_COLUMNS) + list(PROVENANCE_COLUMNS)].first().reset_index()
@@ -119,6 +195,8 @@ def per_video(frames: pd.DataFrame) -> pd.DataFrame:
     out["n_skipped"] = out["n_frames"] - out["n_valid"]
     with np.errstate(invalid="ignore", divide="ignore"):
         out["mean"] = np.where(out["n_valid"] > 0, out["sum"] / out["n_valid"].clip(lower=1), np.nan)
+        is_psnr = out["metric"].map(lambda m: pooling.get(m) == "psnr").astype(bool).to_numpy()
+        out.loc[is_psnr, "mean"] = _unpooled(out.loc[is_psnr, "mean"].to_numpy(), "psnr")
     cols = keys + list(ITEM_COLUMNS) + ["mean", "sum", "n_frames", "n_valid", "n_skipped"]
     return out[cols + list(PROVENANCE_COLUMNS)].sort_values(keys, kind="stable").reset_index(drop=True)
 
@@ -128,13 +206,14 @@ def _rng(seed: int, *key: str) -> np.random.Generator:
     return np.random.default_rng([seed] + [zlib.crc32(k.encode()) for k in key])
 
 
-def _statistic(sums: np.ndarray, counts: np.ndarray, weighting: str, idx: np.ndarray | None = None) -> np.ndarray:
+def _statistic(sums: np.ndarray, counts: np.ndarray, weighting: str, idx: np.ndarray | None = None,
+               pooling: str = "mean") -> np.ndarray:
     """Frame-weighted (pooled sums / pooled counts) or video-weighted (mean of means) statistic."""
     s, c = (sums, counts) if idx is None else (sums[idx], counts[idx])
     with np.errstate(invalid="ignore", divide="ignore"):
         if weighting == "frame":
-            return s.sum(axis=-1) / c.sum(axis=-1)
-        return (s / c).mean(axis=-1)
+            return _unpooled(s.sum(axis=-1) / c.sum(axis=-1), pooling)
+        return _unpooled(s / c, pooling).mean(axis=-1)
 
 
 def _percentiles(stats: np.ndarray, level: float) -> tuple[float, float]:
@@ -149,14 +228,15 @@ def _percentiles(stats: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def bootstrap_ci(sums: np.ndarray, counts: np.ndarray, weighting: str, *, n_boot: int = DEFAULT_BOOT,
-                 level: float = DEFAULT_CI, rng: np.random.Generator) -> tuple[float, float, float]:
+                 level: float = DEFAULT_CI, rng: np.random.Generator,
+                 pooling: str = "mean") -> tuple[float, float, float]:
     """(estimate, low, high): percentile bootstrap over videos (videos resampled with replacement)."""
     sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.float64)
     if sums.size == 0:
         return math.nan, math.nan, math.nan
-    estimate = float(_statistic(sums, counts, weighting))
+    estimate = float(_statistic(sums, counts, weighting, pooling=pooling))
     idx = rng.integers(0, sums.size, size=(n_boot, sums.size))
-    lo, hi = _percentiles(_statistic(sums, counts, weighting, idx), level)
+    lo, hi = _percentiles(_statistic(sums, counts, weighting, idx, pooling), level)
     return estimate, lo, hi
 
 
@@ -165,14 +245,15 @@ def _joined(values: Iterable[Any]) -> str:
 
 
 def aggregate(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], n_boot: int = DEFAULT_BOOT,
-              level: float = DEFAULT_CI, seed: int = 0) -> pd.DataFrame:
+              level: float = DEFAULT_CI, seed: int = 0, pooling: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per (method, metric, weighting) with the estimate, its bootstrap CI over videos and counts."""
     rows = []
     for (method, metric), g in videos.groupby(["method", "metric"], sort=True):
         used = g[g["n_valid"] > 0]
         for weighting in WEIGHTINGS:
             est, lo, hi = bootstrap_ci(used["sum"].to_numpy(), used["n_valid"].to_numpy(), weighting,
-                                       n_boot=n_boot, level=level, rng=_rng(seed, metric, method, weighting))
+                                       n_boot=n_boot, level=level, rng=_rng(seed, metric, method, weighting),
+                                       pooling=(pooling or {}).get(metric, "mean"))
             row = {"method": method, "metric": metric, "weighting": weighting, "mean": est, "ci_low": lo,
                    "ci_high": hi, "ci_level": level, "n_boot": n_boot, "n_videos": len(g),
                    "n_videos_used": len(used), "n_frames": int(g["n_frames"].sum()),
@@ -191,7 +272,7 @@ _CMP_COLUMNS = ["metric", "weighting", "method_a", "method_b", "n_videos", "mean
 
 def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, weighting: str, *, higher_is_better: bool,
                       names: tuple[str, str], n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_CI,
-                      rng: np.random.Generator) -> dict[str, Any]:
+                      rng: np.random.Generator, pooling: str = "mean") -> dict[str, Any]:
     """Paired bootstrap of (statistic of a) - (statistic of b) over the videos both scored.
 
     The same resampled videos enter both statistics. `p_boot` is the share of resamples in which the observed
@@ -206,11 +287,12 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, weighting: str, *, highe
                 "ci_high": math.nan, "p_boot": math.nan, "better": "undefined"}
     sa, ca = m["sum_a"].to_numpy(float), m["n_valid_a"].to_numpy(float)
     sb, cb = m["sum_b"].to_numpy(float), m["n_valid_b"].to_numpy(float)
-    mean_a, mean_b = float(_statistic(sa, ca, weighting)), float(_statistic(sb, cb, weighting))
+    mean_a = float(_statistic(sa, ca, weighting, pooling=pooling))
+    mean_b = float(_statistic(sb, cb, weighting, pooling=pooling))
     with np.errstate(invalid="ignore"):
         diff = mean_a - mean_b
         idx = rng.integers(0, len(m), size=(n_boot, len(m)))
-        boot = _statistic(sa, ca, weighting, idx) - _statistic(sb, cb, weighting, idx)
+        boot = _statistic(sa, ca, weighting, idx, pooling) - _statistic(sb, cb, weighting, idx, pooling)
     lo, hi = _percentiles(boot, level)
     if math.isnan(diff):
         better, p = "undefined", math.nan
@@ -225,7 +307,7 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, weighting: str, *, highe
 
 
 def compare_methods(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], n_boot: int = DEFAULT_BOOT,
-                    level: float = DEFAULT_CI, seed: int = 0) -> pd.DataFrame:
+                    level: float = DEFAULT_CI, seed: int = 0, pooling: dict[str, str] | None = None) -> pd.DataFrame:
     """Paired comparisons of every pair of methods (sorted names: a < b) on every metric and weighting."""
     rows = []
     for metric, g in videos.groupby("metric", sort=True):
@@ -236,7 +318,8 @@ def compare_methods(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], 
                 for weighting in WEIGHTINGS:
                     rows.append(paired_comparison(
                         by_method[ma], by_method[mb], weighting, higher_is_better=higher_is_better.get(metric, False),
-                        names=(ma, mb), n_boot=n_boot, level=level, rng=_rng(seed, metric, ma, mb, weighting)))
+                        names=(ma, mb), n_boot=n_boot, level=level, rng=_rng(seed, metric, ma, mb, weighting),
+                        pooling=(pooling or {}).get(metric, "mean")))
     return pd.DataFrame(rows, columns=_CMP_COLUMNS)
 
 
@@ -259,10 +342,11 @@ def _frame_table(rows: pd.DataFrame) -> pd.DataFrame:
 def write_results(out: str | os.PathLike, frame_rows: pd.DataFrame, *, run: dict[str, Any],
                   versions: dict[str, dict[str, str]], higher_is_better: dict[str, bool],
                   set_rows: Sequence[dict[str, Any]] = (), n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_CI,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, pooling: dict[str, str] | None = None) -> dict[str, Any]:
     """Write the four tables (atomically) into a prepared directory, then the manifest (last); return it.
 
     `set_rows` are set metrics (FID): dicts with method, metric, mean, n_frames and the provenance columns.
+    `pooling` maps a metric to how its frames pool (POOLINGS; 'mean' when absent, 'psnr' for PSNR).
     """
     out = Path(out)
     if not out.is_dir():
@@ -271,8 +355,10 @@ def write_results(out: str | os.PathLike, frame_rows: pd.DataFrame, *, run: dict
     unknown = set(frames["versions_id"]) - set(versions)
     if unknown:
         raise ValueError(f"rows name versions ids {sorted(unknown)} that are not in `versions`")
-    videos = per_video(frames)
-    aggs = aggregate(videos, higher_is_better=higher_is_better, n_boot=n_boot, level=level, seed=seed)
+    pooling = check_pooling(pooling)
+    videos = per_video(frames, pooling)
+    aggs = aggregate(videos, higher_is_better=higher_is_better, n_boot=n_boot, level=level, seed=seed,
+                     pooling=pooling)
     if set_rows:
         extra = pd.DataFrame([{"weighting": "set", "ci_low": math.nan, "ci_high": math.nan, "ci_level": level,
                                "n_boot": 0, "n_valid": r.get("n_frames"), "n_skipped": 0,
@@ -281,7 +367,8 @@ def write_results(out: str | os.PathLike, frame_rows: pd.DataFrame, *, run: dict
         aggs = pd.concat([aggs, extra.reindex(columns=_AGG_COLUMNS)], ignore_index=True) if len(aggs) else \
             extra.reindex(columns=_AGG_COLUMNS)
     aggs = aggs.sort_values(["method", "metric", "weighting"], kind="stable").reset_index(drop=True)
-    comps = compare_methods(videos, higher_is_better=higher_is_better, n_boot=n_boot, level=level, seed=seed)
+    comps = compare_methods(videos, higher_is_better=higher_is_better, n_boot=n_boot, level=level, seed=seed,
+                            pooling=pooling)
     tables = {FRAMES_FILE: _atomic_table(frames, out / FRAMES_FILE),
               VIDEOS_FILE: _atomic_table(videos, out / VIDEOS_FILE),
               AGGREGATES_FILE: _atomic_table(aggs, out / AGGREGATES_FILE),
@@ -296,6 +383,7 @@ def write_results(out: str | os.PathLike, frame_rows: pd.DataFrame, *, run: dict
                       "method": "percentile; paired resampling for comparisons"},
         "weightings": WEIGHTING_LABELS,
         "higher_is_better": dict(sorted(higher_is_better.items())),
+        "pooling": {m: POOLINGS[pooling.get(m, "mean")] for m in sorted(set(frames["metric"]))},
         "versions": versions,
         "tables": tables,
         "samples": {"count": len(samples), "layout": "samples/<method>/<video_id>/%07d.png; inputs under "

@@ -8,6 +8,12 @@ metric registry and returns per-frame rows; the driver sorts them and hands them
 Determinism: every video is generated under a seed derived from (seed, method, video), torch runs with
 deterministic algorithms on GPU (CPU inference kernels are deterministic as they are), and rows are sorted, so
 the same bench on CPU gives identical tables however its videos were split across workers.
+
+One model, one number: reconstruction goes through methods.infer.reconstruction_batches, the function
+`animbench reconstruct` uses, at the method's config frame shape (the store resized to it when they differ, as
+the official loader's frame_shape; recorded per method as `evaluation` in the manifest), so both commands give the
+same L1. A bench that fails (a corrupt store, a truncated checkpoint, Ctrl-C) removes its results folder, so the
+same command runs again.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 import os
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,9 @@ from bench import results as R
 from bench.metrics.registry import FrameScores, get_metric, metric_spec
 from methods.weights import locate
 from prep.errors import AnimbenchError
+from prep.ids import check_id
 from prep.imagecodec import encode_image
+from prep.progress import progress_bar
 from prep.provenance import package_versions
 from prep.store import EncodeOptions, FrameStore
 
@@ -77,8 +85,9 @@ def _check_methods(methods: Sequence[MethodSpec]) -> None:
         get_method(m.name)  # an unknown name fails here, before any work
         if m.key in seen:
             raise AnimbenchError(f"--methods: {m.key!r} appears twice; give one a label (LABEL:{m.name}=...)")
-        if m.key.startswith("_") or "/" in m.key or m.key in (".", ".."):
-            raise AnimbenchError(f"--methods: label {m.key!r} must not start with '_' or contain '/'")
+        if m.key.startswith("_"):
+            raise AnimbenchError(f"--methods: label {m.key!r} must not start with '_' (reserved for inputs)")
+        check_id(m.key, field="label", where="--methods")  # it names a samples folder
         seen.add(m.key)
         if m.checkpoint is not None and not Path(m.checkpoint).is_file():
             raise AnimbenchError(f"method {m.key}: checkpoint {m.checkpoint} does not exist")
@@ -102,6 +111,7 @@ class Task:
     write_inputs: bool = False
     batch_size: int = 16
     threads: int | None = None
+    frame_size: tuple[int, int] | None = None  # the method's config frame shape; None: the store's size
 
 
 # ------------------------------------------------------------------------------------------- worker side
@@ -155,29 +165,23 @@ def _load(method: MethodSpec, device: str) -> tuple[Any, dict]:
     return _MODELS[key]
 
 
-def _to_tensor(frames: np.ndarray, device: str):
-    from prep.pairs import to_tensor
+def _generate(model: Any, task: Task, store: FrameStore, item: protocols.Item) -> tuple[np.ndarray, np.ndarray]:
+    """(reference uint8 (T, h, w, 3), float32 predictions (T, h, w, 3) in [0, 1]) of one item, at the method's
+    frame size: reconstruction compares with the ground-truth frames, animation with the source frame."""
+    from methods.data import resize_frames
+    from methods.infer import animate_video, reconstruction_batches
 
-    return to_tensor(frames).to(device)
-
-
-def _generate(model: Any, protocol: str, source: np.ndarray, driving: np.ndarray, device: str,
-              batch_size: int) -> np.ndarray:
-    """float32 predictions (T, H, W, 3) in [0, 1] for one source frame (H, W, 3) and driving frames."""
-    import torch
-
-    if protocol == "animation":
-        from methods.infer import animate_video  # the config's animation mode (FOMM animate_params)
-
-        return np.clip(animate_video(model, source, driving, device=device), 0.0, 1.0).astype(np.float32)
-    src = _to_tensor(source[None], device)
-    with torch.no_grad():
-        out = []
-        for start in range(0, len(driving), batch_size):
-            drv = _to_tensor(driving[start:start + batch_size], device)
-            pred = model.reconstruct(src.expand(len(drv), -1, -1, -1), drv)
-            out.append(pred.detach().float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(out)
+    if task.protocol == "reconstruction":  # the one implementation `animbench reconstruct` uses too
+        batches = list(reconstruction_batches(model, store, item.driving_video, frame_size=task.frame_size,
+                                              batch_size=task.batch_size, device=task.device))
+        return np.concatenate([gt for gt, _ in batches]), np.concatenate([pred for _, pred in batches])
+    source = store.read(item.source_video, [item.source_frame])
+    driving = store.read(item.driving_video)
+    if task.frame_size is not None:
+        source, driving = resize_frames(source, task.frame_size), resize_frames(driving, task.frame_size)
+    # the config's animation mode (FOMM animate_params)
+    pred = np.clip(animate_video(model, source[0], driving, device=task.device), 0.0, 1.0).astype(np.float32)
+    return np.repeat(source, len(pred), 0), pred
 
 
 def _write_png(path: Path, frame: np.ndarray) -> None:
@@ -192,19 +196,22 @@ def sample_indices(n: int, k: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(k, n))})
 
 
-def _save_samples(task: Task, item: protocols.Item, pred: np.ndarray, source: np.ndarray,
-                  driving: np.ndarray) -> None:
-    root, video = Path(task.out) / R.SAMPLES_DIR, R.sample_dir_name(item.video_id)
-    for t in sample_indices(len(pred), task.sample_frames):
-        _write_png(root / task.method.key / video / f"{t:07d}.png", pred[t])
-        if task.write_inputs:
-            _write_png(root / "_driving" / video / f"{t:07d}.png", driving[t])
-    if task.write_inputs:
-        _write_png(root / "_source" / video / f"{item.source_frame:07d}.png", source)
+def _save_samples(task: Task, store: FrameStore, item: protocols.Item, pred: np.ndarray) -> None:
+    # every path through R.sample_path (prep.ids.safe_join): a store's video id cannot lead outside --out
+    picks = sample_indices(len(pred), task.sample_frames)
+    for t in picks:
+        _write_png(R.sample_path(task.out, task.method.key, item.video_id, t), pred[t])
+    if task.write_inputs:  # the inputs as stored, whatever size each method ran at
+        for t, frame in zip(picks, store.read(item.driving_video, picks), strict=True):
+            _write_png(R.sample_path(task.out, "_driving", item.video_id, t), frame)
+        _write_png(R.sample_path(task.out, "_source", item.video_id, item.source_frame),
+                   store.read(item.source_video, [item.source_frame])[0])
 
 
-def run_task(task: Task) -> dict[str, Any]:
-    """Generate and score one chunk; return its per-frame rows and what provenance it saw."""
+def run_task(task: Task, on_item: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """Generate and score one chunk; return its per-frame rows and what provenance it saw.
+
+    `on_item(1)` is called after each item (the in-process progress bar)."""
     t0 = time.perf_counter()
     _deterministic(task.seed, task.device, task.threads)
     import torch
@@ -223,18 +230,14 @@ def run_task(task: Task) -> dict[str, Any]:
     frames_done = 0
     for item in task.items:
         torch.manual_seed(task.seed ^ zlib.crc32(f"{task.method.key}/{item.video_id}".encode()))
-        source = store.read(item.source_video, [item.source_frame])[0]
-        driving = store.read(item.driving_video)
-        pred_float = _generate(model, task.protocol, source, driving, task.device, task.batch_size)
+        reference, pred_float = _generate(model, task, store, item)
         pred = protocols.quantize(pred_float.transpose(0, 3, 1, 2))  # as the official code saved frames
-        # reconstruction compares with the driving (= ground-truth) frames; animation with the source frame
-        reference = driving if task.protocol == "reconstruction" else np.repeat(source[None], len(pred), 0)
         for name, (metric, _) in metrics.items():
             if metric_spec(name).kind == "set":
                 feats = features.setdefault(name, {"pred": [], "real": []})
                 feats["pred"].append(metric.features(pred))
-                if task.write_inputs:  # the real set (driving frames) is the same for every method
-                    feats["real"].append(metric.features(driving))
+                if task.write_inputs:  # the real set: the driving frames as stored, the same for every method
+                    feats["real"].append(metric.features(store.read(item.driving_video)))
                 continue
             # FOMM's L1 scored the float output; pose / identity scripts read the quantised frames
             scores: FrameScores = metric(pred_float if metric_spec(name).float_input else pred, reference)
@@ -250,8 +253,10 @@ def run_task(task: Task) -> dict[str, Any]:
             cols["value"] += scores.values.tolist()
             cols["skipped"] += scores.skipped.tolist()
         if item.video_id in task.sample_videos:
-            _save_samples(task, item, pred, source, driving)
+            _save_samples(task, store, item, pred)
         frames_done += len(pred)
+        if on_item is not None:
+            on_item(1)
     moments = {name: {side: _moments(f[side]) for side in ("pred", "real") if f[side]}
                for name, f in features.items()}
     return {
@@ -271,9 +276,15 @@ def _metric_columns(metric: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- driver side
 def _execute(tasks: list[Task], workers: int, use_gpu: bool, in_process: bool,
-             address: str | None = None) -> list[dict[str, Any]]:
-    if in_process:
-        return [run_task(t) for t in tasks]
+             address: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    total = sum(len(t.items) for t in tasks)  # (method, video) pairs: the bar counts generated videos
+    with progress_bar(total, "bench", "video", enabled=progress) as bar:
+        if in_process:
+            return [run_task(t, on_item=bar.update) for t in tasks]
+        return _execute_ray(tasks, workers, use_gpu, address, bar)
+
+
+def _execute_ray(tasks: list[Task], workers: int, use_gpu: bool, address: str | None, bar: Any) -> list[dict]:
     import ray
 
     started = not ray.is_initialized()
@@ -286,11 +297,26 @@ def _execute(tasks: list[Task], workers: int, use_gpu: bool, in_process: bool,
     try:
         gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
         remote = ray.remote(run_task).options(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)
+        refs = [remote.remote(t) for t in tasks]
+        index = {ref: i for i, ref in enumerate(refs)}
+        done: list[Any] = [None] * len(refs)
+        pending = list(refs)
         try:
-            return ray.get([remote.remote(t) for t in tasks])
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, AnimbenchError):  # a user error inside a task: one line, as in-process
-                raise AnimbenchError(str(exc.cause)) from None
+            while pending:  # collect as tasks finish, so the bar moves and the first failure stops the rest
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    done[index[ref]] = ray.get(ref)
+                    bar.update(len(tasks[index[ref]].items))
+            return done
+        except BaseException as exc:
+            for ref in pending:  # no task of a failed run may go on writing samples into --out
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001  # already finished or gone: nothing to stop
+                    pass
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, AnimbenchError):  # a user error inside a task: one line, as in-process
+                raise AnimbenchError(str(cause)) from None
             raise
     finally:
         if started:
@@ -334,10 +360,11 @@ def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol:
               seed: int = 0, limit_videos: int | None = None, variant: str = "legacy", pairs: str | None = None,
               num_pairs: int | None = None, skip_missing_pairs: bool = False, sample_videos: int = 4,
               sample_frames: int = 4, batch_size: int = 16, n_boot: int = R.DEFAULT_BOOT,
-              overwrite: bool = False, address: str | None = None) -> dict[str, Any]:
+              overwrite: bool = False, address: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Bench methods over a store's split under a protocol; write `out` (see bench.results); return its manifest.
 
-    `address` joins an existing Ray cluster (the store and `out` must be on a filesystem every node sees)."""
+    `address` joins an existing Ray cluster (the store and `out` must be on a filesystem every node sees).
+    `progress` shows a bar with an ETA on stderr. A run that fails leaves no results folder behind."""
     import torch
 
     protocols.check_protocol(protocol, variant)
@@ -364,25 +391,36 @@ def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol:
         workers = max(1, torch.cuda.device_count()) if use_gpu else max(1, os.cpu_count() or 1)
     elif workers < 1:
         raise AnimbenchError(f"--workers {workers}: expected 1 or more")
+    from methods.infer import evaluation_record, evaluation_size
+
+    sizes = {m.key: evaluation_size(m.name, m.config) for m in methods}  # a bad config fails before any output
+    videos = sorted({v for it in items for v in (it.source_video, it.driving_video)})
+    evaluation = {m.key: evaluation_record(fs, videos, sizes[m.key]) for m in methods}
+    existed = Path(out).exists()
     out = R.prepare_results_dir(out, overwrite=overwrite)
-    chunk = max(1, math.ceil(len(items) / (2 * workers)))
-    samples = [it.video_id for it in items[:sample_videos]]
-    tasks = [Task(m, str(fs.root), items[i:i + chunk], protocol, variant, metrics, device, seed, str(out),
-                  sample_videos=samples, sample_frames=sample_frames, write_inputs=(k == 0), batch_size=batch_size,
-                  threads=None if in_process else 1)
-             for k, m in enumerate(methods) for i in range(0, len(items), chunk)]
-    t0 = time.perf_counter()
-    done = _execute(tasks, workers, use_gpu, in_process, address)
-    seconds = time.perf_counter() - t0
-    return _write(out, methods, fs, tasks, done, metrics=metrics, specs=specs, protocol=protocol, variant=variant,
-                  split=split, pairs=pairs, skipped_pairs=skipped_pairs, seed=seed, device=device, workers=workers,
-                  in_process=in_process, n_items=len(items), seconds=seconds, n_boot=n_boot)
+    try:
+        chunk = max(1, math.ceil(len(items) / (2 * workers)))
+        samples = [it.video_id for it in items[:sample_videos]]
+        tasks = [Task(m, str(fs.root), items[i:i + chunk], protocol, variant, metrics, device, seed, str(out),
+                      sample_videos=samples, sample_frames=sample_frames, write_inputs=(k == 0),
+                      batch_size=batch_size, threads=None if in_process else 1, frame_size=sizes[m.key])
+                 for k, m in enumerate(methods) for i in range(0, len(items), chunk)]
+        t0 = time.perf_counter()
+        done = _execute(tasks, workers, use_gpu, in_process, address, progress)
+        seconds = time.perf_counter() - t0
+        return _write(out, methods, fs, tasks, done, metrics=metrics, specs=specs, protocol=protocol,
+                      variant=variant, split=split, pairs=pairs, skipped_pairs=skipped_pairs, seed=seed, device=device,
+                      workers=workers, in_process=in_process, n_items=len(items), seconds=seconds, n_boot=n_boot,
+                      evaluation=evaluation)
+    except BaseException:
+        R.discard_results_dir(out, existed)  # a corrupt store or checkpoint must not block the rerun
+        raise
 
 
 def _write(out: Path, methods: Sequence[MethodSpec], fs: FrameStore, tasks: list[Task], done: list[dict[str, Any]],
            *, metrics: list[str], specs: dict, protocol: str, variant: str, split: str, pairs: str | None,
            skipped_pairs: int, seed: int, device: str, workers: int, in_process: bool, n_items: int, seconds: float,
-           n_boot: int) -> dict[str, Any]:
+           n_boot: int, evaluation: dict[str, dict[str, Any]]) -> dict[str, Any]:
     versions: dict[str, dict[str, str]] = {}
     frames, set_rows = [], []
     run_methods: dict[str, Any] = {}
@@ -421,6 +459,7 @@ def _write(out: Path, methods: Sequence[MethodSpec], fs: FrameStore, tasks: list
                              "metric_weights_sha256": info["metric_weights_sha256"]})
         run_methods[m.key] = {**asdict(m), "checkpoint_sha256": cols["checkpoint_sha256"],
                               "config_sha256": cols["config_sha256"], "provenance": prov,
+                              "evaluation": evaluation[m.key],
                               "frames": sum(d["frames"] for _, d in parts),
                               "task_seconds": round(sum(d["seconds"] for _, d in parts), 3)}
     run = {
@@ -433,4 +472,5 @@ def _write(out: Path, methods: Sequence[MethodSpec], fs: FrameStore, tasks: list
     }
     all_frames = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(R.FRAME_COLUMNS))
     return R.write_results(out, all_frames, run=run, versions=versions, set_rows=set_rows, n_boot=n_boot, seed=seed,
-                           higher_is_better={n: s.higher_is_better for n, s in specs.items()})
+                           higher_is_better={n: s.higher_is_better for n, s in specs.items()},
+                           pooling={n: s.pooling for n, s in specs.items()})

@@ -8,6 +8,13 @@ floor(255 * pred), the quantisation of the official png strips (`(255 * pred).as
 exactly what the official evaluation read; `l1` is computed on the float predictions, `l1_quantised` on the stored
 uint8 frames.
 
+Frame size (one model, one number): a method runs, and is scored, at its config's frame shape
+(`dataset_params.frame_shape`, the shape the official loader delivers). A store whose frames differ from it is
+resized as the official loaders' `frame_shape` option does (skimage `resize`, order 1, anti-aliased; rounded to
+uint8 as every stored frame is), ground truth included, and the choice is recorded (`evaluation`). Methods without
+a config (copy-source, oracle) run at the store's size. `reconstruction_batches` is the one implementation:
+`animbench reconstruct` and `animbench bench` both call it, so both report the same L1.
+
 Animation: `animate_video` returns float32 (T, H, W, 3) in [0, 1]; `write_animation` writes .npy (those floats,
 exactly), .mp4 (PyAV h264), .gif, or a directory of `%07d.png` frames (floor(255 * pred) like the strips).
 """
@@ -53,6 +60,62 @@ def _to_hwc(pred: torch.Tensor) -> np.ndarray:
     return pred.detach().float().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def evaluation_size(method: str, config: str | os.PathLike | None) -> tuple[int, int] | None:
+    """(H, W) a method runs and is scored at: its config's frame shape; None (the store's size) without a config."""
+    from methods.config import load_config
+
+    return frame_shape(load_config(config, method=method)) if config is not None else None
+
+
+RESIZE_RULE = ("frames whose size differs from frame_size are resized to it, ground truth included, as the "
+               "official loader's frame_shape: skimage.transform.resize(order=1, anti_aliasing=True, "
+               "mode='constant'), rounded to uint8")
+
+
+def evaluation_record(store: FrameStore, videos: list[str], frame_size: tuple[int, int] | None) -> dict[str, Any]:
+    """What a reconstruction ran at, for its outputs: the model's frame size, the store's, and whether it resized."""
+    sizes = sorted({(int(store.info(v)["height"]), int(store.info(v)["width"])) for v in videos})
+    return {"frame_size": None if frame_size is None else list(frame_size),
+            "store_frame_sizes": [list(s) for s in sizes],
+            "resized": frame_size is not None and any(s != tuple(frame_size) for s in sizes),
+            "rule": RESIZE_RULE if frame_size is not None else "frames used at the store's size (no config)"}
+
+
+def l1_per_frame(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """FOMM's L1 per frame, float64 (N,): mean |pred - gt / 255| over H x W x C in float32, pred float32 in [0, 1]
+    and gt uint8 (bench's `l1` metric calls this too)."""
+    diff = np.abs(pred - gt.astype(np.float32) / np.float32(255.0))
+    return diff.reshape(len(diff), -1).mean(axis=1, dtype=np.float64)
+
+
+def reconstruction_batches(
+    model: nn.Module,
+    store: FrameStore,
+    video_id: str,
+    *,
+    frame_size: tuple[int, int] | None = None,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """FOMM's reconstruction of one stored video, batch by batch: (ground truth uint8 (B, h, w, 3), predictions
+    float32 (B, h, w, 3) in [0, 1]) at `frame_size` (None: the store's size). Source = frame 0; every frame,
+    frame 0 included, is driven with its own absolute keypoints. The one implementation of the protocol."""
+    dev = _model_device(model, device)
+    n = store.num_frames(video_id)
+    source_frame = store.read(video_id, [0])
+    if frame_size is not None:
+        source_frame = resize_frames(source_frame, frame_size)
+    source = to_tensor(source_frame).to(dev)
+    for start in range(0, n, batch_size):
+        gt = store.read(video_id, range(start, min(n, start + batch_size)))
+        if frame_size is not None:
+            gt = resize_frames(gt, frame_size)
+        driving = to_tensor(gt).to(dev)
+        with torch.no_grad():
+            pred = _to_hwc(model.reconstruct(source.expand(driving.shape[0], -1, -1, -1), driving))
+        yield gt, np.clip(pred, 0.0, 1.0, out=pred)
+
+
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
@@ -72,9 +135,13 @@ def reconstruct_store(
     provenance: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the reconstruction protocol on a split; write predictions (frame store) and reconstruction.json."""
+    """Run the reconstruction protocol on a split; write predictions (frame store) and reconstruction.json.
+
+    A run that fails (a corrupt store, a failing model) removes what it wrote, so the same command runs again."""
     store = store if isinstance(store, FrameStore) else FrameStore(store)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AnimbenchError(f"output {out}: exists and is not a directory")
     if (out / SUMMARY_FILE).exists() and not overwrite:
         raise AnimbenchError(f"{out}: already holds {SUMMARY_FILE} (pass --overwrite to replace it)")
     videos = store.videos(split)
@@ -87,43 +154,45 @@ def reconstruct_store(
     model.to(dev).eval()
     provenance = dict(provenance or {})
     method = provenance.get("method", type(model).__name__)
+    evaluation = evaluation_record(store, videos, frame_size)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY_FILE).unlink(missing_ok=True)  # overwrite: the old summary must not describe new predictions
     config = {"kind": "reconstruction", "protocol": "fomm-reconstruction", "method": method,
               "source_store": str(store.root), "source_fingerprint": store.fingerprint, "split": split,
-              "quantisation": QUANTISATION, "provenance": provenance}
+              "quantisation": QUANTISATION, "evaluation": evaluation, "provenance": provenance}
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
 
     def predicted_frames(vid: str, record: dict[str, Any]) -> Iterator[np.ndarray]:
         n = store.num_frames(vid)
-        source_frame = store.read(vid, [0])
-        if frame_size is not None:
-            source_frame = resize_frames(source_frame, frame_size)
-        source = to_tensor(source_frame).to(dev)
         l1_sum = l1q_sum = 0.0
-        for start in range(0, n, batch_size):
-            gt = store.read(vid, range(start, min(n, start + batch_size)))
-            if frame_size is not None:
-                gt = resize_frames(gt, frame_size)
-            driving = to_tensor(gt).to(dev)
-            with torch.no_grad():
-                pred = _to_hwc(model.reconstruct(source.expand(driving.shape[0], -1, -1, -1), driving))
-            gt_float = gt.astype(np.float32) / 255.0
+        for gt, pred in reconstruction_batches(model, store, vid, frame_size=frame_size, batch_size=batch_size,
+                                               device=dev):
             uint8 = quantise(pred)
-            l1_sum += float(np.abs(pred - gt_float).mean(axis=(1, 2, 3), dtype=np.float64).sum())
-            l1q_sum += float(np.abs(uint8.astype(np.float32) / 255.0 - gt_float).mean(axis=(1, 2, 3),
-                                                                                       dtype=np.float64).sum())
+            l1_sum += float(l1_per_frame(pred, gt).sum())
+            l1q_sum += float(l1_per_frame(uint8.astype(np.float32) / np.float32(255.0), gt).sum())
             yield from uint8
         record.update(num_frames=n, l1=l1_sum / n, l1_quantised=l1q_sum / n, l1_sum=l1_sum, l1_quantised_sum=l1q_sum)
 
-    with FrameStoreWriter(out / PREDICTIONS_DIR, config, encode=EncodeOptions("png"), overwrite=overwrite) as w:
-        for vid in videos:
-            info = store.info(vid)  # plain Python values, None for missing facts
-            record: dict[str, Any] = {"video_id": vid}
-            w.add_video(vid, predicted_frames(vid, record), split=split, person_id=info.get("person_id"),
-                        fps=info.get("fps"), source_path=f"{store.root}::{vid}", recipe=f"reconstruction:{method}")
-            rows.append(record)
+    writing = False
+    try:
+        with FrameStoreWriter(out / PREDICTIONS_DIR, config, encode=EncodeOptions("png"), overwrite=overwrite) as w:
+            writing = True  # from here on out/predictions is this run's
+            for vid in videos:
+                info = store.info(vid)  # plain Python values, None for missing facts
+                record: dict[str, Any] = {"video_id": vid}
+                w.add_video(vid, predicted_frames(vid, record), split=split, person_id=info.get("person_id"),
+                            fps=info.get("fps"), source_path=f"{store.root}::{vid}",
+                            recipe=f"reconstruction:{method}")
+                rows.append(record)
+    except BaseException:
+        # nothing half-written may block the rerun (a corrupt store or a failing model used to leave predictions/)
+        if writing:
+            shutil.rmtree(out / PREDICTIONS_DIR, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     wall = time.perf_counter() - t0
     frames = sum(r["num_frames"] for r in rows)
     summary = {
@@ -134,7 +203,7 @@ def reconstruct_store(
         "l1_video_weighted": float(np.mean([r["l1"] for r in rows])),  # Monkey-Net's number
         "quantisation": QUANTISATION, "keypoints": "absolute; source = frame 0; every frame including 0 driven",
         "store": {"path": str(store.root), "fingerprint": store.fingerprint},
-        "frame_size": None if frame_size is None else list(frame_size),
+        "frame_size": None if frame_size is None else list(frame_size), "evaluation": evaluation,
         "predictions": {"path": str(out / PREDICTIONS_DIR), "content_hash": FrameStore(out / PREDICTIONS_DIR)
                         .fingerprint},
         "provenance": provenance, "device": str(dev), "batch_size": batch_size,
@@ -317,13 +386,11 @@ def reconstruct(method: str, store: str | os.PathLike, out_dir: str | os.PathLik
                 batch_size: int = 16, device: str = "cpu", limit_videos: int | None = None,
                 align_corners: bool | None = None, overwrite: bool = False) -> dict[str, Any]:
     """`animbench reconstruct`: load a registered method and run the reconstruction protocol on a store."""
-    from methods.config import load_config
     from methods.registry import load_model
 
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device,
                                    align_corners=align_corners)
-    # frames are brought to the config's size (baselines have none: the store's size)
-    size = frame_shape(load_config(config, method=method)) if config is not None else None
+    size = evaluation_size(method, config)  # as `animbench bench`: the config's frame shape, else the store's
     return reconstruct_store(model, store, out_dir, split=split, batch_size=batch_size, device=device,
                              limit_videos=limit_videos, frame_size=size, provenance=provenance,
                              overwrite=overwrite)

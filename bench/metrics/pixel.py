@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from bench.metrics.registry import check_frames, register_metric
+from bench.results import PSNR_CAP_DB, psnr_from_mse
+from methods.infer import l1_per_frame
 from prep.errors import AnimbenchError
 
 SSIM_SIGMA = 1.5
@@ -40,9 +42,9 @@ def l1(pred: np.ndarray, gt: np.ndarray, *, chunk: int = 64) -> np.ndarray:
     out = np.empty(len(pred), np.float64)
     if pred.dtype == np.float32:
         for s in _chunks(len(pred), chunk):
-            # float32 throughout, as FOMM: sigmoid output vs img_as_float32(gt) (= uint8 / 255 in float32)
-            diff = np.abs(pred[s] - gt[s].astype(np.float32) / np.float32(255.0))
-            out[s] = diff.reshape(len(diff), -1).mean(axis=1, dtype=np.float64)
+            # float32 throughout, as FOMM: sigmoid output vs img_as_float32(gt) (= uint8 / 255 in float32); the
+            # same function `animbench reconstruct` scores with, so both report one number
+            out[s] = l1_per_frame(pred[s], gt[s])
         return out
     for s in _chunks(len(pred), chunk):
         diff = np.abs(pred[s].astype(np.int16) - gt[s].astype(np.int16))
@@ -52,18 +54,25 @@ def l1(pred: np.ndarray, gt: np.ndarray, *, chunk: int = 64) -> np.ndarray:
 
 @register_metric(
     "psnr", kind="paired", higher_is_better=True, backend="numpy",
-    settings={"data_range": 1.0, "channels": "RGB", "crop_border": 0},
-    protocol_notes="10*log10(1/MSE) per frame on [0,1] RGB values; identical frames give +inf (as scikit-image).",
+    settings={"data_range": 1.0, "channels": "RGB", "crop_border": 0, "cap_db": PSNR_CAP_DB,
+              "pooling": "psnr of the mean squared error"},
+    protocol_notes=(
+        f"10*log10(1/MSE) per frame on [0,1] RGB values, capped at {PSNR_CAP_DB:g} dB: identical frames "
+        "(copy-source's frame 0, the oracle) get the cap instead of +inf (scikit-image's value). Means pool the "
+        "mean squared error, not the dB values: a video's PSNR is that of its mean squared error over frames "
+        "(the frame-weighted mean: of all frames' mean squared error), so one identical frame cannot outweigh "
+        "the rest of a video."
+    ),
+    pooling="psnr",
 )
 def psnr(pred: np.ndarray, gt: np.ndarray, *, chunk: int = 64) -> np.ndarray:
-    """Per-frame PSNR in dB with data range 1 on [0,1] RGB values, shape (N,)."""
+    """Per-frame PSNR in dB with data range 1 on [0,1] RGB values, capped at PSNR_CAP_DB, shape (N,)."""
     check_frames(pred, gt, metric="psnr")
     mse = np.empty(len(pred), np.float64)
     for s in _chunks(len(pred), chunk):
         diff = pred[s].astype(np.int32) - gt[s].astype(np.int32)
         mse[s] = (diff * diff).reshape(len(diff), -1).mean(axis=1, dtype=np.float64) / (255.0 * 255.0)
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(1.0 / mse)
+    return psnr_from_mse(mse)
 
 
 def _gaussian_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.results import POOLINGS
 from methods import weights
 from prep.errors import AnimbenchError
 from prep.manifest import sha256_file
@@ -99,6 +100,8 @@ class MetricSpec:
     # True: the runner scores the float [0,1] generator output, as FOMM scored L1; False: the uint8 frames
     # quantised as the official code saved them (what the pose / identity scripts read)
     float_input: bool = False
+    # how per-frame values pool into means: "mean", or "psnr" (PSNR of the mean squared error; bench.results)
+    pooling: str = "mean"
 
 
 _METRICS: dict[str, MetricSpec] = {}
@@ -163,7 +166,7 @@ class FunctionMetric:
 
 def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: str, needs: tuple[str, ...] = (),
                     protocol_notes: str = "", settings: dict[str, Any] | None = None,
-                    float_input: bool = False) -> Callable:
+                    float_input: bool = False, pooling: str = "mean") -> Callable:
     """Decorator: register a paired function `fn(pred, gt, **options)` or a class whose instances are metrics.
 
     A function is wrapped so that `get_metric(name, **options)(pred, gt)` calls `fn(pred, gt, **options)`
@@ -171,9 +174,12 @@ def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: st
     instances provide `describe()` and either `__call__(pred, gt) -> FrameScores` (paired) or `features`,
     `accumulator`, `distance` (set). `settings` (functions only) is reported verbatim by `describe()`.
     `float_input`: pred may also be float32 in [0, 1] (the unquantised generator output).
+    `pooling`: how frames pool into means (bench.results.POOLINGS): "mean", or "psnr" for a PSNR in dB.
     """
     if kind not in KINDS:
         raise ValueError(f"metric {name}: kind {kind!r} not in {KINDS}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"metric {name}: pooling {pooling!r} not in {sorted(POOLINGS)}")
 
     def deco(obj: Callable) -> Callable:
         if name in _METRICS and _METRICS[name].target is not obj:
@@ -184,7 +190,7 @@ def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: st
         build = obj if is_class else _function_builder(obj, dict(settings or {}))
         doc = (inspect.getdoc(obj) or "").strip().splitlines()
         _METRICS[name] = MetricSpec(name, kind, higher_is_better, backend, tuple(needs), protocol_notes, build,
-                                    doc[0] if doc else "", obj, float_input)
+                                    doc[0] if doc else "", obj, float_input, pooling)
         return obj
 
     return deco
@@ -194,6 +200,7 @@ def _function_builder(fn: Callable, fn_settings: dict[str, Any]) -> Callable[...
     def build(spec: MetricSpec, **options: Any) -> FunctionMetric:
         return FunctionMetric(spec, fn, fn_settings, options)
 
+    build.settings = fn_settings  # type: ignore[attr-defined]  # describe_metric reads them without building
     return build
 
 
@@ -216,6 +223,22 @@ def get_metric(name: str, **options: Any) -> Any:
     """Build a metric object (loads its weights; options such as device='cuda' go to the class)."""
     spec = metric_spec(name)
     return spec.build(spec, **options)
+
+
+def describe_metric(name: str, **options: Any) -> dict[str, Any]:
+    """A metric's provenance without needing its weight files: the built metric's describe() when it can be
+    built, else the registry's entry (notes, settings, each weight file with its folder and status "missing")
+    with `status` saying why it was not built (the same one-line message a run would stop with)."""
+    spec = metric_spec(name)
+    try:
+        return spec.build(spec, **options).describe()
+    except (AnimbenchError, ImportError, OSError) as exc:  # a weight file or optional package is missing
+        out = base_description(spec)
+        if not inspect.isclass(spec.target):
+            out["settings"] = dict(getattr(spec.build, "settings", {}))
+        out["summary"] = spec.summary
+        out["status"] = f"not built: {exc}"
+        return out
 
 
 def _load_builtin() -> None:

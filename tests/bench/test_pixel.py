@@ -7,6 +7,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from bench.metrics import get_metric
+from bench.metrics.pixel import PSNR_CAP_DB
 from prep.errors import AnimbenchError
 
 
@@ -27,12 +28,15 @@ def test_l1_is_fomm_mean_abs_on_unit_range():
     assert scores.n_valid == 3
 
 
-def test_psnr_matches_skimage_and_identical_frames_are_infinite():
+def test_psnr_matches_skimage_and_identical_frames_get_the_stated_cap():
     pred, gt = _frames(1)
     got = get_metric("psnr")(pred, gt).values
     expected = [peak_signal_noise_ratio(g / 255.0, p / 255.0, data_range=1.0) for p, g in zip(pred, gt, strict=True)]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
-    assert np.isposinf(get_metric("psnr")(gt, gt).values).all()
+    # identical frames (copy-source's frame 0, the oracle) are finite: the cap, not +inf as scikit-image gives
+    assert (get_metric("psnr")(gt, gt).values == PSNR_CAP_DB).all() and np.isfinite(PSNR_CAP_DB)
+    notes = get_metric("psnr").describe()["protocol_notes"]
+    assert f"{PSNR_CAP_DB:g} dB" in notes and "mean squared error" in notes
 
 
 @pytest.mark.parametrize("shape", [(2, 40, 48), (1, 11, 11), (2, 64, 33)])

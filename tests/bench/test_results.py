@@ -126,6 +126,34 @@ def test_identical_frames_give_infinite_psnr_that_survives_aggregation(tmp_path)
     assert c["better"] == "oracle" and c["p_boot"] == 0.0
 
 
+def test_psnr_pools_mean_squared_errors_so_one_identical_frame_does_not_win(tmp_path):
+    """Copy-source reproduces frame 0 exactly (PSNR at the cap) and is poor elsewhere; a method 5 dB better on
+    every other frame must lead the board, and every number must be finite."""
+    cap = R.PSNR_CAP_DB
+    vids = [f"v{i}" for i in range(6)]
+    frames = pd.concat([rows("copy-source", "psnr", {v: [cap, 20.0, 20.0, 20.0] for v in vids}),
+                        rows("method", "psnr", {v: [30.0, 25.0, 25.0, 25.0] for v in vids}),
+                        rows("oracle", "psnr", {v: [cap] * 4 for v in vids})])
+    out = R.prepare_results_dir(tmp_path / "r")
+    R.write_results(out, frames, run={"method_order": ["copy-source", "method", "oracle"]},
+                    versions={VID: VERSIONS}, higher_is_better={"psnr": True}, pooling={"psnr": "psnr"}, n_boot=200)
+    res = R.Results(out)
+    a = res.aggregates()
+    assert np.isfinite(a[["mean", "ci_low", "ci_high"]].to_numpy()).all()
+    copy = agg(res, "copy-source", "psnr", "frame")["mean"]
+    # PSNR of the mean squared error over the video: frame 0 adds an MSE of ~0, it does not add 100 dB
+    assert copy == pytest.approx(10 * math.log10(1 / (3 * 10 ** -2 / 4)))
+    assert agg(res, "method", "psnr", "frame")["mean"] > copy + 4
+    assert agg(res, "oracle", "psnr", "video")["mean"] == pytest.approx(cap)
+    v = res.videos()
+    assert v.loc[v["method"] == "copy-source", "mean"].to_numpy() == pytest.approx(copy)
+    c = res.comparisons()
+    assert np.isfinite(c[["mean_a", "mean_b", "diff", "ci_low", "ci_high"]].to_numpy()).all()
+    c = c.set_index(["method_a", "method_b", "weighting"])
+    assert c.loc[("copy-source", "method", "frame"), "better"] == "method"
+    assert res.manifest["pooling"]["psnr"].startswith("psnr")
+
+
 def test_a_run_without_manifest_does_not_open(tmp_path):
     res = write(tmp_path, rows("m", "l1", {"a": [1.0]}))
     assert R.verify_results(res.root) == []

@@ -82,12 +82,14 @@ def test_install_copies_found_files_after_hash_checks(homes, tmp_path, capsys):
     assert main(["weights", "install", "--from", str(tmp_path / "empty")]) == 1
 
 
-def test_a_metric_with_missing_weights_is_a_one_line_error_exit_2(homes, capsys):
-    assert main(["metrics", "lpips", "--describe"]) == 2
-    err = capsys.readouterr().err
-    assert err == (f"animbench: error: missing weight file {ALEX}: place it in {homes['torch_hub']} (needed by "
-                   f"metric:lpips; get it from https://download.pytorch.org/models/{ALEX}; "
-                   "or run `animbench weights install --from DIR`)\n")
+def test_a_metric_with_missing_weights_is_described_with_the_one_line_reason(homes, capsys):
+    import json
+
+    assert main(["metrics", "lpips", "--describe"]) == 0
+    status = json.loads(capsys.readouterr().out)["lpips"]["status"]
+    assert status == (f"not built: missing weight file {ALEX}: place it in {homes['torch_hub']} (needed by "
+                      f"metric:lpips; get it from https://download.pytorch.org/models/{ALEX}; "
+                      "or run `animbench weights install --from DIR`)")
 
 
 def test_metrics_lists_and_describes(homes, capsys):
@@ -97,3 +99,21 @@ def test_metrics_lists_and_describes(homes, capsys):
     assert "lower is better" in _line(out, "l1") and f"{ALEX} (missing)" in _line(out, "lpips")
     assert main(["metrics", "ssim", "--describe"]) == 0
     assert '"win_size": 11' in capsys.readouterr().out
+
+
+def test_metrics_describe_works_on_a_fresh_install(homes, capsys):
+    """Describing a metric does not need its weight file: every metric is described, missing files named."""
+    import json
+
+    from bench.metrics import list_metrics
+
+    assert main(["metrics", "--describe"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert sorted(described) == list_metrics()
+    lpips = described["lpips"]
+    assert lpips["weights"] == [{"name": ALEX, "path": str(homes["torch_hub"] / ALEX), "sha256": "missing"}]
+    assert ALEX in lpips["status"] and "animbench weights install" in lpips["status"]
+    assert lpips["protocol_notes"].startswith("LPIPS v0.1")
+    assert described["ssim"]["settings"]["win_size"] == 11 and "status" not in described["ssim"]
+    assert main(["metrics", "fid", "--describe"]) == 0
+    assert "pt_inception-2015-12-05-6726825d.pth" in json.loads(capsys.readouterr().out)["fid"]["status"]

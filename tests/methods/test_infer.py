@@ -196,3 +196,60 @@ def test_config_decides_the_animation_mode_unless_told(checkpoint):
     assert mode["move_location"] is True and mode["movement_mult"] is False and mode["adapt_variance"] is False
     assert animation_settings(mnet, False, True) == mode | {"relative": False, "adapt_scale": True,
                                                                  "move_location": False, "movement_mult": True}
+
+
+def _flip_frame_byte(root: Path, video_id: str, index: int) -> Path:
+    """Flip one byte in the middle of one stored frame's encoded bytes, inside its shard."""
+    data = FrameStore(root).read_encoded(video_id, [index])[0]
+    shard = next(p for p in (root / "frames").glob("*.parquet") if data in p.read_bytes())
+    raw = bytearray(shard.read_bytes())
+    at = raw.find(data)
+    raw[at + len(data) // 2] ^= 0x10
+    shard.write_bytes(bytes(raw))
+    return shard
+
+
+def test_a_failed_reconstruction_leaves_nothing_that_blocks_the_rerun(tmp_path):
+    """A corrupt store: a one-line error naming the shard, video and frame, and no predictions/ left behind
+    (it used to stay, so the rerun refused a non-empty folder)."""
+    store = make_store(tmp_path / "store", train=1, test=2, frames=5)
+    vid = FrameStore(store).videos("test")[-1]
+    shard = _flip_frame_byte(store, vid, 3)
+    with pytest.raises(AnimbenchError) as err:
+        reconstruct("copy-source", store, tmp_path / "rec")
+    message = str(err.value)
+    assert "\n" not in message and shard.name in message and repr(vid) in message and "frame 3" in message
+    assert not (tmp_path / "rec").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made is kept, without the half-written predictions
+    with pytest.raises(AnimbenchError):
+        reconstruct("copy-source", store, tmp_path / "kept")
+    assert list((tmp_path / "kept").iterdir()) == []
+    good = make_store(tmp_path / "good", train=1, test=2, frames=5)
+    assert reconstruct("copy-source", good, tmp_path / "kept")["num_videos"] == 2  # no --overwrite needed
+
+
+def test_a_truncated_checkpoint_is_one_line_and_writes_nothing(store, checkpoint, tmp_path):
+    truncated = tmp_path / "truncated.pth.tar"
+    truncated.write_bytes(checkpoint.read_bytes()[:20_000])
+    with pytest.raises(AnimbenchError, match=f"checkpoint {truncated}") as err:
+        reconstruct("fomm", store, tmp_path / "rec", checkpoint=str(truncated), config=str(FOMM_TINY))
+    assert "\n" not in str(err.value) and not (tmp_path / "rec").exists()
+
+
+def test_a_store_larger_than_the_config_is_resized_and_the_choice_recorded(checkpoint, tmp_path):
+    """The official loader delivers frames at the config's frame_shape: a 96 px store runs a 64 px model at 64 px
+    (not at 96 px, where its numbers would differ), ground truth included, and reconstruction.json says so."""
+    store = make_store(tmp_path / "s96", train=0, test=1, frames=4, size=96)
+    summary = reconstruct("fomm", store, tmp_path / "rec", checkpoint=str(checkpoint), config=str(FOMM_TINY))
+    assert summary["evaluation"]["resized"] is True and summary["evaluation"]["frame_size"] == [64, 64]
+    assert summary["evaluation"]["store_frame_sizes"] == [[96, 96]] and "skimage" in summary["evaluation"]["rule"]
+    model, _ = load_model("fomm", checkpoint=checkpoint, config=FOMM_TINY)
+    from methods.data import resize_frames
+
+    gt = resize_frames(FrameStore(store).read(summary["videos"][0]["video_id"]), (64, 64))
+    with torch.no_grad():
+        expected = model.reconstruct(to_tensor(gt[:1]).expand(len(gt), -1, -1, -1), to_tensor(gt))
+    expected = expected.permute(0, 2, 3, 1).numpy()
+    assert summary["l1"] == pytest.approx(np.abs(expected - gt / 255.0).mean(), abs=1e-6)
+    saved = json.loads((tmp_path / "rec" / "reconstruction.json").read_text())
+    assert saved["evaluation"] == summary["evaluation"]

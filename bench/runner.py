@@ -396,11 +396,13 @@ def run_bench(methods: Sequence[MethodSpec], store: str | os.PathLike, protocol:
     sizes = {m.key: evaluation_size(m.name, m.config) for m in methods}  # a bad config fails before any output
     videos = sorted({v for it in items for v in (it.source_video, it.driving_video)})
     evaluation = {m.key: evaluation_record(fs, videos, sizes[m.key]) for m in methods}
+    samples = [it.video_id for it in items[:sample_videos]]
+    for vid in samples:  # an id that cannot name a samples folder fails here, before any output
+        R.sample_path(out, "_driving", vid, 0)
     existed = Path(out).exists()
     out = R.prepare_results_dir(out, overwrite=overwrite)
     try:
         chunk = max(1, math.ceil(len(items) / (2 * workers)))
-        samples = [it.video_id for it in items[:sample_videos]]
         tasks = [Task(m, str(fs.root), items[i:i + chunk], protocol, variant, metrics, device, seed, str(out),
                       sample_videos=samples, sample_frames=sample_frames, write_inputs=(k == 0),
                       batch_size=batch_size, threads=None if in_process else 1, frame_size=sizes[m.key])

@@ -313,6 +313,11 @@ def test_bench_and_reconstruct_give_one_number_when_the_store_size_differs_from_
     assert "resize" in evaluation["rule"] and evaluation["resized"] is True
     # the predictions reconstruct stored are at the size that was scored
     assert FrameStore(tmp_path / "rec" / "predictions").read(rec["videos"][0]["video_id"]).shape[1:3] == (64, 64)
+    # animation runs the model at its frame shape too (source and driving resized alike), recorded the same way
+    an = run_bench([MethodSpec("fomm", ckpt, config)], store, "animation", ["identity_test_colour"],
+                   tmp_path / "an", workers=1, n_boot=20)
+    assert an["run"]["methods"]["fomm"]["evaluation"]["resized"] is True
+    assert R.Results(tmp_path / "an").frames()["value"].notna().all()
 
 
 def _flip_frame_byte(root: Path, video_id: str, index: int) -> Path:
@@ -406,6 +411,18 @@ def test_sample_paths_stay_inside_the_results_folder(tmp_path, video_id):
     from urllib.parse import unquote
 
     assert unquote(path.parent.name) == video_id  # reports map the folder back to the id
+
+
+def test_an_id_that_cannot_name_a_samples_folder_fails_before_any_output(tmp_path):
+    root = tmp_path / "long"
+    try:
+        with FrameStoreWriter(root, {"recipe": "test"}) as w:
+            w.add_video("x" * 300, _video(0, 3), split="test")
+    except AnimbenchError:
+        pytest.skip("the store writer refuses such ids itself (checked where they enter)")
+    with pytest.raises(AnimbenchError, match="300 bytes long") as err:
+        run_bench(BASELINES, root, "reconstruction", ["l1"], tmp_path / "out", workers=1)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
 
 
 def test_hostile_ids_in_a_store_write_nothing_outside_out(tmp_path):

@@ -6,13 +6,23 @@ A tube starts at a detection and follows detections whose IoU with the tube's *i
 of its boxes. A tube becomes a clip if it lasts `min_frames` or more and its box is at least `min_size` px on
 its longer side; the box is then enlarged by `increase` (aspect-preserving, so the crop is square-ish) and
 the clip is dropped if the enlarged box leaves the frame.
+
+Those are the official rules and the defaults. Real footage needs two more, both off by default:
+
+- `max_gap`: a tube survives up to this many consecutive frames without an overlapping detection (a
+  detector's miss); when the face is found again the gap's boxes are interpolated linearly between the boxes
+  on either side, and the tube goes on. A gap longer than `max_gap`, or one at the end of the video, ends the
+  tube at its last detection.
+- `out_of_frame`: what happens to an enlarged box that leaves the frame: `drop` the clip (official),
+  `shift` the box inside the frame (same size; dropped only if larger than the frame), or keep it and pad
+  the missing pixels (`pad-constant` with the pad value, `pad-replicate` with the nearest edge pixels).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +35,7 @@ from prep.manifest import sha256_file
 Box = tuple[float, float, float, float]  # left, top, right, bottom in pixels
 S3FD_FILE = "s3fd-619a316812.pth"  # face-alignment's name; the hex part is the sha256 prefix (torch hub style)
 DETECTORS = ("dlib", "dlib-cnn", "s3fd")
+OUT_OF_FRAME = ("drop", "shift", "pad-constant", "pad-replicate")
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,15 @@ class CropRules:
     min_size: int = 256
     increase: float = 0.1
     detect_height: int = 360  # frames are downscaled to this height before detection (never upscaled)
+    max_gap: int = 0  # frames without a detection a tube bridges (0: a miss ends the tube, as officially)
+    out_of_frame: str = "drop"  # one of OUT_OF_FRAME: enlarged boxes that leave the frame
+
+    def __post_init__(self) -> None:
+        if self.out_of_frame not in OUT_OF_FRAME:
+            raise AnimbenchError(f"--out-of-frame {self.out_of_frame!r}: expected one of {', '.join(OUT_OF_FRAME)}")
+        if self.max_gap < 0 or self.min_frames < 1 or self.max_frames < self.min_frames or self.min_size < 1:
+            raise AnimbenchError(f"crop rules: max_gap {self.max_gap} (>= 0), min_frames {self.min_frames} (>= 1), "
+                                 f"max_frames {self.max_frames} (>= min_frames), min_size {self.min_size} (>= 1)")
 
     def as_dict(self) -> dict[str, Any]:
         """The rules as recorded in the manifest config."""
@@ -45,12 +65,16 @@ class CropRules:
 
 @dataclass
 class Tube:
-    """A face track: the box it started from, the union of its boxes, first and last frame (inclusive)."""
+    """A face track: the box it started from, the union of its boxes, first and last frame (inclusive), the
+    box of every frame (interpolated in bridged gaps) and how many frames were bridged."""
 
     initial: Box
     union: Box
     start: int
     last: int
+    boxes: list[Box] = field(default_factory=list)
+    bridged: int = 0
+    missed: int = 0  # frames since the last detection (while the tube is open)
 
     @property
     def length(self) -> int:
@@ -74,15 +98,21 @@ def _join(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
+def _lerp(a: Box, b: Box, t: float) -> Box:
+    return tuple(x + (y - x) * t for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
+
+
 def track_tubes(detections: Iterable[list[Box]], rules: CropRules = CropRules()) -> list[Tube]:
-    """Link per-frame detections into tubes by IoU with each tube's initial box; return all tubes by start."""
+    """Link per-frame detections into tubes by IoU with each tube's initial box, bridging up to
+    `rules.max_gap` frames without one; return all tubes by start."""
     open_tubes: list[Tube] = []
     done: list[Tube] = []
     for i, boxes in enumerate(detections):
         still_open = []
         for tube in open_tubes:
             overlap = max((iou(tube.initial, b) for b in boxes), default=0.0)
-            if overlap >= rules.iou and tube.length < rules.max_frames:
+            fits = i - tube.start < rules.max_frames  # frame i would still be within max_frames
+            if fits and (overlap >= rules.iou or tube.missed < rules.max_gap):
                 still_open.append(tube)
             else:
                 done.append(tube)
@@ -94,10 +124,21 @@ def track_tubes(detections: Iterable[list[Box]], rules: CropRules = CropRules())
                 if v >= best_iou:
                     best, best_iou = tube, v
             if best is None:
-                open_tubes.append(Tube(box, box, i, i))
+                open_tubes.append(Tube(box, box, i, i, [box]))
+            elif best.last == i:  # a second box on the tube in this frame (official: it joins the union)
+                best.boxes[-1] = _join(best.boxes[-1], box)
+                best.union = _join(best.union, box)
             else:
+                gap = i - best.last - 1
+                if gap:  # a bridged miss: boxes interpolated between the detections on either side
+                    before = best.boxes[-1]
+                    best.boxes += [_lerp(before, box, (k + 1) / (gap + 1)) for k in range(gap)]
+                    best.bridged += gap
+                best.boxes.append(box)
                 best.union = _join(best.union, box)
                 best.last = i
+        for tube in open_tubes:  # a tube without a box in this frame is missing it (its gap grows)
+            tube.missed = i - tube.last
     done.extend(open_tubes)
     return sorted(done, key=lambda t: (t.start, t.initial))
 
@@ -111,24 +152,63 @@ def enlarge(box: Box, increase: float) -> Box:
     return (left - w_inc * w, top - h_inc * h, right + w_inc * w, bot + h_inc * h)
 
 
+DROP_REASONS = ("too_short", "too_small", "leaves_frame")
+
+
+def _shift_inside(box: Box, width: int, height: int) -> Box | None:
+    """The box moved (not resized) to lie inside the frame; None when it is larger than the frame."""
+    left, top, right, bot = box
+    if right - left > width or bot - top > height:
+        return None
+    dx = max(0.0, -left) - max(0.0, right - width)
+    dy = max(0.0, -top) - max(0.0, bot - height)
+    return (left + dx, top + dy, right + dx, bot + dy)
+
+
 def tube_clips(tubes: Iterable[Tube], width: int, height: int, rules: CropRules = CropRules()
                ) -> tuple[list[tuple[int, int, tuple[int, int, int, int]]], dict[str, int]]:
-    """Apply the crop rules: return clips (start, end exclusive, int box) and counts of dropped tubes by rule."""
-    clips, dropped = [], {"too_short": 0, "too_small": 0, "leaves_frame": 0}
+    """Apply the crop rules: return clips (start, end exclusive, int box) and counts: tubes dropped by rule
+    (DROP_REASONS), clips kept by `out_of_frame` (shifted, padded), frames bridged, the longest tube."""
+    clips = []
+    counts = dict.fromkeys(DROP_REASONS, 0) | {"shifted": 0, "padded": 0, "bridged_frames": 0, "longest": 0}
     for tube in tubes:
+        counts["longest"] = max(counts["longest"], tube.length)
         if tube.length < rules.min_frames:
-            dropped["too_short"] += 1
+            counts["too_short"] += 1
             continue
         left, top, right, bot = tube.union
         if max(right - left, bot - top) < rules.min_size:
-            dropped["too_small"] += 1
+            counts["too_small"] += 1
             continue
         big = enlarge(tube.union, rules.increase)
         if big[0] < 0 or big[1] < 0 or big[2] > width or big[3] > height:
-            dropped["leaves_frame"] += 1
-            continue
-        clips.append((tube.start, tube.last + 1, tuple(int(v) for v in big)))
-    return clips, dropped
+            if rules.out_of_frame == "shift":
+                big = _shift_inside(big, width, height)
+                counts["shifted" if big is not None else "leaves_frame"] += 1
+            elif rules.out_of_frame.startswith("pad"):
+                counts["padded"] += 1
+            else:
+                big = None
+                counts["leaves_frame"] += 1
+            if big is None:
+                continue
+        counts["bridged_frames"] += tube.bridged
+        clips.append((tube.start, tube.last + 1, tuple(int(np.floor(v)) for v in big)))
+    return clips, counts
+
+
+def no_clip_reason(counts: dict[str, int], frames: int, rules: CropRules) -> str:
+    """Why no tube became a clip, with the option that would help for each reason."""
+    if not any(counts[k] for k in DROP_REASONS):
+        return f"no face detected in {frames} frames"
+    hints = {
+        "too_short": f"longest tube {counts['longest']} frames, --min-frames {rules.min_frames}"
+                     + ("; --max-gap N bridges missed detections" if rules.max_gap == 0 else ""),
+        "too_small": f"--min-size {rules.min_size}",
+        "leaves_frame": "--out-of-frame shift or pad-replicate keeps them",
+    }
+    why = ", ".join(f"{k} {counts[k]} ({hints[k]})" for k in DROP_REASONS if counts[k])
+    return f"no face tube passes the crop rules in {frames} frames: {why}"
 
 
 # --- detectors -------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from prep.decode import BACKENDS
-from prep.detect import DETECTORS, CropRules
+from prep.detect import DETECTORS, OUT_OF_FRAME, CropRules
 from prep.recipes import YOUTUBE_URL, recipes
 from prep.store import DEFAULT_ROW_GROUP, EncodeOptions
 
@@ -71,6 +71,13 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-size", type=int, default=rules.min_size, help=f"min face tube side (default {rules.min_size})")
     g.add_argument("--min-frames", type=int, default=rules.min_frames, help=f"default {rules.min_frames}")
     g.add_argument("--max-frames", type=int, default=rules.max_frames, help=f"default {rules.max_frames}")
+    g.add_argument("--max-gap", type=int, default=rules.max_gap,
+                   help="frames without a detection a face tube bridges with interpolated boxes (default 0: a "
+                        "missed frame ends the tube, as the official crop does)")
+    g.add_argument("--out-of-frame", choices=OUT_OF_FRAME, default=rules.out_of_frame,
+                   help="an enlarged face box that leaves the frame: drop the clip (default, official), shift the "
+                        "box inside, or pad the missing pixels (pad-constant: --pad-value, pad-replicate: edge)")
+    g.add_argument("--pad-value", type=int, default=0, help="grey level of pad-constant (default 0)")
     g.add_argument("--split", default="train", help="split of the detected clips (default train)")
     g.add_argument("--splits", default=None, help="csv video_id,split[,person_id] per video file")
 
@@ -135,12 +142,15 @@ def plan_and_config(args: argparse.Namespace):
                         download=getattr(args, "download", False))
     if getattr(args, "detect", False):
         config.detector, config.detector_weights = args.detector, args.detector_weights
-        config.rules = CropRules(min_size=args.min_size, min_frames=args.min_frames, max_frames=args.max_frames)
+        config.rules = CropRules(min_size=args.min_size, min_frames=args.min_frames, max_frames=args.max_frames,
+                                 max_gap=args.max_gap, out_of_frame=args.out_of_frame)
     return units, config
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """`animbench prep RECIPE`: plan, run, print done / skipped / failed by reason."""
+    """`animbench prep RECIPE`: plan, run, print done / skipped / failed by reason; a run that stores no video
+    at all is an error (exit 2) that gives the reasons."""
+    from prep.errors import AnimbenchError
     from prep.pipeline import run_prep
 
     units, config = plan_and_config(args)
@@ -156,6 +166,12 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"failed   {len(summary.failures)} video(s)" +
           (": " + ", ".join(f"{k} {v}" for k, v in reasons.items()) if reasons else ""))
     print(f"store    {summary.store}  (content hash {m['content_hash'][:16]})")
+    if summary.videos == 0:
+        first = summary.failures[0] if summary.failures else None
+        example = f"; {first['video_id']}: {' '.join(str(first['message']).split())}" if first else ""
+        raise AnimbenchError(f"prep {args.recipe}: no video was stored ({len(summary.failures)} failed: "
+                             f"{', '.join(f'{k} {v}' for k, v in reasons.items())}){example}; every reason is in "
+                             f"{summary.store}/failures.parquet")
     return 0
 
 

@@ -18,7 +18,15 @@ import cv2
 import numpy as np
 
 from prep.decode import BACKENDS, DecodeStopped, FrameSource, frame_range, open_source
-from prep.detect import CropRules, detect_frame, make_detector, track_tubes, tube_clips
+from prep.detect import (
+    DROP_REASONS,
+    CropRules,
+    detect_frame,
+    make_detector,
+    no_clip_reason,
+    track_tubes,
+    tube_clips,
+)
 from prep.errors import AnimbenchError
 from prep.recipes import Clip, Unit
 from prep.store import DEFAULT_ROW_GROUP, EncodeOptions, ShardWriter
@@ -113,6 +121,7 @@ class UnitProcessor:
     def __init__(self, config: PrepConfig) -> None:
         self.config = config
         self._detector = None
+        self._border: str | None = None
 
     @property
     def detector(self):
@@ -149,6 +158,9 @@ class UnitProcessor:
                 result["failures"] = [failure(v, "input", "MissingFile", msg) for v in unit_video_ids(unit)]
                 return self._finish(result)
         clips = list(unit.clips)
+        # detect mode may keep boxes that leave the frame and pad them; every other crop is clamped to the frame
+        out_of_frame = self.config.rules.out_of_frame
+        self._border = out_of_frame if unit.detect and out_of_frame.startswith("pad") else None
         if unit.detect:
             clips, problem = self._detect_clips(unit, path, result)
             if problem is not None:
@@ -216,12 +228,12 @@ class UnitProcessor:
             return [], failure(template.video_id, "decode", stop.cause or "ShortVideo", str(stop))
         finally:
             source.close()
-        found, dropped = tube_clips(track_tubes(boxes, rules), size[0], size[1], rules)
-        result["detect"] = {"frames": len(boxes), "clips": len(found), "dropped": dropped}
+        found, counts = tube_clips(track_tubes(boxes, rules), size[0], size[1], rules)
+        result["detect"] = {"frames": len(boxes), "clips": len(found),
+                            "dropped": {k: counts[k] for k in DROP_REASONS},
+                            **{k: counts[k] for k in ("bridged_frames", "shifted", "padded")}}
         if not found:
-            why = ", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "no face detected"
-            return [], failure(template.video_id, "detect", "NoClips",
-                               f"no face tube passes the crop rules in {len(boxes)} frames ({why})")
+            return [], failure(template.video_id, "detect", "NoClips", no_clip_reason(counts, len(boxes), rules))
         clips, seen = [], {}
         for start, end, box in found:
             name = f"{template.video_id}#{start:06d}#{end:06d}"
@@ -305,6 +317,11 @@ class UnitProcessor:
             left, right = int(left / (ref_w / w)), int(right / (ref_w / w))
             top, bot = int(top / (ref_h / h)), int(bot / (ref_h / h))
             out = frame[max(top, 0):bot, max(left, 0):right]
+            if self._border is not None and out.size and (left < 0 or top < 0 or right > w or bot > h):
+                # --out-of-frame pad-*: the box keeps its size; the pixels outside the frame are filled
+                border = cv2.BORDER_REPLICATE if self._border == "pad-replicate" else cv2.BORDER_CONSTANT
+                out = cv2.copyMakeBorder(out, max(0, -top), max(0, bot - h), max(0, -left), max(0, right - w),
+                                         border, value=(self.config.pad_value,) * 3)
             if out.size == 0:
                 raise ValueError(f"crop box {clip.bbox} at {ref_w}x{ref_h} is empty on a {w}x{h} frame")
         if self.config.pad and out.shape[0] != out.shape[1]:
@@ -326,8 +343,9 @@ class UnitProcessor:
         if clip.bbox is not None:
             ref_w, ref_h = clip.ref_size or (w, h)
             l_, t_, r_, b_ = clip.bbox
-            box = [max(int(l_ / (ref_w / w)), 0), max(int(t_ / (ref_h / h)), 0),
-                   min(int(r_ / (ref_w / w)), w), min(int(b_ / (ref_h / h)), h)]
+            box = [int(l_ / (ref_w / w)), int(t_ / (ref_h / h)), int(r_ / (ref_w / w)), int(b_ / (ref_h / h))]
+            if self._border is None:  # the crop was clamped to the frame; a padded crop keeps its box
+                box = [max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h)]
         return {"split": clip.split, "person_id": clip.person_id, "fps": source.fps, "orig_width": w,
                 "orig_height": h, "crop_box": box, "start": clip.start if clip.start is not None else lo,
                 "end": clip.end, "recipe": self.config.recipe}

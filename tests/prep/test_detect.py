@@ -129,3 +129,95 @@ def test_missing_detector_weights_fail_before_the_run(tmp_path, monkeypatch):
     with pytest.raises(AnimbenchError, match="s3fd detector: weight file"):
         run_prep(vox.plan(tmp_path / "raw", detect=True), tmp_path / "store", config, progress=False)
     assert not (tmp_path / "store").exists()
+
+
+def test_gaps_up_to_max_gap_are_bridged_with_interpolated_boxes():
+    """Official rules (max_gap 0): each missed frame splits the face track. With max_gap the tube goes on
+    through gaps of at most that many frames, with boxes interpolated; a longer gap still ends it."""
+    def face(i: int) -> list:
+        return [_box(100 + i // 2, 50, 120)]  # drifts slowly: IoU with frame 0 stays above 0.4
+
+    missed = {20, 45, 46, 70, 71, 72}
+    frames = [[] if i in missed else face(i) for i in range(100)]
+    official = track_tubes(frames, CropRules())
+    assert [(t.start, t.last) for t in official] == [(0, 19), (21, 44), (47, 69), (73, 99)]
+    bridged = track_tubes(frames, CropRules(max_gap=2))
+    assert [(t.start, t.last, t.bridged) for t in bridged] == [(0, 69, 3), (73, 99, 0)]
+    tube = bridged[0]
+    assert len(tube.boxes) == tube.length == 70
+    assert tube.boxes[20] == pytest.approx(_box(109.5, 50, 120))  # halfway between frames 19 and 21
+    assert tube.boxes[45] == pytest.approx(_box(122 + 1 / 3, 50, 120))  # a third of the way from 44 to 47
+    assert tube.union == (100, 50, 254, 170)  # interpolated boxes lie inside the detections' union
+    assert [(t.start, t.last) for t in track_tubes(frames, CropRules(max_gap=3))] == [(0, 99)]
+    # a gap at the end of the video is not part of the tube; max_frames counts bridged frames too
+    assert [(t.start, t.last) for t in track_tubes([face(0), face(1), [], []], CropRules(max_gap=5))] == [(0, 1)]
+    capped = track_tubes([face(0), [], face(2), face(3)], CropRules(max_gap=1, min_frames=1, max_frames=3))
+    assert [(t.start, t.last) for t in capped] == [(0, 2), (3, 3)]
+
+
+def test_boxes_leaving_the_frame_are_dropped_shifted_or_padded():
+    """drop (official) loses the clip; shift moves the box inside at the same size; pad keeps the box."""
+    edge = [[(5.0, 20.0, 105.0, 120.0)]] * 3  # enlarged: (-5, 10, 115, 130)
+    clip = {}
+    for mode in ("drop", "shift", "pad-replicate"):
+        rules = CropRules(min_frames=2, min_size=64, out_of_frame=mode)
+        clips, counts = tube_clips(track_tubes(edge, rules), 200, 200, rules)
+        clip[mode] = clips[0][2] if clips else None
+        assert counts["leaves_frame"] == (mode == "drop")
+    assert clip["drop"] is None
+    assert clip["shift"] == (0, 10, 120, 130) and clip["pad-replicate"] == (-5, 10, 115, 130)
+    rules = CropRules(min_frames=2, min_size=64, out_of_frame="shift")  # larger than the frame: cannot shift
+    clips, counts = tube_clips(track_tubes([[(0.0, 0.0, 100.0, 100.0)]] * 3, rules), 100, 100, rules)
+    assert clips == [] and counts["leaves_frame"] == 1
+    with pytest.raises(AnimbenchError, match="--out-of-frame 'crop'"):
+        CropRules(out_of_frame="crop")
+
+
+def _still(top: int, n: int, black: set[int] = frozenset()) -> list[np.ndarray]:
+    photo = np.ascontiguousarray(skimage.data.astronaut()[top:top + 256, 150:406])
+    return [np.zeros_like(photo) if i in black else photo for i in range(n)]
+
+
+def test_detect_run_bridges_missed_frames_and_fails_loudly_without(tmp_path, ray_session, capsys):
+    """Two frames where the detector finds nothing split the face track, so by the official rules no clip is
+    long enough: the run exits non-zero and says why and what helps. --max-gap 2 makes one 50-frame clip."""
+    from bench.cli import main as cli_main
+
+    make_video(tmp_path / "raw" / "talk.mp4", frames=_still(60, 50, black={20, 21}))
+    argv = ["prep", "vox", "--src", str(tmp_path / "raw"), "--detect", "--min-size", "64", "--min-frames", "40",
+            "--size", "64", "--workers", "2", "--no-progress", "--out", str(tmp_path / "store")]
+    assert cli_main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "done     0 video(s)" in out and err.count("\n") == 1
+    assert "no video was stored" in err and "too_short 2" in err and "--max-gap" in err
+    assert cli_main([*argv, "--overwrite", "--max-gap", "2"]) == 0
+    store = FrameStore(tmp_path / "store")
+    assert store.videos() == ["talk#000000#000050"] and store.num_frames("talk#000000#000050") == 50
+
+
+def test_detect_run_keeps_a_face_at_the_edge_by_padding_or_shifting(tmp_path, ray_session):
+    """A face near the top edge: the enlarged box leaves the frame, so the official rule drops the clip;
+    pad-replicate keeps the box and fills the rows above the frame with the top row; shift moves it down."""
+    make_video(tmp_path / "raw" / "edge.mp4", frames=_still(84, 12))
+    units = vox.plan(tmp_path / "raw", detect=True)
+    boxes = {}
+    for mode in ("drop", "pad-replicate", "shift"):
+        config = PrepConfig("vox", size=0, rules=CropRules(min_size=64, min_frames=10, out_of_frame=mode))
+        summary = run_prep(units, tmp_path / mode, config, workers=2, progress=False)
+        if mode == "drop":
+            assert summary.videos == 0 and "leaves_frame 1" in summary.failures[0]["message"]
+            continue
+        store = FrameStore(tmp_path / mode)
+        [vid] = store.videos()
+        boxes[mode] = store.info(vid)["crop_box"]
+        frames = store.read(vid, [0])
+        decoded = decode_all(tmp_path / "raw" / "edge.mp4")[0]
+        left, top, right, bot = boxes[mode]
+        if mode == "shift":
+            want = decoded[top:bot, left:right]
+        else:
+            want = cv2.copyMakeBorder(decoded[0:bot, left:right], -top, 0, 0, 0, cv2.BORDER_REPLICATE)
+        assert np.array_equal(frames[0], want)
+    padded, shifted = boxes["pad-replicate"], boxes["shift"]
+    assert padded[1] < 0 and shifted[1] == 0
+    assert shifted[3] - shifted[1] == padded[3] - padded[1] and shifted[0] == padded[0]

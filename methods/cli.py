@@ -79,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--fps", type=float, help="output frame rate (default: the driving video's)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_animate)
 
 
@@ -138,7 +139,8 @@ def _animate(args: argparse.Namespace) -> int:
 
     record = animate(args.method, args.source, args.driving, args.out, checkpoint=args.checkpoint,
                      config=args.config, relative=args.relative, adapt_scale=args.adapt_scale,
-                     align_corners=args.align_corners, device=args.device, fps=args.fps, overwrite=args.overwrite)
+                     align_corners=args.align_corners, device=args.device, fps=args.fps, overwrite=args.overwrite,
+                     progress=not args.no_progress)
     print(json.dumps({k: record[k] for k in ("output", "format", "num_frames", "frame_size", "fps", "mode")},
                      indent=2))
     return 0

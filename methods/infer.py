@@ -15,17 +15,22 @@ uint8 as every stored frame is), ground truth included, and the choice is record
 a config (copy-source, oracle) run at the store's size. `reconstruction_batches` is the one implementation:
 `animbench reconstruct` and `animbench bench` both call it, so both report the same L1.
 
-Animation: `animate_video` returns float32 (T, H, W, 3) in [0, 1]; `write_animation` writes .npy (those floats,
-exactly), .mp4 (PyAV h264), .gif, or a directory of `%07d.png` frames (floor(255 * pred) like the strips).
+Animation: `animate_frames` yields float32 (H, W, 3) predictions in [0, 1] from any iterable of driving frames
+(`animate_video` stacks them); `animate` streams the driving video (`DrivingVideo`: decoded, centre-cropped to
+the model's aspect ratio with a warning, and resized one frame at a time) and `write_animation` writes .npy
+(those floats, exactly), .mp4 (PyAV h264) or a directory of `%07d.png` frames (floor(255 * pred) like the
+strips) as frames come, or a .gif.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ from torch import nn
 from methods.data import frame_shape, resize_frames
 from prep.errors import AnimbenchError
 from prep.pairs import to_tensor
+from prep.progress import progress_bar
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter
 
 QUANTISATION = "floor(255*pred)"  # as the official strips: (255 * pred).astype(np.uint8)
@@ -217,6 +223,12 @@ def reconstruct_store(
 # --- animation ---------------------------------------------------------------------------------------------
 
 
+# Driving frames per model call: the video is never held whole. Every chunk after the first is sent with driving
+# frame 0 in front (the reference of relative motion) and that frame's output dropped; 64 = 4 of FOMM's internal
+# batches of 16 and 8 of Monkey-Net's of 8. A video of up to 64 frames is one call, as before.
+ANIMATE_CHUNK = 64
+
+
 def _as_float(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """uint8 or float frames (..., H, W, C>=3) -> float32 (..., h, w, 3) in [0, 1], skimage-resized as the demo."""
     frames = np.asarray(frames)[..., :3]
@@ -231,8 +243,33 @@ def _as_float(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return frames.astype(np.float32)
 
 
-def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as float32 (H, W, 3) in [0, 1], resized to `size` (H, W) like the official demo."""
+def centre_crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """(top, left, height, width) of the centred window with `size`'s aspect ratio; None when it already has it."""
+    th, tw = size
+    if height * tw == width * th:
+        return None
+    if width * th > height * tw:  # wider than the model's frames: cut the sides
+        w = max(1, round(height * tw / th))
+        return 0, (width - w) // 2, height, w
+    h = max(1, round(width * th / tw))
+    return (height - h) // 2, 0, h, width
+
+
+def _fit(frame: np.ndarray, size: tuple[int, int] | None, what: str) -> tuple[np.ndarray, list[int] | None]:
+    """Centre-crop one frame to `size`'s aspect ratio (a one-line warning on stderr) instead of squashing it."""
+    if size is None:
+        return frame, None
+    box = centre_crop_box(frame.shape[0], frame.shape[1], size)
+    if box is None:
+        return frame, None
+    top, left, h, w = box
+    print(f"animbench: warning: {what} is {frame.shape[1]}x{frame.shape[0]} (W x H), the model takes "
+          f"{size[1]}x{size[0]}: centre-cropped to {w}x{h} (left {left}, top {top}), not squashed",
+          file=sys.stderr, flush=True)
+    return frame[top:top + h, left:left + w], list(box)
+
+
+def _load_image(path: str | os.PathLike, size: tuple[int, int] | None) -> tuple[np.ndarray, list[int] | None]:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -240,25 +277,66 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> 
             array = np.asarray(img.convert("RGB"))  # alpha dropped, as the demo's [..., :3]
     except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
         raise AnimbenchError(f"source image {path}: cannot be read ({e})") from None
-    return _as_float(array, size)
+    array, box = _fit(array, size, f"source image {path}")
+    return _as_float(array, size), box
+
+
+def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as float32 (H, W, 3) in [0, 1]: centre-cropped to `size`'s aspect ratio (with a warning),
+    then resized to `size` (H, W) like the official demo."""
+    return _load_image(path, size)[0]
+
+
+class DrivingVideo:
+    """A video decoded frame by frame with PyAV (any container FFmpeg reads: mp4, mov, mkv, gif); iterating
+    yields float32 (h, w, 3) frames in [0, 1], each centre-cropped to `size`'s aspect ratio (with a warning) and
+    resized to `size` as it is decoded, so memory holds one full-size frame at a time."""
+
+    def __init__(self, path: str | os.PathLike, size: tuple[int, int] | None = None):
+        import av
+
+        self.path, self.size, self.crop = Path(path), None if size is None else tuple(size), None
+        if not self.path.is_file():
+            raise AnimbenchError(f"driving video {path}: file not found")
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate
+                self.num_frames = int(stream.frames) or None  # None: the container does not say
+                shape = (stream.codec_context.height, stream.codec_context.width)
+        except (av.FFmpegError, IndexError) as e:
+            raise AnimbenchError(f"driving video {path}: cannot be decoded ({e})") from None
+        self.fps = float(rate) if rate else 25.0
+        self._probed = all(shape)
+        if self._probed:  # the crop (and its warning) is known before the first frame is decoded
+            self.crop = _fit(np.empty((*shape, 0), np.uint8), self.size, f"driving video {path}")[1]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import av
+
+        count = 0
+        try:
+            with av.open(str(self.path)) as container:
+                for frame in container.decode(container.streams.video[0]):
+                    array = frame.to_ndarray(format="rgb24")
+                    if count == 0 and not self._probed:  # the container did not say its frame size
+                        self.crop = _fit(array, self.size, f"driving video {self.path}")[1]
+                    box = None if self.size is None else centre_crop_box(*array.shape[:2], self.size)
+                    if box is not None:
+                        top, left, h, w = box
+                        array = array[top:top + h, left:left + w]
+                    count += 1
+                    yield _as_float(array, self.size)
+        except (av.FFmpegError, IndexError) as e:
+            raise AnimbenchError(f"driving video {self.path}: cannot be decoded at frame {count} ({e})") from None
+        if count == 0:
+            raise AnimbenchError(f"driving video {self.path}: no frames")
 
 
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
-    """Decode any container FFmpeg reads (mp4, mov, mkv, gif) with PyAV: float32 (T, H, W, 3) in [0, 1] and fps."""
-    import av
-
-    if not Path(path).is_file():
-        raise AnimbenchError(f"driving video {path}: file not found")
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except (av.FFmpegError, IndexError) as e:
-        raise AnimbenchError(f"driving video {path}: cannot be decoded ({e})") from None
-    if not frames:
-        raise AnimbenchError(f"driving video {path}: no frames")
-    return _as_float(np.stack(frames), size), float(rate) if rate else 25.0
+    """A whole video as float32 (T, H, W, 3) in [0, 1] and its fps (DrivingVideo's frames, stacked)."""
+    video = DrivingVideo(path, size)
+    return np.stack(list(video)), video.fps
 
 
 def animation_settings(model: nn.Module, relative: bool | None, adapt_scale: bool | None) -> dict[str, Any]:
@@ -284,31 +362,68 @@ def animation_settings(model: nn.Module, relative: bool | None, adapt_scale: boo
     return {"relative": relative, "adapt_scale": adapt_scale}
 
 
-def animate_video(
+def animate_frames(
     model: nn.Module,
     source_img: np.ndarray,
-    driving_frames: np.ndarray,
+    driving_frames: Iterable[np.ndarray],
     relative: bool | None = None,
     adapt_scale: bool | None = None,
     *,
     device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Animate one image (H, W, 3) by a video (T, H, W, 3), uint8 or [0, 1] floats -> float32 (T, H, W, 3)."""
+    chunk: int = ANIMATE_CHUNK,
+) -> Iterator[np.ndarray]:
+    """Animate one image (H, W, 3) by driving frames (H, W, 3), uint8 or [0, 1] floats, from any iterable:
+    yields float32 (H, W, 3) predictions as they are made, `chunk` driving frames per model call."""
     dev = _model_device(model, device)
     model.to(dev).eval()
     source = torch.from_numpy(_as_float(source_img, None)).permute(2, 0, 1).unsqueeze(0).to(dev)
-    driving = torch.from_numpy(_as_float(driving_frames, None)).permute(0, 3, 1, 2).to(dev)
-    if source.shape[2:] != driving.shape[2:]:
-        raise AnimbenchError(f"animate: source {tuple(source.shape[2:])} and driving {tuple(driving.shape[2:])} "
-                             "frames differ in size; resize both to the config's frame size")
     mode = animation_settings(model, relative, adapt_scale)
-    with torch.no_grad():
-        if "relative_jacobian" in mode:  # FOMM takes every setting explicitly
-            pred = model.animate(source, driving, relative=mode["relative"], adapt_scale=mode["adapt_scale"],
-                                 relative_jacobian=mode["relative_jacobian"])
-        else:
-            pred = model.animate(source, driving, relative=relative, adapt_scale=adapt_scale)
-    return np.ascontiguousarray(_to_hwc(pred), dtype=np.float32)
+
+    def run(frames: list[np.ndarray]) -> np.ndarray:
+        driving = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(dev)
+        if source.shape[2:] != driving.shape[2:]:
+            raise AnimbenchError(f"animate: source {tuple(source.shape[2:])} and driving {tuple(driving.shape[2:])}"
+                                 " frames differ in size; resize both to the config's frame size")
+        with torch.no_grad():
+            if "relative_jacobian" in mode:  # FOMM takes every setting explicitly
+                pred = model.animate(source, driving, relative=mode["relative"], adapt_scale=mode["adapt_scale"],
+                                     relative_jacobian=mode["relative_jacobian"])
+            else:
+                pred = model.animate(source, driving, relative=relative, adapt_scale=adapt_scale)
+        return np.ascontiguousarray(_to_hwc(pred), dtype=np.float32)
+
+    first: np.ndarray | None = None
+    pending: list[np.ndarray] = []
+    for frame in driving_frames:
+        frame = _as_float(frame, None)
+        if first is None:
+            first = frame
+        pending.append(frame)
+        if len(pending) == chunk:
+            yield from (run(pending) if pending[0] is first else run([first, *pending])[1:])
+            pending = []
+        elif len(pending) == chunk - 1 and pending[0] is not first:  # frame 0 in front makes a full chunk
+            yield from run([first, *pending])[1:]
+            pending = []
+    if first is None:
+        raise AnimbenchError("animate: the driving video has no frames")
+    if pending:
+        yield from (run(pending) if pending[0] is first else run([first, *pending])[1:])
+
+
+def animate_video(
+    model: nn.Module,
+    source_img: np.ndarray,
+    driving_frames: np.ndarray | Iterable[np.ndarray],
+    relative: bool | None = None,
+    adapt_scale: bool | None = None,
+    *,
+    device: str | torch.device | None = None,
+    chunk: int = ANIMATE_CHUNK,
+) -> np.ndarray:
+    """Animate one image (H, W, 3) by a video (T, H, W, 3), uint8 or [0, 1] floats -> float32 (T, H, W, 3)."""
+    return np.stack(list(animate_frames(model, source_img, driving_frames, relative, adapt_scale, device=device,
+                                        chunk=chunk)))
 
 
 def _even(frames: np.ndarray) -> np.ndarray:
@@ -328,46 +443,73 @@ def output_kind(out: str | os.PathLike) -> str:
     raise AnimbenchError(f"output {out}: expected a .mp4, .gif or .npy file, or a directory (no suffix) for PNGs")
 
 
-def write_animation(frames: np.ndarray, out: str | os.PathLike, fps: float = 25.0,
-                    overwrite: bool = False) -> Path:
-    """Write float32 (T, H, W, 3) predictions to .npy / .mp4 / .gif / a PNG directory, atomically."""
-    kind = output_kind(out)
+def _output_path(out: str | os.PathLike, overwrite: bool) -> Path:
     path = Path(str(out).rstrip("/" + os.sep))
     if path.exists() and not overwrite:
         raise AnimbenchError(f"output {path}: already exists (pass --overwrite to replace it)")
-    frames = np.asarray(frames, dtype=np.float32)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise AnimbenchError(f"write_animation: expected (T, H, W, 3) frames, got {frames.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    if kind == "npy":
+    return path
+
+
+def _checked(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    for frame in frames:
+        frame = np.asarray(frame, dtype=np.float32)
+        if frame.ndim != 3 or frame.shape[-1] != 3:
+            raise AnimbenchError(f"write_animation: expected (T, H, W, 3) frames, got a frame of {frame.shape}")
+        yield frame
+
+
+def _write_frames(kind: str, frames: Iterator[np.ndarray], tmp: Path, path: Path, fps: float) -> None:
+    if kind == "npy":  # the raw floats of the whole output (at the model's size), exactly
         with open(tmp, "wb") as f:
-            np.save(f, frames)
-    elif kind == "mp4":
+            np.save(f, np.stack(list(frames)))
+    elif kind == "mp4":  # encoded as produced
         import av
 
         with av.open(str(tmp), "w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            data = _even(quantise(frames))
-            stream.height, stream.width = data.shape[1:3]
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": "17"}
-            for frame in data:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            for i, frame in enumerate(frames):
+                data = _even(quantise(frame[None]))[0]
+                if i == 0:
+                    stream.height, stream.width = data.shape[:2]
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(data, format="rgb24")))
             container.mux(stream.encode())
     elif kind == "gif":
         from PIL import Image
 
-        images = [Image.fromarray(f) for f in quantise(frames)]
+        images = [Image.fromarray(quantise(f)) for f in frames]
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
                        duration=max(1, round(1000 / fps)))
-    else:
+    else:  # written as produced
         import cv2
 
         tmp.mkdir()
-        for i, frame in enumerate(quantise(frames)):
-            if not cv2.imwrite(str(tmp / f"{i:07d}.png"), np.ascontiguousarray(frame[..., ::-1])):
+        for i, frame in enumerate(frames):
+            if not cv2.imwrite(str(tmp / f"{i:07d}.png"), np.ascontiguousarray(quantise(frame)[..., ::-1])):
                 raise AnimbenchError(f"output {path}: could not write frame {i}")
+
+
+def write_animation(frames: np.ndarray | Iterable[np.ndarray], out: str | os.PathLike, fps: float = 25.0,
+                    overwrite: bool = False) -> Path:
+    """Write float32 (T, H, W, 3) predictions (an array or an iterable of (H, W, 3) frames, written as they
+    come: mp4 and PNGs never hold the whole video) to .npy / .mp4 / .gif / a PNG directory, atomically."""
+    kind = output_kind(out)
+    path = _output_path(out, overwrite)
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3):
+        raise AnimbenchError(f"write_animation: expected (T, H, W, 3) frames, got {frames.shape}")
+    frames = iter(_checked(frames))
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise AnimbenchError(f"output {path}: no frames to write") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        _write_frames(kind, itertools.chain([first], frames), tmp, path, fps)
+    except BaseException:  # a failure (or Ctrl-C) mid-video leaves no half-written output behind
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
     if path.exists():  # overwrite: move the old output aside first, so a failure never leaves neither
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         os.replace(path, old)
@@ -399,22 +541,38 @@ def reconstruct(method: str, store: str | os.PathLike, out_dir: str | os.PathLik
 def animate(method: str, source: str | os.PathLike, driving: str | os.PathLike, out: str | os.PathLike, *,
             checkpoint: str | None = None, config: str | None = None, relative: bool | None = None,
             adapt_scale: bool | None = None, align_corners: bool | None = None, device: str = "cpu",
-            fps: float | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """`animbench animate`: animate a source image by a driving video; writes OUT and OUT.json (provenance)."""
+            fps: float | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """`animbench animate`: animate a source image by a driving video; writes OUT and OUT.json (provenance).
+
+    The driving video is streamed: decoded, centre-cropped to the model's aspect ratio (a warning on stderr when
+    it is not already) and resized one frame at a time, animated in chunks, and written as it is produced."""
     from methods.config import load_config
     from methods.registry import load_model
 
-    output_kind(out)  # a bad OUT fails before any work
+    kind = output_kind(out)  # a bad OUT fails before any work
+    _output_path(out, overwrite)
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device,
                                    align_corners=align_corners)
     size = frame_shape(load_config(config, method=method)) if config is not None else None
-    source_img = read_image(source, size)
-    driving_frames, driving_fps = read_video(driving, size if size is not None else source_img.shape[:2])
-    frames = animate_video(model, source_img, driving_frames, relative, adapt_scale, device=device)
-    path = write_animation(frames, out, fps=fps or driving_fps, overwrite=overwrite)
-    record = {"output": str(path), "format": output_kind(out), "num_frames": int(frames.shape[0]),
-              "frame_size": list(frames.shape[1:3]), "fps": fps or driving_fps, "source": str(source),
-              "driving": str(driving), "mode": animation_settings(model, relative, adapt_scale),
-              "quantisation": None if output_kind(out) == "npy" else QUANTISATION, "provenance": provenance}
+    source_img, source_crop = _load_image(source, size)
+    video = DrivingVideo(driving, size if size is not None else source_img.shape[:2])
+    bar = progress_bar(video.num_frames, f"animate {method}", "frame", enabled=progress)
+    made = []
+
+    def produced() -> Iterator[np.ndarray]:
+        for frame in animate_frames(model, source_img, video, relative, adapt_scale, device=device):
+            bar.update(1)
+            made.append(frame.shape[:2])
+            yield frame
+
+    try:
+        path = write_animation(produced(), out, fps=fps or video.fps, overwrite=overwrite)
+    finally:
+        bar.close()
+    record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": list(made[0]),
+              "fps": fps or video.fps, "source": str(source), "driving": str(driving),
+              "crop": {"source": source_crop, "driving": video.crop},
+              "mode": animation_settings(model, relative, adapt_scale),
+              "quantisation": None if kind == "npy" else QUANTISATION, "provenance": provenance}
     _write_json(path.with_name(path.name + ".json"), record)
     return record

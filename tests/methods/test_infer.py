@@ -253,3 +253,85 @@ def test_a_store_larger_than_the_config_is_resized_and_the_choice_recorded(check
     assert summary["l1"] == pytest.approx(np.abs(expected - gt / 255.0).mean(), abs=1e-6)
     saved = json.loads((tmp_path / "rec" / "reconstruction.json").read_text())
     assert saved["evaluation"] == summary["evaluation"]
+
+
+# --- animate: streamed driving video, non-square inputs centre-cropped with a warning, progress ---
+
+
+def _write_video_sized(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_animate_non_square_inputs_are_centre_cropped_with_a_warning(checkpoint, tmp_path, capsys):
+    wide = np.zeros((5, 64, 96, 3), np.uint8)
+    wide[:, :, 16:80] = _driving_frames(5)  # the square content in the middle, black bars left and right
+    drive = _write_video_sized(tmp_path / "wide.mp4", wide)
+    tall = np.zeros((80, 64, 3), np.uint8)
+    tall[8:72] = _driving_frames(1)[0]
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    capsys.readouterr()
+    rec = animate("fomm", tmp_path / "tall.png", drive, tmp_path / "out.npy", checkpoint=str(checkpoint),
+                  config=str(FOMM_TINY), progress=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("animbench: warning:") for line in err)
+    driving_line = next(line for line in err if "driving video" in line)
+    source_line = next(line for line in err if "source image" in line)
+    assert "is 96x64 (W x H)" in driving_line and "centre-cropped to 64x64" in driving_line
+    assert "is 64x80 (W x H)" in source_line and "centre-cropped to 64x64" in source_line
+    out = np.load(tmp_path / "out.npy")
+    assert out.shape == (5, 64, 64, 3) and rec["frame_size"] == [64, 64]
+    assert rec["crop"] == {"source": [8, 0, 64, 64], "driving": [0, 16, 64, 64]}  # top, left, height, width
+    # the same as animating the centre crops themselves: nothing squashed
+    model, _ = load_model("fomm", checkpoint=checkpoint, config=FOMM_TINY)
+    frames, _ = read_video(drive, (64, 64))
+    assert np.array_equal(out, animate_video(model, read_image(tmp_path / "tall.png", (64, 64)), frames))
+
+
+def test_animate_streams_long_videos_in_chunks(checkpoint):
+    """Chunked driving frames give the whole-video result (frame 0 stays the reference of every chunk); a video
+    of up to ANIMATE_CHUNK frames is one model call, exactly as before streaming."""
+    model, _ = load_model("fomm", checkpoint=checkpoint, config=FOMM_TINY)
+    source, driving = _driving_frames(1)[0], _driving_frames(11)
+    whole = animate_video(model, source, driving, relative=True)
+    with torch.no_grad():
+        direct = model.animate(to_tensor(source), to_tensor(driving), relative=True, adapt_scale=False)
+    assert np.array_equal(whole, direct.permute(0, 2, 3, 1).numpy())
+    chunked = animate_video(model, source, iter(driving), relative=True, chunk=4)
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
+    assert np.array_equal(chunked[:4], whole[:4])  # the first chunk is the same call
+
+
+def test_animate_progress_bar_and_no_progress(checkpoint, tmp_path, capsys):
+    Image.fromarray(_driving_frames(1)[0]).save(tmp_path / "source.png")
+    drive = _write_video(tmp_path / "driving.mp4", _driving_frames())
+    common = dict(checkpoint=str(checkpoint), config=str(FOMM_TINY))
+    animate("fomm", tmp_path / "source.png", drive, tmp_path / "a.mp4", **common)
+    assert "animate fomm" in capsys.readouterr().err
+    animate("fomm", tmp_path / "source.png", drive, tmp_path / "b.mp4", progress=False, **common)
+    assert capsys.readouterr().err == ""
+
+
+def test_animate_memory_stays_bounded_on_a_large_driving_video(checkpoint, tmp_path):
+    """A 1280x720 driving video is decoded and resized frame by frame: the driving frames are never all held."""
+    import tracemalloc
+
+    frames = np.zeros((48, 720, 1280, 3), np.uint8)
+    for t in range(len(frames)):
+        frames[t, 200 + 4 * t:500 + 4 * t, 500:800] = (230, 120, 30)
+    drive = _write_video_sized(tmp_path / "large.mp4", frames, fps=25)
+    del frames
+    Image.fromarray(_driving_frames(1)[0]).save(tmp_path / "source.png")
+    tracemalloc.start()
+    animate("fomm", tmp_path / "source.png", drive, tmp_path / "out.mp4", checkpoint=str(checkpoint),
+            config=str(FOMM_TINY), progress=False)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    whole_video_float = 48 * 720 * 1280 * 3 * 4  # 530 MB: what reading it all at once held
+    assert peak < whole_video_float / 10, peak

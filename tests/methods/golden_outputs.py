@@ -57,12 +57,39 @@ def outputs(method: str) -> dict[str, np.ndarray]:
     return out
 
 
+def bench_table(work: Path) -> dict[str, np.ndarray]:
+    """Per-frame bench scores (reconstruction; l1, psnr, ssim) of seeded FOMM and Monkey-Net checkpoints and
+    copy-source on a tiny store, as arrays keyed `method/metric/weighting`, videos and values sorted."""
+    from bench.results import Results
+    from bench.runner import MethodSpec, run_bench
+    from methods.checkpoints import save_checkpoint
+    from methods.registry import load_model
+    from tests.methods.tiny_store import make_store
+
+    store = make_store(work / "store", train=1, test=2, frames=4)
+    specs = [MethodSpec("copy-source")]
+    for method, config in CONFIGS.items():
+        torch.manual_seed(0)
+        model, _ = load_model(method, config=config)
+        ckpt = save_checkpoint(work / f"{method}.pth.tar", model, None, epoch=0)
+        specs.append(MethodSpec(method, str(ckpt), str(config)))
+    run_bench(specs, store, "reconstruction", ["l1", "psnr", "ssim"], work / "results", workers=1, n_boot=50,
+              progress=False)
+    frames = Results(work / "results").frames().sort_values(["method", "metric", "video_id", "frame_index"])
+    return {f"{m}/{k}": g["value"].to_numpy(np.float64) for (m, k), g in frames.groupby(["method", "metric"])}
+
+
 def main() -> None:
+    import tempfile
+
     torch.set_num_threads(1)
     GOLDEN.mkdir(exist_ok=True)
     for method in CONFIGS:
         np.savez_compressed(GOLDEN / f"{method}.npz", **outputs(method))
         print(f"wrote {GOLDEN / f'{method}.npz'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez_compressed(GOLDEN / "bench.npz", **bench_table(Path(tmp)))
+    print(f"wrote {GOLDEN / 'bench.npz'}")
 
 
 if __name__ == "__main__":

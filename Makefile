@@ -23,10 +23,11 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: venv
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 lint: venv
-	$(VENV)/bin/ruff check prep methods bench reports tests benchmarks
+	$(VENV)/bin/ruff check plumbing prep methods bench reports animbench tests benchmarks
 
 # The whole chain on a synthetic face set, on CPU: synth -> prep -> train -> reconstruct -> bench -> report.
 DEMO_STEPS ?= 300

@@ -1,12 +1,12 @@
-"""CLI commands of the bench package (`bench`, `metrics`, `weights`), registered into `animbench` by bench.cli."""
+"""CLI commands of the bench package (`bench`, `metrics`, `weights`), registered into `animbench` by animbench.cli."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.recipes import read_csv_rows
 from prep.store import FrameStore
 

@@ -14,7 +14,7 @@ Layout of a results directory (readable with plain pyarrow, pandas or DuckDB; no
       samples/             a few PNG frames per video: samples/<method>/<video>/%07d.png, with the inputs under
                            samples/_source/ and samples/_driving/ (the ground truth in reconstruction);
                            <video> is the id percent-escaped into one safe name (sample_dir_name), and
-                           every sample path goes through prep.ids.safe_join (sample_path)
+                           every sample path goes through plumbing.ids.safe_join (sample_path)
       manifest.json        written last: run settings, methods and metric provenance, package versions per
                            versions id, and each table's sha256 and row count
 
@@ -43,9 +43,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prep.errors import AnimbenchError
-from prep.ids import safe_join
-from prep.manifest import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
+from plumbing.errors import AnimbenchError
+from plumbing.files import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
+from plumbing.ids import safe_join
 
 FORMAT_NAME = "animbench-results"
 SCHEMA_VERSION = 1
@@ -136,7 +136,7 @@ def sample_dir_name(video_id: str) -> str:
 
 
 def sample_path(root: str | os.PathLike, method: str, video_id: str, frame_index: int) -> Path:
-    """ROOT/samples/<method>/<video>/%07d.png through prep.ids.safe_join: never outside ROOT/samples, or a
+    """ROOT/samples/<method>/<video>/%07d.png through plumbing.ids.safe_join: never outside ROOT/samples, or a
     one-line error (an id whose escaped name is empty or too long for one file name)."""
     return safe_join(Path(root) / SAMPLES_DIR, method, sample_dir_name(video_id), f"{frame_index:07d}.png")
 

@@ -34,12 +34,12 @@ import pandas as pd
 from bench import protocols
 from bench import results as R
 from bench.metrics.registry import FrameScores, get_metric, metric_spec
-from methods.weights import locate
-from prep.errors import AnimbenchError
-from prep.ids import check_id
+from plumbing.errors import AnimbenchError
+from plumbing.ids import check_id
+from plumbing.progress import progress_bar
+from plumbing.provenance import package_versions
+from plumbing.weights import locate
 from prep.imagecodec import encode_image
-from prep.progress import progress_bar
-from prep.provenance import package_versions
 from prep.store import EncodeOptions, FrameStore
 
 RESERVED_LABELS = ("_source", "_driving")
@@ -197,7 +197,7 @@ def sample_indices(n: int, k: int) -> list[int]:
 
 
 def _save_samples(task: Task, store: FrameStore, item: protocols.Item, pred: np.ndarray) -> None:
-    # every path through R.sample_path (prep.ids.safe_join): a store's video id cannot lead outside --out
+    # every path through R.sample_path (plumbing.ids.safe_join): a store's video id cannot lead outside --out
     picks = sample_indices(len(pred), task.sample_frames)
     for t in picks:
         _write_png(R.sample_path(task.out, task.method.key, item.video_id, t), pred[t])

@@ -37,8 +37,8 @@ from methods.config import load_config  # noqa: E402
 from methods.fomm import FOMM  # noqa: E402
 from methods.losses import VGG19_FILE  # noqa: E402
 from methods.train import make_optimizers, train_step  # noqa: E402
-from methods.weights import get as get_weight  # noqa: E402
-from prep.provenance import package_versions  # noqa: E402
+from plumbing.provenance import package_versions  # noqa: E402
+from plumbing.weights import get as get_weight  # noqa: E402
 
 DEFAULT_CONFIG = REPO.parent / "shared/data/official-configs/fomm/vox-256.yaml"
 VARIANTS = ("fp32", "bf16", "channels_last", "compile")

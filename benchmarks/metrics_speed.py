@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from bench.metrics import get_metric  # noqa: E402
 from bench.metrics.fid import FID_WEIGHTS, feature_statistics, frechet_distance  # noqa: E402
 from bench.metrics.lpips_metric import TRUNK_FILES  # noqa: E402
-from methods import weights  # noqa: E402
-from prep.provenance import package_versions  # noqa: E402
+from plumbing import weights  # noqa: E402
+from plumbing.provenance import package_versions  # noqa: E402
 
 
 def frames(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

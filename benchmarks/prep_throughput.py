@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from plumbing.provenance import package_versions  # noqa: E402
 from prep.pipeline import release_workers, run_prep  # noqa: E402
-from prep.provenance import package_versions  # noqa: E402
 from prep.recipes import synthetic  # noqa: E402
 from prep.store import EncodeOptions  # noqa: E402
 from prep.synth import make_synthetic  # noqa: E402

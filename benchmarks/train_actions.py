@@ -41,7 +41,7 @@ def build_store(src: Path, out: Path) -> Path:
         return out
     except Exception:  # absent or incomplete: (re)build it
         pass
-    cmd = [sys.executable, "-m", "bench.cli", "prep", "folder", "--src", str(src), "--out", str(out),
+    cmd = [sys.executable, "-m", "animbench", "prep", "folder", "--src", str(src), "--out", str(out),
            "--workers", "1", "--no-progress", "--overwrite"]
     subprocess.run(cmd, check=True, cwd=REPO)
     return out

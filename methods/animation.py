@@ -7,7 +7,7 @@ import torch
 from scipy.spatial import ConvexHull, QhullError
 from torch import Tensor
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 def hull_area(points: Tensor) -> float:

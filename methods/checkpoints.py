@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
 
-from prep.errors import AnimbenchError
-from prep.manifest import sha256_file
+from plumbing.errors import AnimbenchError
+from plumbing.files import sha256_file
 
 NETWORK_ENTRIES = ("generator", "discriminator", "kp_detector")
 OPTIMIZER_ENTRIES = tuple(f"optimizer_{name}" for name in NETWORK_ENTRIES)

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 def _bool(text: str) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 METHODS = ("fomm", "monkey_net")
 

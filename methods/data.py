@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 AUGMENTATIONS = ("flip_param", "rotation_param", "resize_param", "crop_param", "jitter_param")
 

@@ -33,7 +33,7 @@ from methods.layers import (
     warp,
 )
 from methods.losses import ImagePyramide, PerceptualPyramidLoss, Transform, scale_key
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 KP_VARIANCE = 0.01  # absent from every official config; the modules' default
 

@@ -40,9 +40,9 @@ import torch
 from torch import nn
 
 from methods.data import frame_shape, resize_frames
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
+from plumbing.progress import progress_bar
 from prep.pairs import to_tensor
-from prep.progress import progress_bar
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter
 
 QUANTISATION = "floor(255*pred)"  # as the official strips: (255 * pred).astype(np.uint8)

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from methods.layers import AntiAliasInterpolation2d, make_coordinate_grid, upcast, warp
-from methods.weights import get as get_weight_file
-from methods.weights import locate
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
+from plumbing.weights import get as get_weight_file
+from plumbing.weights import locate
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 # torchvision vgg19().features slice ends of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1

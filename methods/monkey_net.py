@@ -28,7 +28,7 @@ from methods.layers3d import (
     SameBlock3d,
 )
 from methods.monkey_net_transfer import Keypoints, gaussian2kp, kp2gaussian, kp_displacement, normalize_kp
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 ANIMATE_CHUNK = 8  # frames per generator call in animate(); eval-mode results do not depend on it
 # constructor arguments that come from common_params or from the model, never from a nested config section

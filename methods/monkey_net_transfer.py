@@ -16,7 +16,7 @@ import torch
 
 from methods.animation import hull_area
 from methods.layers import make_coordinate_grid
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 Keypoints = dict[str, torch.Tensor]
 HEATMAP_EPS = 1e-7  # added to the softmax heatmap so the covariance of a collapsed heatmap is not NaN

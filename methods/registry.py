@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 # The grid_sample convention of the official weights (torch 1.0 semantics, reference §1.8.1).
 DEFAULT_ALIGN_CORNERS = True

@@ -45,10 +45,10 @@ from methods.checkpoints import NETWORK_ENTRIES, load_checkpoint, load_into, sav
 from methods.config import get_path, load_config
 from methods.data import make_transform
 from methods.registry import DEFAULT_ALIGN_CORNERS, get_method
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
+from plumbing.progress import progress_bar
+from plumbing.provenance import package_versions
 from prep.pairs import FramePairDataset
-from prep.progress import progress_bar
-from prep.provenance import package_versions
 from prep.store import FrameStore
 
 CHECKPOINT_NAME = "%08d-checkpoint.pth.tar"

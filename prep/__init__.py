@@ -1,5 +1,5 @@
 """prep: turn raw videos into versioned Parquet frame stores (decode, detect, crop, resize, shard)."""
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 __all__ = ["AnimbenchError"]

@@ -42,10 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (its contents are deleted)")
     p.set_defaults(func=_store_export)
 
-    try:  # the prep recipes register themselves when the pipeline package is present
-        from prep import pipeline_cli
-    except ImportError:
-        return
+    from prep import pipeline_cli  # `animbench prep <recipe>`: each recipe registers its own arguments
+
     pipeline_cli.register(sub)
 
 

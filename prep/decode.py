@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 VIDEO_EXTENSIONS = (".mp4", ".gif", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")

@@ -29,8 +29,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from prep.errors import AnimbenchError
-from prep.manifest import sha256_file
+from plumbing.errors import AnimbenchError
+from plumbing.files import sha256_file
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom in pixels
 S3FD_FILE = "s3fd-619a316812.pth"  # face-alignment's name; the hex part is the sha256 prefix (torch hub style)

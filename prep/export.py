@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.errors import AnimbenchError
-from prep.ids import NAME_MAX, check_id, id_problem, safe_join
+from plumbing.errors import AnimbenchError
+from plumbing.ids import NAME_MAX, check_id, id_problem, safe_join
 from prep.imagecodec import decode_image, encode_image
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter
 

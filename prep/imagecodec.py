@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 if TYPE_CHECKING:
     from prep.store import EncodeOptions

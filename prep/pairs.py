@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.store import FrameStore
 
 # transform(frames uint8 (2,H,W,3), rng) -> frames uint8 (2,H',W',3): applied identically to both frames

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plumbing.errors import AnimbenchError
+from plumbing.progress import progress_bar
 from prep.detect import check_detector
-from prep.errors import AnimbenchError
-from prep.progress import progress_bar
 from prep.recipes import Unit, check_unique
 from prep.store import FAILURES_FILE, FRAMES_DIR, MANIFEST_FILE, VIDEOS_FILE, finalize_store, read_manifest
 from prep.units import STAGES, PrepConfig, UnitProcessor, failure, unit_video_ids

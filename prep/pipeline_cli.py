@@ -150,7 +150,7 @@ def plan_and_config(args: argparse.Namespace):
 def run_command(args: argparse.Namespace) -> int:
     """`animbench prep RECIPE`: plan, run, print done / skipped / failed by reason; a run that stores no video
     at all is an error (exit 2) that gives the reasons."""
-    from prep.errors import AnimbenchError
+    from plumbing.errors import AnimbenchError
     from prep.pipeline import run_prep
 
     units, config = plan_and_config(args)
@@ -177,7 +177,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `prep` alone (python -m prep.pipeline_cli RECIPE ...), without the other packages' commands."""
-    from prep.errors import AnimbenchError
+    from plumbing.errors import AnimbenchError
 
     parser = argparse.ArgumentParser(prog="animbench")
     register(parser.add_subparsers(dest="command", required=True))

@@ -34,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
+from plumbing.files import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
+from plumbing.provenance import package_versions
 from prep.imagecodec import decode_image, encode_image
-from prep.manifest import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
-from prep.provenance import package_versions
 
 SCHEMA_VERSION = 2  # v2 added the per-frame sha256 column
 READABLE_VERSIONS = (1, 2)  # v1 stores open; their frames are checked per whole video only

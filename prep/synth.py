@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from prep.errors import AnimbenchError
-from prep.manifest import sha256_file
-from prep.provenance import package_versions
+from plumbing.errors import AnimbenchError
+from plumbing.files import sha256_file
+from plumbing.provenance import package_versions
 from prep.synth_body import JOINTS, BodySubject, sample_body_look, sample_body_motion
 from prep.synth_draw import background
 from prep.synth_face import FaceSubject, sample_face_look, sample_face_motion

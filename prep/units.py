@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from plumbing.errors import AnimbenchError
 from prep.decode import BACKENDS, DecodeStopped, FrameSource, frame_range, open_source
 from prep.detect import (
     DROP_REASONS,
@@ -27,7 +28,6 @@ from prep.detect import (
     track_tubes,
     tube_clips,
 )
-from prep.errors import AnimbenchError
 from prep.recipes import Clip, Unit
 from prep.store import DEFAULT_ROW_GROUP, EncodeOptions, ShardWriter
 

@@ -1,4 +1,4 @@
-"""CLI commands of this package (registered into `animbench` by bench.cli): `report` and `leaderboard`."""
+"""CLI commands of this package (registered into `animbench` by animbench.cli): `report` and `leaderboard`."""
 
 from __future__ import annotations
 

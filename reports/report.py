@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from bench.results import Results
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 FORMATS = ("md", "tex", "csv", "html", "png")
 

@@ -1,6 +1,6 @@
 """Metric backends: the detectors and embedders behind AKD / MKR / AED / identity and pose error.
 
-One module per network family; each resolves its weight files through the manifest (methods.weights) and turns
+One module per network family; each resolves its weight files through the manifest (plumbing.weights) and turns
 uint8 RGB frames (N, H, W, 3) into keypoints or embeddings. The metric arithmetic lives in bench.metrics.
 This module holds the two loading helpers they share.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from bench.backends.dlib_face import DlibFace
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 WEIGHT_FILE = "w600k_r50.onnx"
 FACE_SIZE = 112

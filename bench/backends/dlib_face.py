@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 DISTRIBUTION = "face_recognition_models"
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"

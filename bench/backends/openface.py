@@ -17,8 +17,8 @@ from skimage.transform import resize
 from torch import nn
 
 from bench.backends import load_exact, read_state_dict
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 WEIGHT_FILE = "openface.pth"
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0

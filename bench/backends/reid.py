@@ -16,8 +16,8 @@ from torch import nn
 from torchvision.models import resnet50
 
 from bench.backends import load_exact, read_state_dict
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 WEIGHT_FILE = "reid_model.pth"
 NUM_CLASSES = 751  # Market-1501 training identities

@@ -18,8 +18,8 @@ from scipy.ndimage import generate_binary_structure, maximum_filter
 from torch import nn
 
 from bench.backends import load_exact, read_state_dict
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 WEIGHT_FILE = "pose_model.pth"
 NUM_JOINTS = 18

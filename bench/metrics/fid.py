@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from bench.metrics.registry import base_description, check_frames, file_provenance, register_metric
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 FID_DIMS = (64, 192, 768, 2048)  # pytorch-fid's --dims; only 2048 (pool3) is the published FID

@@ -22,7 +22,7 @@ from bench.metrics.registry import (
     file_provenance,
     register_metric,
 )
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 Embeddings = Sequence[np.ndarray | None] | np.ndarray  # per frame (D,) or None (no face found)
 

@@ -1,7 +1,7 @@
 """LPIPS (Zhang et al. 2018) through the `lpips` package, with the trunk weights loaded from the manifest.
 
 The linear heads ship inside the lpips wheel (lpips/weights/v0.1/<net>.pth). The ImageNet trunk is
-torchvision's file, which lpips would download; here it is resolved through `methods.weights.locate` (clear
+torchvision's file, which lpips would download; here it is resolved through `plumbing.weights.locate` (clear
 error when missing, hash checked) and loaded explicitly, so nothing is ever fetched.
 """
 
@@ -21,8 +21,8 @@ from bench.metrics.registry import (
     file_provenance,
     register_metric,
 )
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 TRUNK_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 LPIPS_VERSION = "0.1"

@@ -13,7 +13,7 @@ import torch
 from bench.metrics.registry import check_frames, register_metric
 from bench.results import PSNR_CAP_DB, psnr_from_mse
 from methods.infer import l1_per_frame
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # scikit-image's choice: radius int(3.5 * 1.5 + 0.5) = 5, an 11-tap window

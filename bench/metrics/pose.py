@@ -24,7 +24,7 @@ from bench.metrics.registry import (
     register_metric,
     weights_provenance,
 )
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 PROTOCOLS = ("legacy", "clean")
 Keypoints = Sequence[np.ndarray | None] | np.ndarray  # per frame (K,2) (x,y) or None (no detection)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from bench.results import POOLINGS
-from methods import weights
-from prep.errors import AnimbenchError
-from prep.manifest import sha256_file
+from plumbing import weights
+from plumbing.errors import AnimbenchError
+from plumbing.files import sha256_file
 
 KINDS = ("paired", "set")
 
@@ -92,7 +92,7 @@ class MetricSpec:
     kind: str  # "paired" | "set"
     higher_is_better: bool
     backend: str  # the distribution whose code computes it ("torch", "lpips", "pytorch-fid", "face-alignment")
-    needs: tuple[str, ...]  # weight file names from methods.weights (the manifest)
+    needs: tuple[str, ...]  # weight file names from plumbing.weights (the manifest)
     protocol_notes: str
     build: Callable[..., Any]  # class or function -> metric object
     summary: str  # first docstring line of the registered object

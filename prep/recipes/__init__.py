@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plumbing.errors import AnimbenchError
+from plumbing.ids import MAX_CLIP_BYTES, check_id, id_problem
 from prep.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from prep.errors import AnimbenchError
-from prep.ids import MAX_CLIP_BYTES, check_id, id_problem
 
 YOUTUBE_URL = "https://www.youtube.com/watch?v={video_id}"
 

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from prep.errors import AnimbenchError
-from prep.ids import check_id, id_problem
+from plumbing.errors import AnimbenchError
+from plumbing.ids import check_id, id_problem
 from prep.recipes import Clip, Unit
 
 NAME = "fashion"

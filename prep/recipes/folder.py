@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prep.errors import AnimbenchError
-from prep.ids import check_id
+from plumbing.errors import AnimbenchError
+from plumbing.ids import check_id
 from prep.recipes import Clip, Unit, media_items, parse_bbox, read_csv_rows, read_splits
 
 NAME = "folder"

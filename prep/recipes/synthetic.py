@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.recipes import Unit, metadata_units
 
 NAME = "synthetic"

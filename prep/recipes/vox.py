@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prep.errors import AnimbenchError
-from prep.ids import check_id
+from plumbing.errors import AnimbenchError
+from plumbing.ids import check_id
 from prep.recipes import YOUTUBE_URL, Clip, Unit, media_items, metadata_units, read_splits
 
 NAME = "vox"

@@ -14,8 +14,8 @@ from bench.backends import load_exact
 from bench.backends.openface import OpenFaceEmbedder, OpenFaceNet, PortLRN
 from bench.backends.reid import FtNet, ReidEmbedder
 from bench.backends.rtpose import RtPoseKeypoints, RtPoseNet
-from methods import weights
-from prep.errors import AnimbenchError
+from plumbing import weights
+from plumbing.errors import AnimbenchError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

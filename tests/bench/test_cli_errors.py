@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main as cli_main
+from animbench.cli import main as cli_main
 from prep.store import FrameStoreWriter
 from tests.prep.prep_helpers import make_video
 
@@ -59,7 +59,7 @@ def test_output_into_a_closed_pipe_ends_quietly(argv, store):
     """`animbench methods | head -1`: the reader is gone before we write; no traceback, exit 141 (SIGPIPE's
     status in a shell)."""
     argv = [str(store) if a == "STORE" else a for a in argv]
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], cwd=REPO, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "animbench", *argv], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader exits at once, as `head -1` does after its line
     err = proc.stderr.read().decode()
@@ -69,7 +69,7 @@ def test_output_into_a_closed_pipe_ends_quietly(argv, store):
 
 def test_head_reads_the_first_line(store):
     """Through a real shell pipe, `| head -1` prints the first line and nothing else."""
-    result = subprocess.run(f"{sys.executable} -m bench.cli store info {store} | head -1", shell=True, cwd=REPO,
+    result = subprocess.run(f"{sys.executable} -m animbench store info {store} | head -1", shell=True, cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.startswith("store ") and result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr

@@ -20,7 +20,7 @@ from bench.metrics.fid import (
     feature_statistics,
     frechet_distance,
 )
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 @pytest.fixture(scope="module")

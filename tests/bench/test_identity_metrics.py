@@ -14,7 +14,7 @@ from bench.backends.dlib_face import SAME_PERSON_THRESHOLD, DlibFace
 from bench.metrics import get_metric
 from bench.metrics.identity import aed_from_embeddings, identity_error_from_embeddings
 from bench.metrics.pose import akd_from_keypoints
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from tests.bench import test_backends
 
 # session fixtures shared with the backend tests: random weights saved under the standard names

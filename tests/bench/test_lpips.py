@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 from bench.metrics import get_metric
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 TRUNK = "alexnet-owt-7be5be79.pth"
 

@@ -8,7 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from bench.metrics import get_metric
 from bench.metrics.pixel import PSNR_CAP_DB
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 def _frames(seed: int, n: int = 3, h: int = 40, w: int = 48) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from bench.metrics.pose import (
     pose_error_from_landmarks,
 )
 from bench.metrics.registry import FrameScores
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from tests.bench import test_backends
 
 # session fixtures shared with the backend tests: random weights saved under the standard names

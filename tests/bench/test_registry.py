@@ -7,7 +7,7 @@ import pytest
 
 from bench.metrics import registry
 from bench.metrics.registry import FrameScores, check_frames, get_metric, list_metrics, register_metric
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 @pytest.fixture

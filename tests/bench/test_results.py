@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bench import results as R
-from prep.errors import AnimbenchError
-from prep.provenance import package_versions
+from plumbing.errors import AnimbenchError
+from plumbing.provenance import package_versions
 
 VERSIONS = package_versions()
 VID = R.versions_id(VERSIONS)

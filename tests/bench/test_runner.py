@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from animbench.cli import main
 from bench import protocols
 from bench import results as R
-from bench.cli import main
 from bench.metrics.pixel import PSNR_CAP_DB
 from bench.metrics.registry import FrameScores, base_description, register_metric
 from bench.runner import MethodSpec, merge_moments, parse_method_spec, run_bench, sample_indices
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.store import FrameStore, FrameStoreWriter
 
 REPO = Path(__file__).resolve().parents[2]

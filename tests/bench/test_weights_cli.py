@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from animbench.cli import main
 
 ALEX = "alexnet-owt-7be5be79.pth"
 OPENFACE = "openface.pth"  # the manifest knows no hash for it, so any bytes count as "ok"

@@ -17,7 +17,7 @@ import torch
 from methods.checkpoints import checkpoint_sha256, load_checkpoint, load_into, save_checkpoint
 from methods.config import load_config
 from methods.fomm import FOMM, Discriminator
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "fomm-tiny.yaml"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from methods.config import load_config
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "fomm-tiny.yaml"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from methods.data import PairAugmentation, frame_shape, make_transform
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.pairs import FramePairDataset
 from tests.methods.tiny_store import make_store
 

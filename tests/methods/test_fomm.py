@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import weights
 from methods.animation import normalize_kp
 from methods.config import load_config
 from methods.fomm import FOMM
 from methods.layers import make_coordinate_grid, warp
 from methods.losses import VGG19_SLICES, PerceptualPyramidLoss, random_vgg19
-from prep.errors import AnimbenchError
-from prep.manifest import sha256_file
+from plumbing import weights
+from plumbing.errors import AnimbenchError
+from plumbing.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "fomm-tiny.yaml"

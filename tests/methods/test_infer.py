@@ -29,7 +29,7 @@ from methods.infer import (
 )
 from methods.registry import load_model
 from methods.train import make_optimizers, train_step
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.pairs import FramePairDataset, to_tensor
 from prep.store import FrameStore
 from tests.methods.tiny_store import make_store
@@ -174,7 +174,7 @@ def test_checkpoint_reproduces_bit_for_bit_in_a_fresh_process(checkpoint, tmp_pa
     frames, _ = read_video(drive, (64, 64))
     expected = animate_video(model, read_image(tmp_path / "source.png", (64, 64)), frames, relative=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "bench.cli", "animate", "fomm", "--checkpoint", str(checkpoint), "--config",
+    cmd = [sys.executable, "-m", "animbench", "animate", "fomm", "--checkpoint", str(checkpoint), "--config",
            str(FOMM_TINY), "--source", str(tmp_path / "source.png"), "--driving", str(drive), "--out",
            str(tmp_path / "fresh.npy"), "--relative"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)

@@ -14,7 +14,7 @@ from methods.config import load_config
 from methods.layers import make_coordinate_grid
 from methods.monkey_net import MonkeyNet
 from methods.monkey_net_transfer import gaussian2kp, kp2gaussian, normalize_kp, symmetrise_positive
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "monkey_net-tiny.yaml"

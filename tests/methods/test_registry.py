@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
+from animbench.cli import main
 from methods import registry
 from methods.checkpoints import save_checkpoint
 from methods.registry import MethodCard, get_method, list_methods, load_model, register_method
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"fomm": REPO / "configs/fomm-tiny.yaml", "monkey_net": REPO / "configs/monkey_net-tiny.yaml"}

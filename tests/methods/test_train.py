@@ -16,7 +16,7 @@ from methods.checkpoints import load_checkpoint
 from methods.config import load_config
 from methods.registry import load_model
 from methods.train import find_last_checkpoint, make_optimizers, train, train_step
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.pairs import FramePairDataset
 from prep.store import FrameStore
 from tests.methods.tiny_store import make_store
@@ -106,7 +106,7 @@ def test_ddp_two_gloo_processes_keep_replicas_equal(store, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "bench.cli", "train", "monkey_net", "--store", str(store), "--config", str(CONFIGS["monkey_net"]),
+           "-m", "animbench", "train", "monkey_net", "--store", str(store), "--config", str(CONFIGS["monkey_net"]),
            "--out", str(out), "--max-steps", "2", "--batch-size", "4", "--log-every", "0", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -147,7 +147,7 @@ def test_keep_checkpoints_removes_the_older_ones(store, tmp_path):
 
 
 def test_cli_train_flags(store, tmp_path, capsys):
-    from bench.cli import main
+    from animbench.cli import main
 
     out = tmp_path / "cli"
     assert main(["train", "fomm", "--store", str(store), "--config", "tiny", "--out", str(out), "--max-steps", "2",

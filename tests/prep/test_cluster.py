@@ -104,7 +104,7 @@ def test_two_node_cluster_matches_local_run(two_raylets, tmp_path, ray_session):
     from bench.results import Results
     from bench.runner import MethodSpec, run_bench
 
-    bench = [sys.executable, "-m", "bench.cli", "bench", "--methods", "copy-source,oracle", "--store",
+    bench = [sys.executable, "-m", "animbench", "bench", "--methods", "copy-source,oracle", "--store",
              str(tmp_path / "cluster"), "--split", "train", "--protocol", "reconstruction", "--metrics", "l1",
              "--out", str(tmp_path / "results-cluster"), "--address", two_raylets]
     done = subprocess.run(bench, cwd=REPO, env=CLUSTER_ENV, capture_output=True, text=True, timeout=300)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import skimage.data
 
+from plumbing.errors import AnimbenchError
 from prep.detect import S3FD_FILE, CropRules, enlarge, iou, locate_s3fd, track_tubes, tube_clips
-from prep.errors import AnimbenchError
 from prep.pipeline import run_prep
 from prep.recipes import vox
 from prep.store import FrameStore
@@ -181,7 +181,7 @@ def _still(top: int, n: int, black: set[int] = frozenset()) -> list[np.ndarray]:
 def test_detect_run_bridges_missed_frames_and_fails_loudly_without(tmp_path, ray_session, capsys):
     """Two frames where the detector finds nothing split the face track, so by the official rules no clip is
     long enough: the run exits non-zero and says why and what helps. --max-gap 2 makes one 50-frame clip."""
-    from bench.cli import main as cli_main
+    from animbench.cli import main as cli_main
 
     make_video(tmp_path / "raw" / "talk.mp4", frames=_still(60, 50, black={20, 21}))
     argv = ["prep", "vox", "--src", str(tmp_path / "raw"), "--detect", "--min-size", "64", "--min-frames", "40",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench import cli
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.store import FrameStore, FrameStoreWriter
 
 

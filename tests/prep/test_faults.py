@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 from prep.pipeline import WORK_DIR, release_workers, run_prep, unit_name
 from prep.recipes import folder, vox
 from prep.store import FrameStore

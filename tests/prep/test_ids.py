@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from prep.errors import AnimbenchError
-from prep.ids import MAX_ID_BYTES, NAME_MAX, check_id, id_problem, safe_join
+from plumbing.errors import AnimbenchError
+from plumbing.ids import MAX_ID_BYTES, NAME_MAX, check_id, id_problem, safe_join
 
 
 def test_check_id_names_where_and_the_field_on_one_line():

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bench import cli
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
+from plumbing.ids import id_problem
 from prep.export import import_png_layout
-from prep.ids import id_problem
 from prep.recipes import fashion, folder, read_splits, taichi, vox
 from tests.prep import prep_helpers
 from tests.prep.prep_helpers import make_video, write_metadata

@@ -13,9 +13,9 @@ import skimage.data
 from skimage.transform import resize
 from skimage.util import img_as_ubyte
 
+from plumbing.errors import AnimbenchError
 from prep import pipeline_cli
 from prep.decode import frame_range, read_image
-from prep.errors import AnimbenchError
 from prep.pipeline import run_prep
 from prep.recipes import fashion, folder, synthetic, taichi, vox
 from prep.store import EncodeOptions, FrameStore, verify_store

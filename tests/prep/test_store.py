@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bench.cli import main as cli_main
-from prep.errors import AnimbenchError
+from animbench.cli import main as cli_main
+from plumbing.errors import AnimbenchError
 from prep.export import export_mp4, export_png_layout, import_png_layout
 from prep.pairs import FramePairDataset
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter, verify_store

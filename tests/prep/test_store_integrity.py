@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.cli import main as cli_main
-from prep.errors import AnimbenchError
+from animbench.cli import main as cli_main
+from plumbing.errors import AnimbenchError
+from plumbing.files import sha256_file
 from prep.export import export_png_layout
-from prep.manifest import sha256_file
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter, verify_store
 
 

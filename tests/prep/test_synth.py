@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from plumbing.errors import AnimbenchError
 from prep import cli as prep_cli
 from prep import synth
-from prep.errors import AnimbenchError
 from prep.synth import crop_box, make_synthetic, read_synth, split_identities
 
 SMALL = {"num_videos": 4, "num_frames": 12, "width": 160, "height": 120, "seed": 3}

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from animbench.cli import main
 from bench.results import Results
 from reports import tables
 from reports.html import render_html
@@ -92,7 +92,7 @@ def test_report_writes_every_format_and_the_cli_prints_the_paths(results, tmp_pa
 def test_reports_render_without_importing_torch(results, tmp_path):
     code = (  # through the console script's own entry point, as a user on a machine without torch runs it
         "import sys\n"
-        "from bench.cli import main\n"
+        "from animbench.cli import main\n"
         f"assert main(['report', {str(results.root)!r}, '--out', {str(tmp_path / 'nt')!r}]) == 0\n"
         f"assert main(['leaderboard', {str(results.root)!r}]) == 0\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"

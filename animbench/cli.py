@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 def build_parser() -> argparse.ArgumentParser:

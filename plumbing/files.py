@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:

@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from prep.errors import AnimbenchError
-from prep.manifest import sha256_file
+from plumbing.errors import AnimbenchError
+from plumbing.files import sha256_file
 
 
 @dataclass(frozen=True)

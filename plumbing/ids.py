@@ -10,7 +10,7 @@ import os
 import unicodedata
 from pathlib import Path
 
-from prep.errors import AnimbenchError
+from plumbing.errors import AnimbenchError
 
 MAX_ID_BYTES = 160  # one identifier (a video id, a person id, a split)
 MAX_CLIP_BYTES = 200  # a clip name `person#video#start#end`: leaves room for '.mp4' and suffixes under NAME_MAX

@@ -1,0 +1,1 @@
+"""The top of the house: the `animbench` console script, the only module that imports every stage."""

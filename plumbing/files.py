@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +46,53 @@ def tmp_name(path: Path) -> Path:
 
 def atomic_write_text(text: str, path: Path) -> None:
     """Write a text file under a temporary name, fsync it, then rename it into place."""
-    tmp = tmp_name(path)
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(text.encode(), path)
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write a file under a temporary name, fsync it, then rename it into place."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside `path` for the caller to write (a file or a folder); renamed into place when the
+    block succeeds, removed when it fails, so `path` only ever holds complete output. `suffix` keeps an
+    extension writers need (e.g. '.mp4' for a muxer that picks the format by name). An existing folder at
+    `path` is replaced only after the new one is complete."""
+    path = Path(path)
+    tmp = tmp_name(path).with_name(tmp_name(path).name + suffix)
+    _remove(tmp)
+    try:
+        yield tmp
+        publish(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a completed file or folder into place (a folder already there is swapped out, then removed)."""
+    tmp, path = Path(tmp), Path(path)
+    if path.is_dir() and not path.is_symlink():
+        old = tmp_name(path).with_name(tmp_name(path).name + ".old")
+        _remove(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def load_manifest(root: str | os.PathLike, *, label: str, filename: str, format_name: str,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.animation import normalize_kp
+from methods.fomm_keypoints import normalize_kp
 from methods.checkpoints import NETWORK_ENTRIES, OPTIMIZER_ENTRIES
 from methods.config import get_path, load_config
 from methods.layers import (

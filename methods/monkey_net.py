@@ -27,7 +27,7 @@ from methods.layers3d import (
     ResBlock3d,
     SameBlock3d,
 )
-from methods.monkey_net_transfer import Keypoints, gaussian2kp, kp2gaussian, kp_displacement, normalize_kp
+from methods.monkey_net_keypoints import Keypoints, gaussian2kp, kp2gaussian, kp_displacement, normalize_kp
 from plumbing.errors import AnimbenchError
 
 ANIMATE_CHUNK = 8  # frames per generator call in animate(); eval-mode results do not depend on it

@@ -182,7 +182,7 @@ def test_model_params_schema_equals_what_the_networks_accept():
 
     from methods import fomm, monkey_net
     from methods.config import SCHEMA
-    from methods.monkey_net_transfer import normalize_kp
+    from methods.monkey_net_keypoints import normalize_kp
 
     f = SCHEMA["fomm"]
     assert _keys(f, "model_params.kp_detector_params") == fomm._KP_KEYS

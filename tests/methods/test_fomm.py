@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods.animation import normalize_kp
+from methods.fomm_keypoints import normalize_kp
 from methods.config import load_config
 from methods.fomm import FOMM
 from methods.layers import make_coordinate_grid, warp

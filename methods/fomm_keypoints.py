@@ -1,4 +1,4 @@
-"""FOMM animation: how driving keypoints are turned into the keypoints the generator is given (reference §3.1)."""
+"""FOMM keypoint maths for animation: how driving keypoints become the keypoints the generator is given (reference §3.1)."""
 
 from __future__ import annotations
 

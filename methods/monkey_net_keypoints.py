@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from methods.animation import hull_area
+from methods.fomm_keypoints import hull_area
 from methods.layers import make_coordinate_grid
 from plumbing.errors import AnimbenchError
 

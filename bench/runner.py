@@ -38,6 +38,7 @@ from plumbing.errors import AnimbenchError
 from plumbing.ids import check_id
 from plumbing.progress import progress_bar
 from plumbing.provenance import package_versions
+from plumbing.ray_session import ray_session
 from plumbing.weights import locate
 from prep.imagecodec import encode_image
 from prep.store import EncodeOptions, FrameStore
@@ -287,14 +288,7 @@ def _execute(tasks: list[Task], workers: int, use_gpu: bool, in_process: bool,
 def _execute_ray(tasks: list[Task], workers: int, use_gpu: bool, address: str | None, bar: Any) -> list[dict]:
     import ray
 
-    started = not ray.is_initialized()
-    if started and address:  # an existing cluster: its nodes' CPUs / GPUs decide the parallelism
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    elif started:
-        tmp = os.environ.get("RAY_TMPDIR")
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 **({"_temp_dir": tmp} if tmp else {}))
-    try:
+    with ray_session(workers, address):
         gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
         remote = ray.remote(run_task).options(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)
         refs = [remote.remote(t) for t in tasks]
@@ -318,9 +312,6 @@ def _execute_ray(tasks: list[Task], workers: int, use_gpu: bool, address: str | 
             if isinstance(cause, AnimbenchError):  # a user error inside a task: one line, as in-process
                 raise AnimbenchError(str(cause)) from None
             raise
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _moments(features: list[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:

@@ -1,18 +1,44 @@
-"""Encode and decode single frames (PNG lossless by default, JPEG with a quality) with OpenCV."""
+"""Encode and decode single frames (PNG lossless by default, JPEG with a quality) with OpenCV; the encode
+options the frame store records live here, beside the code that applies them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from plumbing.errors import AnimbenchError
 
-if TYPE_CHECKING:
-    from prep.store import EncodeOptions
-
 cv2.setNumThreads(1)
+
+
+@dataclass
+class EncodeOptions:
+    """How frames are encoded: lossless PNG (default) or JPEG with a quality."""
+
+    image_format: str = "png"
+    jpeg_quality: int = 95
+    png_compression: int = 1
+
+    def __post_init__(self) -> None:
+        if self.image_format not in ("png", "jpeg"):
+            raise AnimbenchError(f"image format {self.image_format!r}: expected 'png' or 'jpeg'")
+        if not 1 <= int(self.jpeg_quality) <= 100:
+            raise AnimbenchError(f"jpeg quality {self.jpeg_quality}: expected 1..100")
+        if not 0 <= int(self.png_compression) <= 9:
+            raise AnimbenchError(f"png compression {self.png_compression}: expected 0..9")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as recorded in the manifest."""
+        d: dict[str, Any] = {"image_format": self.image_format}
+        if self.image_format == "jpeg":
+            d["jpeg_quality"] = int(self.jpeg_quality)
+        else:
+            d["png_compression"] = int(self.png_compression)
+            d["png_strategy"] = "rle"
+        return d
 
 
 def encode_image(rgb: np.ndarray, options: EncodeOptions) -> bytes:

@@ -35,9 +35,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from plumbing.errors import AnimbenchError
-from plumbing.files import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
+from plumbing.files import (
+    atomic_path,
+    atomic_write_text,
+    load_manifest,
+    publish,
+    sha256_file,
+    tmp_name,
+    verify_tables,
+)
 from plumbing.provenance import package_versions
-from prep.imagecodec import decode_image, encode_image
+from prep.imagecodec import EncodeOptions, decode_image, encode_image
 
 SCHEMA_VERSION = 2  # v2 added the per-frame sha256 column
 READABLE_VERSIONS = (1, 2)  # v1 stores open; their frames are checked per whole video only
@@ -81,41 +89,21 @@ VIDEO_FACTS = ("split", "person_id", "source_path", "fps", "orig_width", "orig_h
                "end", "recipe")
 
 
-@dataclass
-class EncodeOptions:
-    """How frames are encoded: lossless PNG (default) or JPEG with a quality."""
-
-    image_format: str = "png"
-    jpeg_quality: int = 95
-    png_compression: int = 1
-
-    def __post_init__(self) -> None:
-        if self.image_format not in ("png", "jpeg"):
-            raise AnimbenchError(f"image format {self.image_format!r}: expected 'png' or 'jpeg'")
-        if not 1 <= int(self.jpeg_quality) <= 100:
-            raise AnimbenchError(f"jpeg quality {self.jpeg_quality}: expected 1..100")
-        if not 0 <= int(self.png_compression) <= 9:
-            raise AnimbenchError(f"png compression {self.png_compression}: expected 0..9")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The options as recorded in the manifest."""
-        d: dict[str, Any] = {"image_format": self.image_format}
-        if self.image_format == "jpeg":
-            d["jpeg_quality"] = int(self.jpeg_quality)
-        else:
-            d["png_compression"] = int(self.png_compression)
-            d["png_strategy"] = "rle"
-        return d
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> None:
-    tmp = tmp_name(path)
-    pq.write_table(table, tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **kwargs)
+
+
+def failure_row(video_id: str, stage: str, error: BaseException | str, message: str = "") -> dict[str, str]:
+    """A failures-table row; an exception gives its class and its message on one line (500 characters at most)."""
+    err = type(error).__name__ if isinstance(error, BaseException) else str(error)
+    if isinstance(error, BaseException) and not message:
+        message = " ".join(str(error).split())[:500]
+    return {"video_id": video_id, "stage": stage, "error": err, "message": message}
 
 
 def _check_frame(frame: np.ndarray, video_id: str, index: int, shape: tuple[int, ...] | None) -> None:
@@ -208,7 +196,7 @@ class ShardWriter:
         if self._writer is None:
             raise AnimbenchError(f"shard {self.path}: no frames were written")
         self._writer.close()
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
         self._closed = True
         for row in self.videos:
             row["shard"] = self.path.name
@@ -354,9 +342,7 @@ class FrameStoreWriter:
 
     def add_failure(self, video_id: str, stage: str, error: BaseException | str, message: str = "") -> None:
         """Record a unit of work that failed (it is kept out of the frames)."""
-        err = type(error).__name__ if isinstance(error, BaseException) else str(error)
-        msg = message or (str(error) if isinstance(error, BaseException) else "")
-        self.failures.append({"video_id": video_id, "stage": stage, "error": err, "message": msg})
+        self.failures.append(failure_row(video_id, stage, error, message))
 
     def close(self) -> dict[str, Any]:
         """Close the last shard and write the manifest; return it."""

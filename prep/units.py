@@ -28,8 +28,10 @@ from prep.detect import (
     track_tubes,
     tube_clips,
 )
+from prep.imagecodec import EncodeOptions
 from prep.recipes import Clip, Unit
-from prep.store import DEFAULT_ROW_GROUP, EncodeOptions, ShardWriter
+from prep.store import DEFAULT_ROW_GROUP, ShardWriter
+from prep.store import failure_row as failure
 
 Report = Callable[[str, int], None]  # (stage, frames done): the worker's heartbeat
 STAGES = ("download", "decode", "detect", "crop", "encode", "write")
@@ -88,14 +90,6 @@ class _Redo(Exception):
         super().__init__("redo")
         self.failures = failures
         self.stop = stop
-
-
-def failure(video_id: str, stage: str, error: BaseException | str, message: str = "") -> dict[str, str]:
-    """A failures-table row."""
-    err = type(error).__name__ if isinstance(error, BaseException) else str(error)
-    if isinstance(error, BaseException) and not message:
-        message = " ".join(str(error).split())[:500]
-    return {"video_id": video_id, "stage": stage, "error": err, "message": message}
 
 
 def unit_video_ids(unit: Unit) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import cli
+from animbench import cli
 from plumbing.errors import AnimbenchError
 from prep.store import FrameStore, FrameStoreWriter
 

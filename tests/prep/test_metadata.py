@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
+from animbench import cli
 from plumbing.errors import AnimbenchError
 from plumbing.ids import id_problem
 from prep.export import import_png_layout

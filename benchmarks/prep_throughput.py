@@ -26,11 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from plumbing.provenance import package_versions  # noqa: E402
+from prep.imagecodec import EncodeOptions  # noqa: E402
 from prep.pipeline import release_workers, run_prep  # noqa: E402
 from prep.recipes import synthetic  # noqa: E402
-from prep.store import EncodeOptions  # noqa: E402
 from prep.synth import make_synthetic  # noqa: E402
-from prep.units import PrepConfig  # noqa: E402
+from prep.worker import PrepConfig  # noqa: E402
 
 
 def raw_decode_rate(videos: list[Path], repeats: int) -> dict:

@@ -34,7 +34,7 @@ from plumbing.progress import progress_bar
 from prep.detect import check_detector
 from prep.recipes import Unit, check_unique
 from prep.store import FAILURES_FILE, FRAMES_DIR, MANIFEST_FILE, VIDEOS_FILE, finalize_store, read_manifest
-from prep.units import STAGES, PrepConfig, UnitProcessor, failure, unit_video_ids
+from prep.worker import STAGES, PrepConfig, UnitProcessor, failure, unit_video_ids
 
 WORK_DIR = "_work"
 RUN_FILE = "run.json"

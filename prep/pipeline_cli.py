@@ -1,4 +1,5 @@
 """`animbench prep RECIPE --src ... --out STORE [options]`: parse arguments, plan units, run the pipeline, print.
+The common options live here; each recipe module adds and reads its own (prep/recipes/).
 
 The same run from Python: `run_prep(recipes.vox.plan(src, metadata), out, PrepConfig("vox"), workers=2)`.
 """
@@ -9,9 +10,9 @@ import argparse
 import sys
 
 from prep.decode import BACKENDS
-from prep.detect import DETECTORS, OUT_OF_FRAME, CropRules
-from prep.recipes import YOUTUBE_URL, recipes
-from prep.store import DEFAULT_ROW_GROUP, EncodeOptions
+from prep.imagecodec import EncodeOptions
+from prep.recipes import recipes
+from prep.store import DEFAULT_ROW_GROUP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         rp = rsub.add_parser(name, help=module.HELP, description=module.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(rp, module.DEFAULTS)
-        _RECIPE_ARGS[name](rp)
+        module.add_arguments(rp)
         rp.set_defaults(func=run_command)
 
 
@@ -55,95 +56,15 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.set_defaults(pad=defaults.get("pad", False), pad_value=defaults.get("pad_value", 0))
 
 
-def _download_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("download (optional, needs `pip install yt-dlp`)")
-    g.add_argument("--download", action="store_true", help="fetch videos missing from --src with yt-dlp")
-    g.add_argument("--url-template", default=YOUTUBE_URL, help=f"URL of a video id (default {YOUTUBE_URL})")
-
-
-def _detect_args(p: argparse.ArgumentParser) -> None:
-    rules = CropRules()
-    g = p.add_argument_group("detect mode (no metadata): face tubes and the official crop rules")
-    g.add_argument("--detect", action="store_true", help="find face clips instead of reading --metadata")
-    g.add_argument("--detector", choices=DETECTORS, default="dlib",
-                   help="s3fd (face-alignment; needs its weight file) or dlib's HOG / CNN (offline)")
-    g.add_argument("--detector-weights", default=None, help="an explicit S3FD weight file")
-    g.add_argument("--min-size", type=int, default=rules.min_size, help=f"min face tube side (default {rules.min_size})")
-    g.add_argument("--min-frames", type=int, default=rules.min_frames, help=f"default {rules.min_frames}")
-    g.add_argument("--max-frames", type=int, default=rules.max_frames, help=f"default {rules.max_frames}")
-    g.add_argument("--max-gap", type=int, default=rules.max_gap,
-                   help="frames without a detection a face tube bridges with interpolated boxes (default 0: a "
-                        "missed frame ends the tube, as the official crop does)")
-    g.add_argument("--out-of-frame", choices=OUT_OF_FRAME, default=rules.out_of_frame,
-                   help="an enlarged face box that leaves the frame: drop the clip (default, official), shift the "
-                        "box inside, or pad the missing pixels (pad-constant: --pad-value, pad-replicate: edge)")
-    g.add_argument("--pad-value", type=int, default=0, help="grey level of pad-constant (default 0)")
-    g.add_argument("--split", default="train", help="split of the detected clips (default train)")
-    g.add_argument("--splits", default=None, help="csv video_id,split[,person_id] per video file")
-
-
-def _vox_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metadata", default=None, help="vox-metadata.csv "
-                   "(video_id,start,end,bbox,fps,width,height,partition,person_id)")
-    _detect_args(p)
-    _download_args(p)
-
-
-def _taichi_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metadata", required=True, help="taichi-metadata.csv "
-                   "(video_id,start,end,bbox,fps,width,height,partition)")
-    _download_args(p)
-
-
-def _fashion_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train-list", default=None, help="fashion_train.txt (URLs or file names)")
-    p.add_argument("--test-list", default=None, help="fashion_test.txt")
-    g = p.add_argument_group("download (optional, needs `pip install yt-dlp`)")
-    g.add_argument("--download", action="store_true", help="fetch listed URLs missing from --src")
-
-
-def _folder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", default=None, help="put every video in this split (flat folders)")
-    p.add_argument("--splits", default=None, help="csv video_id,split[,person_id] (flat folders)")
-    p.add_argument("--boxes", default=None, help="csv video_id,bbox[,width,height]: crop box per video")
-    p.add_argument("--frame-width", type=int, default=None, help="strips: width of one frame (default: height)")
-    p.add_argument("--pad", action="store_true", help="pad frames to a square before resizing")
-
-
-def _synthetic_args(p: argparse.ArgumentParser) -> None:
-    pass
-
-
-_RECIPE_ARGS = {"vox": _vox_args, "taichi": _taichi_args, "fashion": _fashion_args, "folder": _folder_args,
-                "synthetic": _synthetic_args}
-
-
 def plan_and_config(args: argparse.Namespace):
-    """The units and PrepConfig an argument namespace asks for."""
-    from prep import recipes as r
-    from prep.units import PrepConfig
+    """The units and PrepConfig an argument namespace asks for (the recipe reads its own arguments)."""
+    from prep.worker import PrepConfig
 
-    name = args.recipe
-    if name == "vox":
-        units = r.vox.plan(args.src, args.metadata, detect=args.detect, split=args.split, splits=args.splits,
-                           url_template=args.url_template, download=args.download)
-    elif name == "taichi":
-        units = r.taichi.plan(args.src, args.metadata, url_template=args.url_template, download=args.download)
-    elif name == "fashion":
-        units = r.fashion.plan(args.src, train_list=args.train_list, test_list=args.test_list)
-    elif name == "folder":
-        units = r.folder.plan(args.src, split=args.split, splits=args.splits, boxes=args.boxes,
-                              frame_width=args.frame_width)
-    else:
-        units = r.synthetic.plan(args.src)
-    config = PrepConfig(recipe=name, size=args.size, pad=args.pad, pad_value=args.pad_value,
+    recipe = recipes()[args.recipe]
+    units = recipe.plan_from_args(args)
+    config = PrepConfig(recipe=args.recipe, size=args.size, pad=args.pad, pad_value=args.pad_value,
                         encode=EncodeOptions(args.image_format, args.jpeg_quality, args.png_compression),
-                        row_group_size=args.row_group_size, decoder=args.decoder,
-                        download=getattr(args, "download", False))
-    if getattr(args, "detect", False):
-        config.detector, config.detector_weights = args.detector, args.detector_weights
-        config.rules = CropRules(min_size=args.min_size, min_frames=args.min_frames, max_frames=args.max_frames,
-                                 max_gap=args.max_gap, out_of_frame=args.out_of_frame)
+                        row_group_size=args.row_group_size, decoder=args.decoder, **recipe.config_from_args(args))
     return units, config
 
 

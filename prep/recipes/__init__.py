@@ -4,15 +4,19 @@ A unit is one source (a video file, a frame folder or a strip image) and the cli
 pipeline decodes each source once and writes one shard per unit. Recipes run in the driver and only read
 metadata and list files; decoding happens in the workers.
 
-Each recipe module has `NAME`, `HELP`, `DEFAULTS` (output options), `add_arguments(parser)`,
-`plan(...)` (plain keyword arguments, callable from Python) and `plan_from_args(args)`.
+Each recipe is one module here, found without a list: it has `NAME`, `HELP`, `DEFAULTS` (output options),
+`add_arguments(parser)` (its own CLI flags), `plan(...)` (plain keyword arguments, callable from Python),
+`plan_from_args(args)` and `config_from_args(args)` (the PrepConfig fields its flags set).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import importlib
 import math
 import os
+import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,7 +222,16 @@ def check_unique(units: Sequence[Unit]) -> None:
 
 
 def recipes() -> dict[str, Any]:
-    """Recipe modules by name."""
-    from prep.recipes import fashion, folder, synthetic, taichi, vox
+    """Recipe modules by name: every module of this package (a new recipe is a new file)."""
+    mods = (importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__))
+    return {m.NAME: m for m in sorted(mods, key=lambda m: m.NAME)}
 
-    return {m.NAME: m for m in (vox, taichi, fashion, folder, synthetic)}
+
+def add_download_arguments(p: argparse.ArgumentParser, *, url_template: bool = True) -> None:
+    """`--download` (fetch missing sources with yt-dlp) and, for id-named sources, `--url-template`."""
+    g = p.add_argument_group("download (optional, needs `pip install yt-dlp`)")
+    g.add_argument("--download", action="store_true",
+                   help="fetch videos missing from --src with yt-dlp" if url_template
+                   else "fetch listed URLs missing from --src")
+    if url_template:
+        g.add_argument("--url-template", default=YOUTUBE_URL, help=f"URL of a video id (default {YOUTUBE_URL})")

@@ -5,13 +5,15 @@ this set; padding keeps the whole body in view without distorting it.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from plumbing.errors import AnimbenchError
 from plumbing.ids import check_id, id_problem
-from prep.recipes import Clip, Unit
+from prep.recipes import Clip, Unit, add_download_arguments
 
 NAME = "fashion"
 HELP = "fashion videos: split lists of URLs or file names; full frames padded to square"
@@ -53,3 +55,20 @@ def plan(src: str | os.PathLike, *, train_list: str | os.PathLike | None = None,
             units.append(Unit(key=f"{NAME}/{vid}", source=str(src / name), clips=(Clip(vid, split),),
                               url=entry if is_url else None))
     return sorted(units, key=lambda u: u.key)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The split lists and --download."""
+    p.add_argument("--train-list", default=None, help="fashion_train.txt (URLs or file names)")
+    p.add_argument("--test-list", default=None, help="fashion_test.txt")
+    add_download_arguments(p, url_template=False)
+
+
+def plan_from_args(args: argparse.Namespace) -> list[Unit]:
+    """`plan` with the parsed arguments."""
+    return plan(args.src, train_list=args.train_list, test_list=args.test_list)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """PrepConfig fields: download."""
+    return {"download": args.download}

@@ -8,8 +8,10 @@ width x height when given) crops each video before resizing.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from plumbing.errors import AnimbenchError
 from plumbing.ids import check_id
@@ -85,3 +87,22 @@ def plan(src: str | os.PathLike, *, split: str | None = None, splits: str | os.P
     if unknown:
         raise AnimbenchError(f"--boxes {boxes}: no video named {sorted(unknown)[0]!r} in {src}")
     return units
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Split, crop-box, strip-width and padding options."""
+    p.add_argument("--split", default=None, help="put every video in this split (flat folders)")
+    p.add_argument("--splits", default=None, help="csv video_id,split[,person_id] (flat folders)")
+    p.add_argument("--boxes", default=None, help="csv video_id,bbox[,width,height]: crop box per video")
+    p.add_argument("--frame-width", type=int, default=None, help="strips: width of one frame (default: height)")
+    p.add_argument("--pad", action="store_true", help="pad frames to a square before resizing")
+
+
+def plan_from_args(args: argparse.Namespace) -> list[Unit]:
+    """`plan` with the parsed arguments."""
+    return plan(args.src, split=args.split, splits=args.splits, boxes=args.boxes, frame_width=args.frame_width)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """PrepConfig fields: none beyond the common ones (--pad is one of them)."""
+    return {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from plumbing.errors import AnimbenchError
 from prep.recipes import Unit, metadata_units
@@ -23,3 +25,17 @@ def plan(src: str | os.PathLike) -> list[Unit]:
         raise AnimbenchError(f"--src {src}: {SYNTH_JSON} is missing, so the synthetic set is incomplete "
                              "(its writer did not finish); run `animbench synth` again")
     return metadata_units(NAME, src / "videos", src / "metadata.csv", with_person=True, url_template=None)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """No options beyond the common ones."""
+
+
+def plan_from_args(args: argparse.Namespace) -> list[Unit]:
+    """`plan` with the parsed arguments."""
+    return plan(args.src)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """PrepConfig fields: none beyond the common ones."""
+    return {}

@@ -7,12 +7,23 @@ Output ids: `<person_id>#<video_id>#<start:06d>#<end:06d>` (metadata) and
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from plumbing.errors import AnimbenchError
 from plumbing.ids import check_id
-from prep.recipes import YOUTUBE_URL, Clip, Unit, media_items, metadata_units, read_splits
+from prep.detect import DETECTORS, OUT_OF_FRAME, CropRules
+from prep.recipes import (
+    YOUTUBE_URL,
+    Clip,
+    Unit,
+    add_download_arguments,
+    media_items,
+    metadata_units,
+    read_splits,
+)
 
 NAME = "vox"
 HELP = "VoxCeleb: raw videos + vox-metadata.csv, or --detect to find face clips in any videos"
@@ -48,3 +59,45 @@ def detect_units(recipe: str, src: Path, *, split: str, splits: str | os.PathLik
         template = Clip(video_id=vid, split=facts["split"], person_id=facts["person_id"] or None)
         units.append(Unit(key=f"{recipe}-detect/{vid}", source=str(path), clips=(template,), detect=True))
     return units
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """--metadata, the detect-mode options and the download options."""
+    p.add_argument("--metadata", default=None, help="vox-metadata.csv "
+                   "(video_id,start,end,bbox,fps,width,height,partition,person_id)")
+    rules = CropRules()
+    g = p.add_argument_group("detect mode (no metadata): face tubes and the official crop rules")
+    g.add_argument("--detect", action="store_true", help="find face clips instead of reading --metadata")
+    g.add_argument("--detector", choices=DETECTORS, default="dlib",
+                   help="s3fd (face-alignment; needs its weight file) or dlib's HOG / CNN (offline)")
+    g.add_argument("--detector-weights", default=None, help="an explicit S3FD weight file")
+    g.add_argument("--min-size", type=int, default=rules.min_size, help=f"min face tube side (default {rules.min_size})")
+    g.add_argument("--min-frames", type=int, default=rules.min_frames, help=f"default {rules.min_frames}")
+    g.add_argument("--max-frames", type=int, default=rules.max_frames, help=f"default {rules.max_frames}")
+    g.add_argument("--max-gap", type=int, default=rules.max_gap,
+                   help="frames without a detection a face tube bridges with interpolated boxes (default 0: a "
+                        "missed frame ends the tube, as the official crop does)")
+    g.add_argument("--out-of-frame", choices=OUT_OF_FRAME, default=rules.out_of_frame,
+                   help="an enlarged face box that leaves the frame: drop the clip (default, official), shift the "
+                        "box inside, or pad the missing pixels (pad-constant: --pad-value, pad-replicate: edge)")
+    g.add_argument("--pad-value", type=int, default=0, help="grey level of pad-constant (default 0)")
+    g.add_argument("--split", default="train", help="split of the detected clips (default train)")
+    g.add_argument("--splits", default=None, help="csv video_id,split[,person_id] per video file")
+    add_download_arguments(p)
+
+
+def plan_from_args(args: argparse.Namespace) -> list[Unit]:
+    """`plan` with the parsed arguments."""
+    return plan(args.src, args.metadata, detect=args.detect, split=args.split, splits=args.splits,
+                url_template=args.url_template, download=args.download)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """PrepConfig fields: download, and in detect mode the detector and the crop rules."""
+    config: dict[str, Any] = {"download": args.download}
+    if args.detect:
+        config.update(detector=args.detector, detector_weights=args.detector_weights,
+                      rules=CropRules(min_size=args.min_size, min_frames=args.min_frames,
+                                      max_frames=args.max_frames, max_gap=args.max_gap,
+                                      out_of_frame=args.out_of_frame))
+    return config

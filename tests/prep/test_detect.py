@@ -12,7 +12,7 @@ from prep.detect import S3FD_FILE, CropRules, enlarge, iou, locate_s3fd, track_t
 from prep.pipeline import run_prep
 from prep.recipes import vox
 from prep.store import FrameStore
-from prep.units import PrepConfig
+from prep.worker import PrepConfig
 from tests.prep import prep_helpers
 from tests.prep.prep_helpers import decode_all, make_video
 

@@ -20,7 +20,7 @@ from prep.pipeline import run_prep
 from prep.recipes import fashion, folder, synthetic, taichi, vox
 from prep.store import EncodeOptions, FrameStore, verify_store
 from prep.synth import make_synthetic
-from prep.units import PrepConfig
+from prep.worker import PrepConfig
 from tests.prep import prep_helpers
 from tests.prep.prep_helpers import decode_all, make_video, pattern_frame, write_metadata
 

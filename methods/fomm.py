@@ -8,7 +8,7 @@ Shapes below are for the official 256² configs (K = num_kp = 10). Keypoints are
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.fomm_keypoints import normalize_kp
 from methods.checkpoints import NETWORK_ENTRIES, OPTIMIZER_ENTRIES
 from methods.config import get_path, load_config
+from methods.fomm_keypoints import normalize_kp
+from methods.interface import AnimationMode, Method, check_animate_shapes
 from methods.layers import (
     AntiAliasInterpolation2d,
     DownBlock2d,
@@ -33,6 +34,7 @@ from methods.layers import (
     warp,
 )
 from methods.losses import ImagePyramide, PerceptualPyramidLoss, Transform, scale_key
+from methods.registry import MethodCard, register_method
 from plumbing.errors import AnimbenchError
 
 KP_VARIANCE = 0.01  # absent from every official config; the modules' default
@@ -284,7 +286,7 @@ def _known(params: dict, allowed: set[str], where: str, field: str) -> dict:
     return dict(params)
 
 
-class FOMM(nn.Module):
+class FOMM(Method):
     """The three official networks plus FOMM's training losses and inference protocols.
 
     Training (the loop lives elsewhere): `losses, outputs = model.generator_step(source, driving)`; backward
@@ -356,6 +358,17 @@ class FOMM(nn.Module):
     def official_entries() -> list[str]:
         """The entry names of an official FOMM checkpoint file."""
         return [*NETWORK_ENTRIES, *OPTIMIZER_ENTRIES, "epoch"]
+
+    def learning_rates(self, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, float]:
+        """One learning rate per network: train_params.lr_generator / lr_discriminator / lr_kp_detector."""
+        try:
+            return {name: float(cfg["train_params"][f"lr_{name}"]) for name in self.networks}
+        except KeyError as e:
+            raise AnimbenchError(f"{cfg['_meta']['path'] or '<config>'}: train_params.{e.args[0]} missing") from None
+
+    def training_backends(self) -> dict[str, Any]:
+        """The perceptual loss's network (VGG19 or the config's fallback); raises early when it is missing."""
+        return {"backend": self.perceptual_loss.backend, "description": self.perceptual_loss.backend_description}
 
     @property
     def perceptual_loss(self) -> PerceptualPyramidLoss:
@@ -458,18 +471,23 @@ class FOMM(nn.Module):
             kp_driving = self.kp_detector(driving)
             return self.generator(source, kp_driving=kp_driving, kp_source=kp_source)["prediction"]
 
-    def animate(self, source: Tensor, driving_video: Tensor, relative: bool, adapt_scale: bool,
-                relative_jacobian: bool = True, batch_size: int = 16) -> Tensor:
+    def animation_mode(self, relative: bool | None = None, adapt_scale: bool | None = None) -> AnimationMode:
+        """The config's animate_params.normalization_params, with the flags given (None keeps the config's)."""
+        norm = ((getattr(self, "config", None) or {}).get("animate_params") or {}).get("normalization_params") or {}
+        relative = bool(norm.get("use_relative_movement", False)) if relative is None else relative
+        adapt_scale = bool(norm.get("adapt_movement_scale", False)) if adapt_scale is None else adapt_scale
+        return AnimationMode.of(relative, adapt_scale,
+                                {"relative_jacobian": bool(norm.get("use_relative_jacobian", relative))})
+
+    def animate(self, source: Tensor, driving_video: Tensor, mode: AnimationMode | None = None,
+                batch_size: int = 16) -> Tensor:
         """Animate one source image (3, H, W) or (1, 3, H, W) by a driving video (T, 3, H, W) -> (T, 3, H, W).
 
         As the official demo: kp_driving_initial is driving frame 0; relative mode moves the source keypoints by
         the driving displacement (scaled by the hull-area ratio with adapt_scale); absolute uses driving keypoints.
         """
-        if source.dim() == 3:
-            source = source.unsqueeze(0)
-        if source.shape[0] != 1 or driving_video.dim() != 4:
-            raise AnimbenchError(f"animate: expected source (1, C, H, W) and driving (T, C, H, W), got "
-                                 f"{tuple(source.shape)} and {tuple(driving_video.shape)}")
+        source = check_animate_shapes(source, driving_video)
+        mode = self.animation_mode() if mode is None else mode
         frames = []
         with self._inference():
             kp_source = self.kp_detector(source)
@@ -478,8 +496,27 @@ class FOMM(nn.Module):
                 n = chunk.shape[0]
                 kp_source_n = {k: v.expand(n, *v.shape[1:]) for k, v in kp_source.items()}
                 kp_norm = normalize_kp(kp_source_n, self.kp_detector(chunk), kp_driving_initial,
-                                       adapt_movement_scale=adapt_scale, use_relative_movement=relative,
-                                       use_relative_jacobian=relative_jacobian)
+                                       adapt_movement_scale=bool(mode.adapt_scale),
+                                       use_relative_movement=bool(mode.relative),
+                                       use_relative_jacobian=mode.option("relative_jacobian", True))
                 out = self.generator(source.expand(n, *source.shape[1:]), kp_driving=kp_norm, kp_source=kp_source_n)
                 frames.append(out["prediction"])
         return torch.cat(frames)
+
+
+# --- the card ------------------------------------------------------------------------------------------------
+
+_CONFIGS = {
+    "vox": "vox-256.yaml", "vox-adv": "vox-adv-256.yaml", "taichi": "taichi-256.yaml",
+    "taichi-adv": "taichi-adv-256.yaml", "fashion": "fashion-256.yaml", "mgif": "mgif-256.yaml",
+    "nemo": "nemo-256.yaml", "bair": "bair-256.yaml", "tiny": "configs/fomm-tiny.yaml",
+}
+_CHECKPOINTS = {
+    "vox-cpk.pth.tar": "vox", "vox-adv-cpk.pth.tar": "vox-adv", "taichi-cpk.pth.tar": "taichi",
+    "taichi-adv-cpk.pth.tar": "taichi-adv", "nemo-cpk.pth.tar": "nemo", "mgif-cpk.pth.tar": "mgif",
+    "bair-cpk.pth.tar": "bair", "fashion.pth.tar": "fashion",
+}
+FOMM.card = register_method(MethodCard(
+    name="fomm", paper="First Order Motion Model for Image Animation (Siarohin et al., NeurIPS 2019)",
+    family="keypoint-motion", build=FOMM.build, configs=_CONFIGS, checkpoints=_CHECKPOINTS,
+    notes="keypoints with local affine jacobians, occlusion-aware generator"))

@@ -40,7 +40,9 @@ import torch
 from torch import nn
 
 from methods.data import frame_shape, resize_frames
+from methods.interface import RECONSTRUCTION_PROTOCOL
 from plumbing.errors import AnimbenchError
+from plumbing.files import atomic_path, atomic_write_text
 from plumbing.progress import progress_bar
 from prep.pairs import to_tensor
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter
@@ -123,9 +125,7 @@ def reconstruction_batches(
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", path)
 
 
 def reconstruct_store(
@@ -164,7 +164,7 @@ def reconstruct_store(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY_FILE).unlink(missing_ok=True)  # overwrite: the old summary must not describe new predictions
-    config = {"kind": "reconstruction", "protocol": "fomm-reconstruction", "method": method,
+    config = {"kind": "reconstruction", "protocol": RECONSTRUCTION_PROTOCOL, "method": method,
               "source_store": str(store.root), "source_fingerprint": store.fingerprint, "split": split,
               "quantisation": QUANTISATION, "evaluation": evaluation, "provenance": provenance}
     rows: list[dict[str, Any]] = []
@@ -202,7 +202,7 @@ def reconstruct_store(
     wall = time.perf_counter() - t0
     frames = sum(r["num_frames"] for r in rows)
     summary = {
-        "protocol": "fomm-reconstruction", "method": method, "split": split, "num_videos": len(rows),
+        "protocol": RECONSTRUCTION_PROTOCOL, "method": method, "split": split, "num_videos": len(rows),
         "num_frames": frames,
         "l1": sum(r.pop("l1_sum") for r in rows) / frames,  # frame-weighted (FOMM's number)
         "l1_quantised": sum(r.pop("l1_quantised_sum") for r in rows) / frames,
@@ -340,26 +340,8 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None) -> 
 
 
 def animation_settings(model: nn.Module, relative: bool | None, adapt_scale: bool | None) -> dict[str, Any]:
-    """The animation mode actually used: the explicit flags, else the config's (FOMM animate_params,
-    Monkey-Net transfer_params.normalization_params)."""
-    from methods.fomm import FOMM
-    from methods.monkey_net import MonkeyNet
-
-    if isinstance(model, FOMM):
-        norm = ((getattr(model, "config", None) or {}).get("animate_params") or {}).get("normalization_params") or {}
-        relative = bool(norm.get("use_relative_movement", False)) if relative is None else relative
-        return {"relative": relative,
-                "adapt_scale": bool(norm.get("adapt_movement_scale", False)) if adapt_scale is None else adapt_scale,
-                "relative_jacobian": bool(norm.get("use_relative_jacobian", relative))}
-    if isinstance(model, MonkeyNet):  # move_location / movement_mult; covariance adaptation and clipping as config
-        norm = dict(model.normalization_params)
-        if relative is not None:
-            norm["move_location"] = relative
-        if adapt_scale is not None:
-            norm["movement_mult"] = adapt_scale
-        return {"relative": bool(norm.get("move_location", False)),
-                "adapt_scale": bool(norm.get("movement_mult", False)), **norm}
-    return {"relative": relative, "adapt_scale": adapt_scale}
+    """The animation mode actually used, as plain data: the explicit flags, else the method's config's."""
+    return model.animation_mode(relative, adapt_scale).as_dict()
 
 
 def animate_frames(
@@ -377,7 +359,7 @@ def animate_frames(
     dev = _model_device(model, device)
     model.to(dev).eval()
     source = torch.from_numpy(_as_float(source_img, None)).permute(2, 0, 1).unsqueeze(0).to(dev)
-    mode = animation_settings(model, relative, adapt_scale)
+    mode = model.animation_mode(relative, adapt_scale)
 
     def run(frames: list[np.ndarray]) -> np.ndarray:
         driving = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(dev)
@@ -385,11 +367,7 @@ def animate_frames(
             raise AnimbenchError(f"animate: source {tuple(source.shape[2:])} and driving {tuple(driving.shape[2:])}"
                                  " frames differ in size; resize both to the config's frame size")
         with torch.no_grad():
-            if "relative_jacobian" in mode:  # FOMM takes every setting explicitly
-                pred = model.animate(source, driving, relative=mode["relative"], adapt_scale=mode["adapt_scale"],
-                                     relative_jacobian=mode["relative_jacobian"])
-            else:
-                pred = model.animate(source, driving, relative=relative, adapt_scale=adapt_scale)
+            pred = model.animate(source, driving, mode)
         return np.ascontiguousarray(_to_hwc(pred), dtype=np.float32)
 
     first: np.ndarray | None = None
@@ -504,19 +482,10 @@ def write_animation(frames: np.ndarray | Iterable[np.ndarray], out: str | os.Pat
     except StopIteration:
         raise AnimbenchError(f"output {path}: no frames to write") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    # a failure (or Ctrl-C) mid-video leaves no half-written output behind; an old output is replaced only
+    # once the new one is complete
+    with atomic_path(path, suffix=path.suffix) as tmp:
         _write_frames(kind, itertools.chain([first], frames), tmp, path, fps)
-    except BaseException:  # a failure (or Ctrl-C) mid-video leaves no half-written output behind
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        raise
-    if path.exists():  # overwrite: move the old output aside first, so a failure never leaves neither
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-    else:
-        os.replace(tmp, path)
     return path
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.interface import AnimationMode, Method, check_animate_shapes
 from methods.layers import make_coordinate_grid, warp
 from methods.layers3d import (
     Decoder3d,
@@ -28,6 +31,7 @@ from methods.layers3d import (
     SameBlock3d,
 )
 from methods.monkey_net_keypoints import Keypoints, gaussian2kp, kp2gaussian, kp_displacement, normalize_kp
+from methods.registry import MethodCard, register_method
 from plumbing.errors import AnimbenchError
 
 ANIMATE_CHUNK = 8  # frames per generator call in animate(); eval-mode results do not depend on it
@@ -411,7 +415,7 @@ def _section(cfg: dict, key: str, where: str) -> dict:
     return value
 
 
-class MonkeyNet(nn.Module):
+class MonkeyNet(Method):
     """Monkey-Net with its three checkpoint entries (kp_detector, generator, discriminator) and its steps.
 
     Frames are (B, 3, H, W) floats in [0, 1]; internally each is one time step (D = 1) of the official 5-D code.
@@ -487,6 +491,22 @@ class MonkeyNet(nn.Module):
         """Monkey-Net always trains with its LSGAN discriminator."""
         return True
 
+    @property
+    def retains_generator_graph(self) -> bool:
+        """Without detach_kp_discriminator the discriminator step re-uses the keypoint graph (official)."""
+        return not self.detach_kp_discriminator
+
+    def learning_rates(self, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, float]:
+        """train_params.lr for every network, as the official code."""
+        try:
+            return {name: float(cfg["train_params"]["lr"]) for name in self.networks}
+        except KeyError as e:
+            raise AnimbenchError(f"{cfg['_meta']['path'] or '<config>'}: train_params.{e.args[0]} missing") from None
+
+    def checkpoint_entries(self, step: int) -> dict[str, Any]:
+        """Monkey-Net's official checkpoints also hold the iteration count `it`."""
+        return {"it": step}
+
     def generator_step(
         self, source: torch.Tensor, driving: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], dict]:
@@ -552,29 +572,24 @@ class MonkeyNet(nn.Module):
         kp_driving = self.kp_detector(driving.unsqueeze(2))
         return self.generator(source_5d, kp_driving, kp_source)["video_prediction"][:, :, 0]
 
-    @torch.no_grad()
-    def animate(
-        self,
-        source: torch.Tensor,
-        driving_video: torch.Tensor,
-        relative: bool | None = None,
-        adapt_scale: bool | None = None,
-    ) -> torch.Tensor:
-        """Transfer mode: one source frame (3, H, W) or (1, 3, H, W) moved by a driving video (T, 3, H, W).
-
-        relative / adapt_scale override the config's move_location / movement_mult (None keeps the config;
-        adapt_variance and clip_mean always come from it). Returns (T, 3, H, W). Call model.eval() first.
-        """
-        if source.dim() == 3:
-            source = source.unsqueeze(0)
-        if source.dim() != 4 or source.shape[0] != 1 or driving_video.dim() != 4:
-            raise ValueError(f"animate: expected source (1, 3, H, W) and driving (T, 3, H, W), got "
-                             f"{tuple(source.shape)} and {tuple(driving_video.shape)}")  # fmt: skip
-        params = dict(self.normalization_params)
+    def animation_mode(self, relative: bool | None = None, adapt_scale: bool | None = None) -> AnimationMode:
+        """transfer_params.normalization_params; relative / adapt_scale override move_location / movement_mult
+        (None keeps the config's); adapt_variance and clip_mean always come from the config."""
+        norm = dict(self.normalization_params)
         if relative is not None:
-            params["move_location"] = relative
+            norm["move_location"] = relative
         if adapt_scale is not None:
-            params["movement_mult"] = adapt_scale
+            norm["movement_mult"] = adapt_scale
+        return AnimationMode.of(bool(norm.get("move_location", False)), bool(norm.get("movement_mult", False)), norm)
+
+    @torch.no_grad()
+    def animate(self, source: torch.Tensor, driving_video: torch.Tensor, mode: AnimationMode | None = None
+                ) -> torch.Tensor:
+        """Transfer mode: one source frame (3, H, W) or (1, 3, H, W) moved by a driving video (T, 3, H, W)
+        -> (T, 3, H, W). Call model.eval() first."""
+        source = check_animate_shapes(source, driving_video)
+        mode = self.animation_mode() if mode is None else mode
+        params = {**dict(mode.options), "move_location": bool(mode.relative), "movement_mult": bool(mode.adapt_scale)}
         source_5d = source.unsqueeze(2)
         kp_source = self.kp_detector(source_5d)
         chunks = [self.kp_detector(frames.unsqueeze(2)) for frames in driving_video.split(ANIMATE_CHUNK)]
@@ -590,3 +605,17 @@ class MonkeyNet(nn.Module):
             out = self.generator(source_5d.expand(n, -1, -1, -1, -1), kp_frames, kp_src)
             frames.append(out["video_prediction"][:, :, 0])
         return torch.cat(frames)
+
+
+# --- the card ------------------------------------------------------------------------------------------------
+
+_CONFIGS = {
+    "actions": "actions.yaml", "shapes": "shapes.yaml", "taichi": "taichi.yaml", "nemo": "nemo.yaml",
+    "bair": "bair.yaml", "moving-gif": "moving-gif.yaml", "vox": "vox.yaml", "vox-full": "vox-full.yaml",
+    "tiny": "configs/monkey_net-tiny.yaml",
+}
+MonkeyNet.card = register_method(MethodCard(
+    name="monkey_net", family="keypoint-motion", build=MonkeyNet.build, configs=_CONFIGS,
+    paper="Animating Arbitrary Objects via Deep Motion Transfer (Siarohin et al., CVPR 2019)",
+    notes="Gaussian keypoints with covariance; the release names no checkpoint files, any official-layout "
+          "checkpoint (generator, kp_detector, discriminator, epoch, it) loads"))

@@ -6,13 +6,17 @@ files it loads (file name -> the dataset whose config it needs), and how to buil
 
     model, provenance = load_model("fomm", checkpoint="vox-cpk.pth.tar", config="vox-256.yaml")
 
-`copy-source` and `oracle` are reference baselines with the same `reconstruct` / `animate` API: they bound every
-metric from below (the prediction is the source frame) and from above (the prediction is the driving frame).
+Each family registers its card at the bottom of its own file (methods/fomm.py, methods/monkey_net.py,
+methods/baselines.py); this module imports every module of methods/ that does, so a new family is one new file.
+The interface every family implements is methods/interface.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from plumbing.errors import AnimbenchError
 
@@ -156,84 +160,21 @@ def load_model(
     return model, provenance
 
 
-# --- reference baselines -----------------------------------------------------------------------------------
+# --- discovery ---------------------------------------------------------------------------------------------
 
 
-class CopySource(nn.Module):
-    """Baseline: the prediction is the source frame (no motion at all)."""
-
-    align_corners = None
-    uses_gan = False
-
-    def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
-        """(B, 3, H, W) copies of the source frames."""
-        return source.expand_as(driving).clone()
-
-    def animate(self, source: Tensor, driving_video: Tensor, relative: bool | None = None,
-                adapt_scale: bool | None = None) -> Tensor:
-        """(T, 3, H, W) copies of the source image."""
-        if source.dim() == 4:
-            source = source[0]
-        return source.unsqueeze(0).expand_as(driving_video).clone()
+def _family_modules() -> list[str]:
+    """Modules of methods/ that register a card (a family file, or the baselines): found, not listed by hand."""
+    here = Path(__file__).resolve().parent
+    found = []
+    for info in pkgutil.iter_modules([str(here)]):
+        if info.name == "registry" or info.ispkg:
+            continue
+        text = (here / f"{info.name}.py").read_text(encoding="utf-8")
+        if re.search(r"^\S.*\bregister_method\(", text, re.MULTILINE):  # a top-level registration
+            found.append(f"methods.{info.name}")
+    return sorted(found)
 
 
-class Oracle(nn.Module):
-    """Baseline: the prediction is the driving frame (a perfect reconstruction)."""
-
-    align_corners = None
-    uses_gan = False
-
-    def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
-        """The driving frames themselves."""
-        return driving.clone()
-
-    def animate(self, source: Tensor, driving_video: Tensor, relative: bool | None = None,
-                adapt_scale: bool | None = None) -> Tensor:
-        """The driving video itself (in reconstruction it is the ground truth)."""
-        return driving_video.clone()
-
-
-# --- the cards -----------------------------------------------------------------------------------------------
-
-_FOMM_CONFIGS = {
-    "vox": "vox-256.yaml", "vox-adv": "vox-adv-256.yaml", "taichi": "taichi-256.yaml",
-    "taichi-adv": "taichi-adv-256.yaml", "fashion": "fashion-256.yaml", "mgif": "mgif-256.yaml",
-    "nemo": "nemo-256.yaml", "bair": "bair-256.yaml", "tiny": "configs/fomm-tiny.yaml",
-}
-_FOMM_CHECKPOINTS = {
-    "vox-cpk.pth.tar": "vox", "vox-adv-cpk.pth.tar": "vox-adv", "taichi-cpk.pth.tar": "taichi",
-    "taichi-adv-cpk.pth.tar": "taichi-adv", "nemo-cpk.pth.tar": "nemo", "mgif-cpk.pth.tar": "mgif",
-    "bair-cpk.pth.tar": "bair", "fashion.pth.tar": "fashion",
-}
-_MONKEY_NET_CONFIGS = {
-    "actions": "actions.yaml", "shapes": "shapes.yaml", "taichi": "taichi.yaml", "nemo": "nemo.yaml",
-    "bair": "bair.yaml", "moving-gif": "moving-gif.yaml", "vox": "vox.yaml", "vox-full": "vox-full.yaml",
-    "tiny": "configs/monkey_net-tiny.yaml",
-}
-
-
-@register_method(name="fomm", paper="First Order Motion Model for Image Animation (Siarohin et al., NeurIPS 2019)",
-                 family="keypoint-motion", configs=_FOMM_CONFIGS, checkpoints=_FOMM_CHECKPOINTS,
-                 notes="keypoints with local affine jacobians, occlusion-aware generator")
-def _build_fomm(cfg: dict | None, align_corners: bool) -> nn.Module:
-    from methods.fomm import FOMM
-
-    return FOMM.from_config(cfg, align_corners=align_corners)
-
-
-@register_method(name="monkey_net", family="keypoint-motion", configs=_MONKEY_NET_CONFIGS,
-                 paper="Animating Arbitrary Objects via Deep Motion Transfer (Siarohin et al., CVPR 2019)",
-                 notes="Gaussian keypoints with covariance; the release names no checkpoint files, any "
-                       "official-layout checkpoint (generator, kp_detector, discriminator, epoch, it) loads")
-def _build_monkey_net(cfg: dict | None, align_corners: bool) -> nn.Module:
-    from methods.monkey_net import MonkeyNet
-
-    return MonkeyNet.from_config(cfg, align_corners=align_corners)
-
-
-register_method(MethodCard(name="copy-source", paper="reference baseline: prediction = source frame",
-                           family="baseline", build=lambda cfg, align: CopySource(), trainable=False,
-                           needs_config=False, notes="lower bound of reconstruction quality"))
-register_method(MethodCard(name="oracle", paper="reference baseline: prediction = driving frame",
-                           family="baseline", build=lambda cfg, align: Oracle(), trainable=False,
-                           needs_config=False, notes="upper bound (reconstruction error 0)"))
+for _module in _family_modules():
+    importlib.import_module(_module)

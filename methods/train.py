@@ -1,12 +1,13 @@
-"""One training loop for FOMM and Monkey-Net, from frame stores (reference §2).
+"""One training loop for every family, from frame stores (reference §2); it names no method.
 
     train("fomm", "stores/vox", "configs/fomm-tiny.yaml", "runs/fomm-vox", max_steps=100)
 
-Per epoch, FramePairDataset draws `num_repeats` pairs per training video (or per identity with id_sampling),
-augmented as the config says (methods.data). One step: the generator + keypoint losses backward jointly, step
-the generator and keypoint optimisers, then (when the method trains a GAN) the discriminator loss on the detached
-prediction and its step. Three Adam optimisers (the config's learning rates, betas (0.5, 0.999)) with
-MultiStepLR (gamma 0.1 at `epoch_milestones`), stepped per epoch.
+The loop asks the method (methods/interface.py) for everything family-specific: its training samples
+(`training_dataset`: by default FramePairDataset, `num_repeats` pairs per training video or identity, augmented
+as the config says), its learning rates, one step's losses and its extra checkpoint entries. One step: the
+generator + keypoint losses backward jointly, step every optimiser but the discriminator's, then (when the method
+trains a GAN) the discriminator loss on the detached prediction and its step. One Adam optimiser per network (the
+method's learning rates, betas (0.5, 0.999)) with MultiStepLR (gamma 0.1 at `epoch_milestones`), per epoch.
 
 Outputs in `out_dir` (only rank 0 writes): `%08d-checkpoint.pth.tar` in the official layout (plus an `animbench`
 entry with the resume position and scheduler states) and `last-checkpoint.pth.tar` (a hard link to the newest),
@@ -41,14 +42,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from methods.checkpoints import NETWORK_ENTRIES, load_checkpoint, load_into, save_checkpoint
+from methods.checkpoints import load_checkpoint, load_into, save_checkpoint
 from methods.config import get_path, load_config
 from methods.data import make_transform
+from methods.interface import Method
 from methods.registry import DEFAULT_ALIGN_CORNERS, get_method
 from plumbing.errors import AnimbenchError
+from plumbing.files import atomic_path, atomic_write_text
 from plumbing.progress import progress_bar
 from plumbing.provenance import package_versions
-from prep.pairs import FramePairDataset
 from prep.store import FrameStore
 
 CHECKPOINT_NAME = "%08d-checkpoint.pth.tar"
@@ -104,24 +106,16 @@ def _amp_dtype(amp: str | bool, device: torch.device) -> torch.dtype | None:
     raise AnimbenchError(f"amp {amp!r}: expected auto, bf16 or off")
 
 
-def _learning_rates(cfg: Mapping[str, Any], method: str) -> dict[str, float]:
-    tp = cfg["train_params"]
-    try:
-        if method == "fomm":
-            return {name: float(tp[f"lr_{name}"]) for name in NETWORK_ENTRIES}
-        return {name: float(tp["lr"]) for name in NETWORK_ENTRIES}
-    except KeyError as e:
-        raise AnimbenchError(f"{cfg['_meta']['path'] or '<config>'}: train_params.{e.args[0]} missing") from None
-
-
-def make_optimizers(model: nn.Module, cfg: Mapping[str, Any], method: str) -> dict[str, torch.optim.Adam]:
-    """Three Adam optimisers (generator, discriminator, kp_detector) with the config's learning rates."""
+def make_optimizers(model: Method, cfg: Mapping[str, Any], method: str | None = None,
+                    stage: str = "main") -> dict[str, torch.optim.Adam]:
+    """One Adam optimiser per network of the method, with its learning rates for `stage` (`method` is unused:
+    kept for callers that pass the name)."""
     betas = tuple(get_path(cfg, "train_params.adam_betas", ADAM_BETAS))
     return {name: torch.optim.Adam(getattr(model, name).parameters(), lr=lr, betas=betas)
-            for name, lr in _learning_rates(cfg, method).items()}
+            for name, lr in model.learning_rates(cfg, stage).items()}
 
 
-def train_step(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer], source: torch.Tensor,
+def train_step(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], source: torch.Tensor,
                driving: torch.Tensor, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
     """One official step: joint generator + kp backward and steps, then the discriminator's; returns the losses."""
     autocast = (torch.autocast(source.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
@@ -131,12 +125,12 @@ def train_step(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]
     if not torch.isfinite(total):
         raise AnimbenchError(f"training diverged: generator loss is {float(total)} "
                              f"({ {k: float(v) for k, v in losses.items()} })")
-    optimizers["generator"].zero_grad(set_to_none=True)
-    optimizers["kp_detector"].zero_grad(set_to_none=True)
-    # Monkey-Net's discriminator step re-uses the keypoint graph when it does not detach it (official)
-    total.backward(retain_graph=not getattr(model, "detach_kp_discriminator", True))
-    optimizers["generator"].step()
-    optimizers["kp_detector"].step()
+    generator_side = [o for name, o in optimizers.items() if name != "discriminator"]
+    for optimizer in generator_side:
+        optimizer.zero_grad(set_to_none=True)
+    total.backward(retain_graph=model.retains_generator_graph)
+    for optimizer in generator_side:
+        optimizer.step()
     values = {k: float(v.detach()) for k, v in losses.items()}
     if model.uses_gan:
         optimizers["discriminator"].zero_grad(set_to_none=True)  # drop what the generator's losses left there
@@ -180,27 +174,23 @@ def find_last_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", path)
 
 
 def _link_last(out: Path, target: Path) -> None:
-    tmp = out / f".{LAST_CHECKPOINT}.tmp-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(target, tmp)
-    except OSError:  # no hard links on this filesystem: a copy
-        import shutil
+    with atomic_path(out / LAST_CHECKPOINT) as tmp:
+        try:
+            os.link(target, tmp)
+        except OSError:  # no hard links on this filesystem: a copy
+            import shutil
 
-        shutil.copyfile(target, tmp)
-    os.replace(tmp, out / LAST_CHECKPOINT)
+            shutil.copyfile(target, tmp)
 
 
 def _params_sha256(nets: Mapping[str, nn.Module]) -> str:
     h = hashlib.sha256()
-    for name in NETWORK_ENTRIES:
-        for p in nets[name].parameters():
+    for net in nets.values():  # in the method's network order
+        for p in net.parameters():
             h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
@@ -276,11 +266,11 @@ def train(
     align = DEFAULT_ALIGN_CORNERS if align_corners is None else bool(align_corners)
     torch.manual_seed(seed)
     model = card.build(cfg, align).to(dev)
-    nets = {name: getattr(model, name) for name in NETWORK_ENTRIES}
-    optimizers = make_optimizers(model, cfg, method)
+    nets = {name: getattr(model, name) for name in model.networks}
+    optimizers = make_optimizers(model, cfg)
     milestones = list(tp.get("epoch_milestones") or [])
     schedulers = {n: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1) for n, o in optimizers.items()}
-    perceptual = getattr(model, "perceptual_loss", None) if method == "fomm" else None  # fails early without VGG
+    backends = model.training_backends()  # e.g. a perceptual network: fails early when its weights are missing
 
     # --- resume ---
     start_epoch, skip_steps, step, resumed_from = 0, 0, 0, None
@@ -311,20 +301,19 @@ def train(
         resumed_from = {"checkpoint": str(last), "epoch": start_epoch, "epoch_step": skip_steps, "step": step}
 
     if dev.type == "cuda" and world > 1:
-        for name in NETWORK_ENTRIES:
+        for name in model.networks:
             setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(model, name)))
-        nets = {name: getattr(model, name) for name in NETWORK_ENTRIES}
+        nets = {name: getattr(model, name) for name in model.networks}
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        for name in NETWORK_ENTRIES:
+        for name in model.networks:
             setattr(model, name, DDP(nets[name], device_ids=[dev.index] if dev.type == "cuda" else None))
     model.train()
 
     # --- data ---
     transform = make_transform(cfg)
-    dataset = FramePairDataset(store, "train", id_sampling=bool(get_path(cfg, "dataset_params.id_sampling", False)),
-                               num_repeats=repeats, seed=seed, transform=transform)
+    dataset = model.training_dataset(store, cfg, num_repeats=repeats, seed=seed, transform=transform)
     steps_per_epoch = len(ShardedEpochOrder(len(dataset), rank, world, seed, 0)) // per_rank_batch
     if steps_per_epoch == 0:
         raise AnimbenchError(f"store {store.root}: {len(dataset)} training pairs per epoch, fewer than the batch "
@@ -342,14 +331,13 @@ def train(
         "seed": seed, "device": str(dev), "amp": {"requested": str(amp), "dtype": None if amp_dtype is None
                                                   else str(amp_dtype).removeprefix("torch.")},
         "align_corners": align,
-        "perceptual_loss": None if perceptual is None else {"backend": perceptual.backend,
-                                                             "description": perceptual.backend_description},
+        "perceptual_loss": backends,
         "augmentation": transform.describe(),
         "schedule": {"epochs": num_epochs, "num_repeats": repeats, "max_steps": max_steps,
                      "batch_size": global_batch, "batch_size_per_rank": per_rank_batch,
                      "steps_per_epoch": steps_per_epoch, "epoch_milestones": milestones, "checkpoint_freq": freq,
                      "keep_checkpoints": keep_checkpoints,
-                     "learning_rates": _learning_rates(cfg, method)},
+                     "learning_rates": model.learning_rates(cfg)},
         "ddp": {"world_size": world, "backend": dist_info.backend,
                 "sync_batchnorm": dev.type == "cuda" and world > 1},
         "resumed_from": resumed_from, "package_versions": package_versions(), "checkpoints": [],
@@ -368,7 +356,7 @@ def train(
         if rank != 0:
             return
         path = out / (CHECKPOINT_NAME % epoch)
-        extra = {"it": step} if method == "monkey_net" else {}  # Monkey-Net's official entry
+        extra = model.checkpoint_entries(step)  # the family's own official entries
         extra["animbench"] = {"step": step, "next_epoch": next_epoch, "epoch_step": epoch_step, "seed": seed,
                               "schedulers": {n: _scheduler_state(s) for n, s in schedulers.items()}}
         save_checkpoint(path, nn.ModuleDict(nets), optimizers, epoch, extra)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods.fomm_keypoints import normalize_kp
 from methods.config import load_config
 from methods.fomm import FOMM
+from methods.fomm_keypoints import normalize_kp
+from methods.interface import AnimationMode
 from methods.layers import make_coordinate_grid, warp
 from methods.losses import VGG19_SLICES, PerceptualPyramidLoss, random_vgg19
 from plumbing import weights
@@ -133,7 +134,7 @@ def test_relative_animation_of_a_still_video_reconstructs_the_source_pose(tiny):
     source, still = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     tiny.train()
     video = still.expand(3, 3, 64, 64)
-    out = tiny.animate(source, video, relative=True, adapt_scale=False, batch_size=2)
+    out = tiny.animate(source, video, AnimationMode(relative=True, adapt_scale=False), batch_size=2)
     assert out.shape == (3, 3, 64, 64)
     assert tiny.generator.training and tiny.kp_detector.training  # modes restored
     # no driving motion since frame 0: the source keeps its own keypoints, i.e. reconstruct(source, source)
@@ -143,7 +144,7 @@ def test_relative_animation_of_a_still_video_reconstructs_the_source_pose(tiny):
 def test_absolute_animation_matches_per_frame_reconstruction(tiny):
     torch.manual_seed(3)
     source, video = torch.rand(3, 64, 64), torch.rand(4, 3, 64, 64)
-    out = tiny.animate(source, video, relative=False, adapt_scale=False, batch_size=3)
+    out = tiny.animate(source, video, AnimationMode(relative=False, adapt_scale=False), batch_size=3)
     want = torch.cat([tiny.reconstruct(source[None], frame[None]) for frame in video])
     assert torch.allclose(out, want, atol=1e-5)
     assert 0 <= out.min() and out.max() <= 1  # sigmoid output

@@ -300,7 +300,7 @@ def test_animate_streams_long_videos_in_chunks(checkpoint):
     source, driving = _driving_frames(1)[0], _driving_frames(11)
     whole = animate_video(model, source, driving, relative=True)
     with torch.no_grad():
-        direct = model.animate(to_tensor(source), to_tensor(driving), relative=True, adapt_scale=False)
+        direct = model.animate(to_tensor(source), to_tensor(driving), model.animation_mode(True, False))
     assert np.array_equal(whole, direct.permute(0, 2, 3, 1).numpy())
     chunked = animate_video(model, source, iter(driving), relative=True, chunk=4)
     assert chunked.shape == whole.shape

@@ -242,18 +242,19 @@ def test_animate_absolute_matches_reconstruction(tiny_cfg):
     """Absolute transfer of every driving frame is the reconstruction protocol; relative follows the config."""
     model = _tiny(tiny_cfg).eval()
     source, driving = _frames(batch=3)
-    absolute = model.animate(source[0], driving, relative=False)
+    absolute = model.animate(source[0], driving, model.animation_mode(relative=False))
     assert absolute.shape == (3, 3, 64, 64)
     torch.testing.assert_close(
         absolute, model.reconstruct(source[:1].expand(3, -1, -1, -1), driving), atol=1e-5, rtol=0
     )
     # relative motion from a driving video that starts on the source frame is the absolute motion
     video = torch.cat([source[:1], driving[1:]])
-    torch.testing.assert_close(model.animate(source[0], video), model.animate(source[0], video, relative=False),
+    absolute_mode = model.animation_mode(relative=False)
+    torch.testing.assert_close(model.animate(source[0], video), model.animate(source[0], video, absolute_mode),
                                atol=1e-5, rtol=0)  # fmt: skip
     # relative=None follows the config (the tiny config says move_location: True)
     from_config = model.animate(source[0], driving)
-    assert torch.equal(from_config, model.animate(source[0], driving, relative=True))
+    assert torch.equal(from_config, model.animate(source[0], driving, model.animation_mode(relative=True)))
     assert (from_config - absolute).abs().max() > 1e-3
 
 

@@ -11,7 +11,9 @@ import torch
 
 from animbench.cli import main
 from methods import registry
+from methods.baselines import CopySource
 from methods.checkpoints import save_checkpoint
+from methods.interface import AnimationMode
 from methods.registry import MethodCard, get_method, list_methods, load_model, register_method
 from plumbing.errors import AnimbenchError
 
@@ -51,7 +53,7 @@ def test_register_method_decorator(monkeypatch):
 
     @register_method(name="tmp-copy", paper="p", family="baseline", trainable=False, needs_config=False)
     def build(cfg, align_corners):
-        return registry.CopySource()
+        return CopySource()
 
     assert get_method("tmp-copy").build is build
     model, prov = load_model("tmp-copy")
@@ -96,7 +98,7 @@ def test_baselines_bound_reconstruction():
     assert torch.equal(copy.reconstruct(source.expand(4, -1, -1, -1), driving), source.expand(4, -1, -1, -1))
     assert torch.equal(oracle.reconstruct(source.expand(4, -1, -1, -1), driving), driving)
     assert torch.equal(copy.animate(source[0], driving), source.expand(4, -1, -1, -1))
-    assert torch.equal(oracle.animate(source, driving, relative=True), driving)
+    assert torch.equal(oracle.animate(source, driving, AnimationMode(relative=True)), driving)
 
 
 def test_cli_methods(capsys):

@@ -53,12 +53,18 @@ class Item:
     driving_video: str
 
 
-def check_protocol(protocol: str, variant: str) -> None:
-    """Raise a one-line error for an unknown protocol or variant."""
+def check_protocol(protocol: str) -> str:
+    """Return the protocol (reconstruction, animation), or raise a one-line error naming it."""
     if protocol not in PROTOCOLS:
         raise AnimbenchError(f"--protocol {protocol!r}: expected one of {list(PROTOCOLS)}")
+    return protocol
+
+
+def check_variant(variant: str, where: str = "--protocol-variant") -> str:
+    """Return the metric variant (legacy: as the papers' scripts; clean: fixed), or raise a one-line error."""
     if variant not in VARIANTS:
-        raise AnimbenchError(f"--protocol-variant {variant!r}: expected one of {list(VARIANTS)}")
+        raise AnimbenchError(f"{where} {variant!r}: expected one of {list(VARIANTS)}")
+    return variant
 
 
 def check_metrics(protocol: str, metrics: list[str]) -> None:
@@ -72,16 +78,17 @@ def check_metrics(protocol: str, metrics: list[str]) -> None:
                                  f"use metrics matching {list(ANIMATION_METRICS)}")
 
 
-def quantize(pred: Any) -> np.ndarray:
-    """(B, 3, H, W) float predictions in [0, 1] (tensor or array) -> uint8 (B, H, W, 3) = floor(255 * pred).
+def animation_inputs(store: FrameStore, item: Item, frame_size: tuple[int, int] | None) -> tuple[np.ndarray,
+                                                                                                np.ndarray]:
+    """(source frame (1, h, w, 3), driving frames (T, h, w, 3)) of an animation item, uint8, resized to the
+    method's frame size (None: the store's) as the official loader's frame_shape does."""
+    from methods.data import resize_frames  # bench's layer may import methods; keep it off module import
 
-    Values are clipped to [0, 1] first: the official code's astype(uint8) would wrap out-of-range values,
-    which a sigmoid output never produces.
-    """
-    if hasattr(pred, "detach"):
-        pred = pred.detach().cpu().numpy()
-    x = np.clip(np.asarray(pred, dtype=np.float32), 0.0, 1.0)
-    return np.floor(x * np.float32(255)).astype(np.uint8).transpose(0, 2, 3, 1)
+    source = store.read(item.source_video, [item.source_frame])
+    driving = store.read(item.driving_video)
+    if frame_size is not None:
+        source, driving = resize_frames(source, frame_size), resize_frames(driving, frame_size)
+    return source, driving
 
 
 def _split_videos(store: FrameStore, split: str) -> list[str]:

@@ -44,7 +44,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from plumbing.errors import AnimbenchError
-from plumbing.files import atomic_write_text, load_manifest, sha256_file, tmp_name, verify_tables
+from plumbing.files import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    load_manifest,
+    sha256_file,
+    verify_tables,
+)
 from plumbing.ids import safe_join
 
 FORMAT_NAME = "animbench-results"
@@ -141,6 +148,20 @@ def sample_path(root: str | os.PathLike, method: str, video_id: str, frame_index
     return safe_join(Path(root) / SAMPLES_DIR, method, sample_dir_name(video_id), f"{frame_index:07d}.png")
 
 
+def sample_indices(n: int, k: int) -> list[int]:
+    """k evenly spaced frame indices of an n-frame video (first and last included)."""
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(k, n))})
+
+
+def write_sample(root: str | os.PathLike, method: str, video_id: str, frame_index: int, frame: np.ndarray) -> None:
+    """Write one uint8 (H, W, 3) frame as a lossless PNG at its sample_path, atomically."""
+    from prep.imagecodec import EncodeOptions, encode_image  # only writers need the codec; readers stay light
+
+    path = sample_path(root, method, video_id, frame_index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(encode_image(frame, EncodeOptions("png")), path)
+
+
 def discard_results_dir(out: Path, existed: bool) -> None:
     """After a failed run: remove what it wrote, so the same command can run again without --overwrite (a folder
     that existed before the run is kept, empty, as prepare_results_dir required it to be or made it)."""
@@ -155,9 +176,8 @@ def versions_id(versions: dict[str, str]) -> str:
 
 
 def _atomic_table(df: pd.DataFrame, path: Path) -> dict[str, Any]:
-    tmp = tmp_name(path)
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
     return {"sha256": sha256_file(path), "rows": len(df)}
 
 

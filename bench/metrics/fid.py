@@ -21,6 +21,7 @@ import torch
 from bench.metrics.registry import base_description, check_frames, file_provenance, register_metric
 from plumbing import weights
 from plumbing.errors import AnimbenchError
+from plumbing.files import atomic_path
 
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 FID_DIMS = (64, 192, 768, 2048)  # pytorch-fid's --dims; only 2048 (pool3) is the published FID
@@ -39,9 +40,9 @@ class FeatureStats:
         """Write an .npz (mu, sigma, n, meta json) atomically: a temp name, then rename."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n), meta=json.dumps(meta or {}, sort_keys=True))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:  # np.savez appends .npz to any other name
+            np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
+                     meta=json.dumps(meta or {}, sort_keys=True))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> tuple[FeatureStats, dict[str, Any]]:
@@ -88,6 +89,37 @@ class StatsAccumulator:
         mean_shifted = self.sum / self.n
         sigma = (self.outer - self.n * np.outer(mean_shifted, mean_shifted)) / (self.n - 1)
         return FeatureStats(self.shift + mean_shifted, sigma, self.n)
+
+
+Moments = tuple[int, np.ndarray, np.ndarray]  # (n, mean, sum of centred outer products), float64
+
+
+def moments(features: list[np.ndarray]) -> Moments:
+    """The moments of one chunk's feature batches: chunks computed by different workers merge exactly."""
+    x = np.concatenate(features).astype(np.float64)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    return len(x), mean, xc.T @ xc
+
+
+def merge_moments(parts: list[Moments]) -> Moments:
+    """Pool chunk moments (Chan et al.'s parallel update), in the order given."""
+    n, mean, m2 = parts[0]
+    for nb, mb, m2b in parts[1:]:
+        delta = mb - mean
+        total = n + nb
+        m2 = m2 + m2b + np.outer(delta, delta) * (n * nb / total)
+        mean = mean + delta * (nb / total)
+        n = total
+    return n, mean, m2
+
+
+def stats_from_moments(parts: list[Moments]) -> FeatureStats:
+    """Mean and unbiased covariance of the features of all chunks together."""
+    n, mean, m2 = merge_moments(parts)
+    if n < 2:
+        raise AnimbenchError(f"set metric: {n} frame(s), at least 2 are needed for a covariance")
+    return FeatureStats(mean, m2 / (n - 1), n)
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats, *, eps: float = 1e-6, method: str = "sqrtm") -> float:

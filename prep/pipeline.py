@@ -33,8 +33,17 @@ from plumbing.errors import AnimbenchError
 from plumbing.progress import progress_bar
 from prep.detect import check_detector
 from prep.recipes import Unit, check_unique
-from prep.store import FAILURES_FILE, FRAMES_DIR, MANIFEST_FILE, VIDEOS_FILE, finalize_store, read_manifest
-from prep.worker import STAGES, PrepConfig, UnitProcessor, failure, unit_video_ids
+from prep.stages import STAGES
+from prep.store import (
+    FAILURES_FILE,
+    FRAMES_DIR,
+    MANIFEST_FILE,
+    VIDEOS_FILE,
+    failure_row,
+    finalize_store,
+    read_manifest,
+)
+from prep.worker import PrepConfig, UnitProcessor, unit_video_ids
 
 WORK_DIR = "_work"
 RUN_FILE = "run.json"
@@ -108,7 +117,7 @@ class _Worker:
 
 def _failed_result(unit: Unit, stage: str, error: BaseException | str, message: str = "") -> dict[str, Any]:
     return {"key": unit.key, "shard": None, "videos": [], "decoder": None, "frames": 0, "decoded": 0,
-            "timings": {}, "failures": [failure(v, stage, error, message) for v in unit_video_ids(unit)]}
+            "timings": {}, "failures": [failure_row(v, stage, error, message) for v in unit_video_ids(unit)]}
 
 
 @dataclass

@@ -25,7 +25,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,9 @@ class ShardWriter:
     """
 
     def __init__(self, path: str | os.PathLike, encode: EncodeOptions | None = None,
-                 row_group_size: int = DEFAULT_ROW_GROUP) -> None:
+                 row_group_size: int = DEFAULT_ROW_GROUP, timer: Callable[[str], Any] | None = None) -> None:
         self.path = Path(path)
+        self._timed = timer or (lambda stage: nullcontext())  # a StageTimer measures the Parquet writes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.encode = encode or EncodeOptions()
         self.row_group_size = int(row_group_size)
@@ -152,7 +154,8 @@ class ShardWriter:
             self._buffer.append((video_id, n, data, hashlib.sha256(data).digest()))
             self._rows += 1
             if len(self._buffer) >= self.row_group_size:
-                self._flush()
+                with self._timed("write"):
+                    self._flush()
         if shape is None:
             raise AnimbenchError(f"video {video_id!r}: no frames")
         row = {name: facts.get(name) for name in VIDEO_FACTS}

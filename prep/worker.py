@@ -8,13 +8,11 @@ measured difference).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from plumbing.errors import AnimbenchError
@@ -30,11 +28,10 @@ from prep.detect import (
 )
 from prep.imagecodec import EncodeOptions
 from prep.recipes import Clip, Unit
-from prep.store import DEFAULT_ROW_GROUP, ShardWriter
-from prep.store import failure_row as failure
+from prep.stages import StageTimer, crop_pad_resize, fetch, scaled_box
+from prep.store import DEFAULT_ROW_GROUP, ShardWriter, failure_row
 
 Report = Callable[[str, int], None]  # (stage, frames done): the worker's heartbeat
-STAGES = ("download", "decode", "detect", "crop", "encode", "write")
 
 
 @dataclass
@@ -70,17 +67,6 @@ class PrepConfig:
         d = asdict(self)
         d["encode"] = self.encode.as_dict()
         return d
-
-
-class _TimedShardWriter(ShardWriter):
-    """A ShardWriter that also measures the time spent writing Parquet (the rest of add_video is encoding)."""
-
-    write_s = 0.0
-
-    def _flush(self) -> None:
-        t = time.perf_counter()
-        super()._flush()
-        self.write_s += time.perf_counter() - t
 
 
 class _Redo(Exception):
@@ -125,32 +111,19 @@ class UnitProcessor:
         return self._detector
 
     def run(self, unit: Unit, shard_path: Path, report: Report = lambda stage, n: None) -> dict[str, Any]:
-        """Process one unit; return its stats: shard, video rows, failure rows, per-stage timings, counts."""
-        self._t = dict.fromkeys(STAGES, 0.0)
+        """Process one unit; return its stats: shard, video rows, failure rows, per-stage timings, counts.
+        The stages: fetch -> (detect) -> decode -> crop/pad/resize -> encode -> write."""
+        self._timer = StageTimer()
         self._decoded = 0
         self._report = report
         result: dict[str, Any] = {"key": unit.key, "shard": None, "videos": [], "failures": [], "decoder": None}
-        path = Path(unit.source)
+        if not Path(unit.source).exists() and self.config.download and unit.url:
+            report("download", 0)
+        with self._timer("download"):
+            path, result["failures"] = fetch(unit, self.config)
+        if path is None:
+            return self._finish(result)
         self._path = str(path)
-        if not path.exists():
-            if self.config.download and unit.url:
-                report("download", 0)
-                from prep.download import DownloadError, download_video
-
-                t = time.perf_counter()
-                try:
-                    path = download_video(unit.url, path, fmt=self.config.download_format,
-                                          timeout=self.config.download_timeout)
-                    self._path = str(path)
-                except DownloadError as exc:
-                    result["failures"] = [failure(v, "download", exc.kind, exc.message) for v in unit_video_ids(unit)]
-                    return self._finish(result)
-                finally:
-                    self._t["download"] += time.perf_counter() - t
-            else:
-                msg = f"{path}: no such file" + (" (pass --download to fetch it)" if unit.url else "")
-                result["failures"] = [failure(v, "input", "MissingFile", msg) for v in unit_video_ids(unit)]
-                return self._finish(result)
         clips = list(unit.clips)
         # detect mode may keep boxes that leave the frame and pad them; every other crop is clamped to the frame
         out_of_frame = self.config.rules.out_of_frame
@@ -166,29 +139,23 @@ class UnitProcessor:
         return self._finish(result)
 
     def _finish(self, result: dict[str, Any]) -> dict[str, Any]:
-        result["timings"] = {f"{k}_s": round(v, 6) for k, v in self._t.items()}
+        result["timings"] = self._timer.as_dict()
         result["frames"] = int(sum(v["num_frames"] for v in result["videos"]))
         result["decoded"] = self._decoded
         return result
 
     def _open(self, unit: Unit, path: Path) -> FrameSource:
-        t = time.perf_counter()
-        try:
+        with self._timer("decode"):
             return open_source(path, unit.kind, self.config.decoder, unit.frame_width)
-        finally:
-            self._t["decode"] += time.perf_counter() - t
 
     def _timed(self, frames: Iterator[tuple[int, np.ndarray]], stage: str = "decode"
                ) -> Iterator[tuple[int, np.ndarray]]:
         """Count decode time and beat the heartbeat (as `stage`: the detect pass decodes too)."""
         while True:
-            t = time.perf_counter()
-            try:
-                item = next(frames)
-            except StopIteration:
+            with self._timer("decode"):
+                item = next(frames, None)
+            if item is None:
                 return
-            finally:
-                self._t["decode"] += time.perf_counter() - t
             self._decoded += 1
             self._report(stage, self._decoded)
             yield item
@@ -199,27 +166,24 @@ class UnitProcessor:
         template = unit.clips[0]
         rules = self.config.rules
         self._report("detect", 0)
-        t = time.perf_counter()
         try:
-            detector = self.detector
+            with self._timer("detect"):
+                detector = self.detector
         except Exception as exc:  # noqa: BLE001 - reported, not raised: the run goes on
-            return [], failure(template.video_id, "detect", exc)
-        finally:
-            self._t["detect"] += time.perf_counter() - t
+            return [], failure_row(template.video_id, "detect", exc)
         try:
             source = self._open(unit, path)
         except Exception as exc:  # noqa: BLE001 - one bad video is a failure row
-            return [], failure(template.video_id, "decode", exc)
+            return [], failure_row(template.video_id, "decode", exc)
         result["decoder"] = source.backend
         boxes, size = [], (0, 0)
         try:
             for _, frame in self._timed(source.frames(0, None), "detect"):
                 size = (frame.shape[1], frame.shape[0])
-                t = time.perf_counter()
-                boxes.append(detect_frame(detector, frame, rules.detect_height))
-                self._t["detect"] += time.perf_counter() - t
+                with self._timer("detect"):
+                    boxes.append(detect_frame(detector, frame, rules.detect_height))
         except DecodeStopped as stop:
-            return [], failure(template.video_id, "decode", stop.cause or "ShortVideo", str(stop))
+            return [], failure_row(template.video_id, "decode", stop.cause or "ShortVideo", str(stop))
         finally:
             source.close()
         found, counts = tube_clips(track_tubes(boxes, rules), size[0], size[1], rules)
@@ -227,7 +191,7 @@ class UnitProcessor:
                             "dropped": {k: counts[k] for k in DROP_REASONS},
                             **{k: counts[k] for k in ("bridged_frames", "shifted", "padded")}}
         if not found:
-            return [], failure(template.video_id, "detect", "NoClips", no_clip_reason(counts, len(boxes), rules))
+            return [], failure_row(template.video_id, "detect", "NoClips", no_clip_reason(counts, len(boxes), rules))
         clips, seen = [], {}
         for start, end, box in found:
             name = f"{template.video_id}#{start:06d}#{end:06d}"
@@ -248,7 +212,7 @@ class UnitProcessor:
             try:
                 source = self._open(unit, path)
             except Exception as exc:  # noqa: BLE001 - unreadable file: every clip fails at decode
-                return [], [failure(c.video_id, "decode", exc) for c in clips]
+                return [], [failure_row(c.video_id, "decode", exc) for c in clips]
             result["decoder"] = source.backend
             plan = []
             for clip in clips:
@@ -257,10 +221,10 @@ class UnitProcessor:
                 lo, hi = frame_range(clip.start, clip.end, source.fps, clip.ref_fps)
                 why = self._doomed(lo, hi, stop, clip)
                 if why is not None:
-                    known[clip.video_id] = failure(clip.video_id, "decode", *why)
+                    known[clip.video_id] = failure_row(clip.video_id, "decode", *why)
                 else:
                     plan.append((clip, lo, hi))
-            writer = _TimedShardWriter(shard_path, self.config.encode, self.config.row_group_size)
+            writer = ShardWriter(shard_path, self.config.encode, self.config.row_group_size, timer=self._timer)
             try:
                 failures = self._write(source, plan, writer)
             except _Redo as redo:
@@ -273,15 +237,13 @@ class UnitProcessor:
                 raise
             finally:
                 source.close()
-            t, flushed = time.perf_counter(), writer.write_s
-            if writer.num_rows:
-                self._report("write", writer.num_rows)
-                videos = writer.close()
-            else:
-                writer.abort()
-                videos = []
-            # all Parquet flushes, plus closing and renaming (the flush inside close() counted once)
-            self._t["write"] += writer.write_s + (time.perf_counter() - t) - (writer.write_s - flushed)
+            with self._timer("write"):
+                if writer.num_rows:
+                    self._report("write", writer.num_rows)
+                    videos = writer.close()
+                else:
+                    writer.abort()
+                    videos = []
             all_failures = sorted([*known.values(), *failures], key=lambda f: f["video_id"])
             return videos, all_failures
         raise RuntimeError(f"unit {unit.key}: clip failures did not converge")  # pragma: no cover
@@ -301,50 +263,25 @@ class UnitProcessor:
         return None
 
     def _transform(self, frame: np.ndarray, clip: Clip) -> np.ndarray:
-        """Crop (box rescaled from the reference size to this frame, as load_videos.py does), pad, resize."""
-        t = time.perf_counter()
-        out = frame
-        if clip.bbox is not None:
-            h, w = frame.shape[:2]
-            ref_w, ref_h = clip.ref_size or (w, h)
-            left, top, right, bot = clip.bbox
-            left, right = int(left / (ref_w / w)), int(right / (ref_w / w))
-            top, bot = int(top / (ref_h / h)), int(bot / (ref_h / h))
-            out = frame[max(top, 0):bot, max(left, 0):right]
-            if self._border is not None and out.size and (left < 0 or top < 0 or right > w or bot > h):
-                # --out-of-frame pad-*: the box keeps its size; the pixels outside the frame are filled
-                border = cv2.BORDER_REPLICATE if self._border == "pad-replicate" else cv2.BORDER_CONSTANT
-                out = cv2.copyMakeBorder(out, max(0, -top), max(0, bot - h), max(0, -left), max(0, right - w),
-                                         border, value=(self.config.pad_value,) * 3)
-            if out.size == 0:
-                raise ValueError(f"crop box {clip.bbox} at {ref_w}x{ref_h} is empty on a {w}x{h} frame")
-        if self.config.pad and out.shape[0] != out.shape[1]:
-            h, w = out.shape[:2]
-            side = max(h, w)
-            top, left = (side - h) // 2, (side - w) // 2
-            out = cv2.copyMakeBorder(out, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT,
-                                     value=(self.config.pad_value,) * 3)
-        size = self.config.size
-        if size and out.shape[:2] != (size, size):
-            out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
-        out = np.ascontiguousarray(out)
-        self._t["crop"] += time.perf_counter() - t
+        """The crop stage, timed; an empty crop aborts the clip (ValueError), as a half-written clip must."""
+        with self._timer("crop"):
+            out, error = crop_pad_resize(frame, clip, self.config, self._border)
+        if error is not None:
+            raise ValueError(error)
         return out
 
     def _facts(self, clip: Clip, source: FrameSource, frame_shape: tuple[int, ...], lo: int) -> dict[str, Any]:
         h, w = frame_shape[:2]
         box = None
         if clip.bbox is not None:
-            ref_w, ref_h = clip.ref_size or (w, h)
-            l_, t_, r_, b_ = clip.bbox
-            box = [int(l_ / (ref_w / w)), int(t_ / (ref_h / h)), int(r_ / (ref_w / w)), int(b_ / (ref_h / h))]
+            box = list(scaled_box(clip, w, h))
             if self._border is None:  # the crop was clamped to the frame; a padded crop keeps its box
                 box = [max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h)]
         return {"split": clip.split, "person_id": clip.person_id, "fps": source.fps, "orig_width": w,
                 "orig_height": h, "crop_box": box, "start": clip.start if clip.start is not None else lo,
                 "end": clip.end, "recipe": self.config.recipe}
 
-    def _add(self, writer: _TimedShardWriter, clip: Clip, frames, source: FrameSource, lo: int,
+    def _add(self, writer: ShardWriter, clip: Clip, frames, source: FrameSource, lo: int,
              shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         """Write one clip and fill in its facts; raw frames are transformed here unless `shape` (the source
         frame shape of already transformed frames) is given. Encoding time is what add_video spends beyond
@@ -362,17 +299,15 @@ class UnitProcessor:
                 self._report("encode", k)
                 yield item
 
-        t0, pulled0, write0 = time.perf_counter(), self._t["decode"] + self._t["crop"], writer.write_s
-        row = writer.add_video(clip.video_id, beating(frames if shape is not None else transformed()),
-                               source_path=self._path)
-        pulled = self._t["decode"] + self._t["crop"] - pulled0
-        self._t["encode"] += time.perf_counter() - t0 - pulled - (writer.write_s - write0)
+        with self._timer("encode"):  # pulling frames (decode, crop) and Parquet writes time as their own stages
+            row = writer.add_video(clip.video_id, beating(frames if shape is not None else transformed()),
+                                   source_path=self._path)
         row.update(self._facts(clip, source, shapes[0], lo))
         if row["end"] is None:
             row["end"] = int(row["start"]) + int(row["num_frames"])
         return row
 
-    def _write(self, source: FrameSource, plan: list[tuple[Clip, int, int | None]], writer: _TimedShardWriter
+    def _write(self, source: FrameSource, plan: list[tuple[Clip, int, int | None]], writer: ShardWriter
                ) -> list[dict[str, str]]:
         """Decode once and write every planned clip; disjoint clips stream, overlapping ones are buffered."""
         if not plan:
@@ -402,11 +337,11 @@ class UnitProcessor:
             except DecodeStopped as stop:
                 raise _Redo({}, stop) from stop
             except ValueError as exc:  # an empty crop
-                raise _Redo({clip.video_id: failure(clip.video_id, "crop", exc)}) from exc
+                raise _Redo({clip.video_id: failure_row(clip.video_id, "crop", exc)}) from exc
             except AnimbenchError as exc:  # no frame in the clip's range, or frames of changing size
-                raise _Redo({clip.video_id: failure(clip.video_id, "decode", exc)}) from exc
+                raise _Redo({clip.video_id: failure_row(clip.video_id, "decode", exc)}) from exc
             if row["num_frames"] < self.config.min_frames:
-                raise _Redo({clip.video_id: failure(
+                raise _Redo({clip.video_id: failure_row(
                     clip.video_id, "decode", "TooFewFrames",
                     f"the video has {row['num_frames']} frame(s), fewer than {self.config.min_frames}")})
 
@@ -419,11 +354,11 @@ class UnitProcessor:
         def flush(clip: Clip, lo: int) -> None:
             out = buffers.pop(clip.video_id)
             if len(out) < self.config.min_frames:
-                failures.append(failure(clip.video_id, "decode", "TooFewFrames",
+                failures.append(failure_row(clip.video_id, "decode", "TooFewFrames",
                                         f"the video has {len(out)} frame(s), fewer than {self.config.min_frames}"))
                 return
             if any(f.shape != out[0].shape for f in out):  # checked first: a half-written video cannot be undone
-                failures.append(failure(clip.video_id, "decode", "FrameSizeChanged",
+                failures.append(failure_row(clip.video_id, "decode", "FrameSizeChanged",
                                         f"frame size changes within the clip (first {out[0].shape})"))
                 return
             self._add(writer, clip, out, source, lo, shape=shapes[clip.video_id])
@@ -437,7 +372,7 @@ class UnitProcessor:
                     try:
                         buffers[vid].append(self._transform(frame, clip))
                     except ValueError as exc:  # an empty crop
-                        failures.append(failure(vid, "crop", exc))
+                        failures.append(failure_row(vid, "crop", exc))
                         del pending[vid], buffers[vid]
                         continue
                     if hi is not None and i == hi - 1:
@@ -449,7 +384,7 @@ class UnitProcessor:
                     flush(clip, lo)
                 else:
                     err = type(stop.cause).__name__ if stop.cause is not None else "ShortVideo"
-                    failures.append(failure(vid, "decode", err, _short(clip, lo, hi, stop)))
+                    failures.append(failure_row(vid, "decode", err, _short(clip, lo, hi, stop)))
             return failures
         for _vid, (clip, lo, _) in sorted(pending.items()):  # clips that run to the end of the video
             flush(clip, lo)

@@ -1,0 +1,106 @@
+"""The worker's stages as small functions that return errors as values, and the timer that measures them.
+
+Modelled on video2dataset's subsamplers: a stage takes what the previous one produced and returns its output
+and an error (None when it worked), so the worker chains them and files an error as a failure row without
+unwinding. Per-stage seconds come from one `StageTimer`, never from subtracting one clock from another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from prep.recipes import Clip, Unit
+from prep.store import failure_row
+
+if TYPE_CHECKING:
+    from prep.worker import PrepConfig
+
+STAGES = ("download", "decode", "detect", "crop", "encode", "write")
+
+
+class StageTimer:
+    """Seconds per stage; `with timer("encode"):` blocks nest, and a nested stage's time is not its outer's."""
+
+    def __init__(self, stages: tuple[str, ...] = STAGES) -> None:
+        self.seconds = dict.fromkeys(stages, 0.0)
+        self._open: list[list] = []  # [stage, since] of the running blocks, innermost last
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        now = time.perf_counter()
+        if self._open:  # pause the outer stage while this one runs
+            outer = self._open[-1]
+            self.seconds[outer[0]] += now - outer[1]
+        self._open.append([stage, now])
+        try:
+            yield
+        finally:
+            now = time.perf_counter()
+            self.seconds[stage] += now - self._open.pop()[1]
+            if self._open:
+                self._open[-1][1] = now
+
+    def as_dict(self) -> dict[str, float]:
+        """`{"<stage>_s": seconds}`, as the shard's stats record them."""
+        return {f"{k}_s": round(v, 6) for k, v in self.seconds.items()}
+
+
+def fetch(unit: Unit, config: PrepConfig) -> tuple[Path | None, list[dict[str, str]]]:
+    """The download stage: the unit's source on disk (fetched with yt-dlp when allowed), or its failure rows."""
+    path = Path(unit.source)
+    if path.exists():
+        return path, []
+    ids = [c.video_id for c in unit.clips]
+    if not (config.download and unit.url):
+        msg = f"{path}: no such file" + (" (pass --download to fetch it)" if unit.url else "")
+        return None, [failure_row(v, "input", "MissingFile", msg) for v in ids]
+    from prep.download import DownloadError, download_video
+
+    try:
+        return download_video(unit.url, path, fmt=config.download_format, timeout=config.download_timeout), []
+    except DownloadError as exc:
+        return None, [failure_row(v, "download", exc.kind, exc.message) for v in ids]
+
+
+def scaled_box(clip: Clip, w: int, h: int) -> tuple[int, int, int, int]:
+    """The clip's crop box rescaled from its reference size to a w x h frame, as load_videos.py does."""
+    ref_w, ref_h = clip.ref_size or (w, h)
+    left, top, right, bot = clip.bbox
+    return int(left / (ref_w / w)), int(top / (ref_h / h)), int(right / (ref_w / w)), int(bot / (ref_h / h))
+
+
+def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: str | None
+                    ) -> tuple[np.ndarray | None, str | None]:
+    """Crop to the clip's box, pad to a square (config.pad), resize to config.size with OpenCV's area filter;
+    returns (frame, None), or (None, why) when the box is empty on this frame. `border` (pad-constant |
+    pad-replicate) fills a box that leaves the frame instead of clamping it."""
+    out = frame
+    if clip.bbox is not None:
+        h, w = frame.shape[:2]
+        left, top, right, bot = scaled_box(clip, w, h)
+        out = frame[max(top, 0):bot, max(left, 0):right]
+        if border is not None and out.size and (left < 0 or top < 0 or right > w or bot > h):
+            # --out-of-frame pad-*: the box keeps its size; the pixels outside the frame are filled
+            mode = cv2.BORDER_REPLICATE if border == "pad-replicate" else cv2.BORDER_CONSTANT
+            out = cv2.copyMakeBorder(out, max(0, -top), max(0, bot - h), max(0, -left), max(0, right - w),
+                                     mode, value=(config.pad_value,) * 3)
+        if out.size == 0:
+            ref_w, ref_h = clip.ref_size or (w, h)
+            return None, f"crop box {clip.bbox} at {ref_w}x{ref_h} is empty on a {w}x{h} frame"
+    if config.pad and out.shape[0] != out.shape[1]:
+        h, w = out.shape[:2]
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        out = cv2.copyMakeBorder(out, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT,
+                                 value=(config.pad_value,) * 3)
+    size = config.size
+    if size and out.shape[:2] != (size, size):
+        out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out), None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from methods.interface import AnimationMode, Method, check_animate_shapes
+from methods.interface import AnimationMode, Method, check_animate_shapes, check_reconstruct_shapes
 from methods.registry import MethodCard, register_method
 
 
@@ -16,6 +16,7 @@ class CopySource(Method):
 
     def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
         """(B, 3, H, W) copies of the source frames."""
+        check_reconstruct_shapes(source, driving)
         return source.expand_as(driving).clone()
 
     def animate(self, source: Tensor, driving_video: Tensor, mode: AnimationMode | None = None) -> Tensor:
@@ -31,6 +32,7 @@ class Oracle(Method):
 
     def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
         """The driving frames themselves."""
+        check_reconstruct_shapes(source, driving)
         return driving.clone()
 
     def animate(self, source: Tensor, driving_video: Tensor, mode: AnimationMode | None = None) -> Tensor:

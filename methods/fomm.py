@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from methods.checkpoints import NETWORK_ENTRIES, OPTIMIZER_ENTRIES
 from methods.config import get_path, load_config
 from methods.fomm_keypoints import normalize_kp
-from methods.interface import AnimationMode, Method, check_animate_shapes
+from methods.interface import AnimationMode, Method, check_animate_shapes, check_reconstruct_shapes
 from methods.layers import (
     AntiAliasInterpolation2d,
     DownBlock2d,
@@ -466,6 +466,7 @@ class FOMM(Method):
 
     def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
         """Reconstruction protocol step: absolute keypoints of driving applied to source -> (B, 3, H, W)."""
+        check_reconstruct_shapes(source, driving)
         with self._inference():
             kp_source = self.kp_detector(source)
             kp_driving = self.kp_detector(driving)

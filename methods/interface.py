@@ -7,7 +7,7 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
    `discriminator`, or the family's own: list them in `networks`), with `from_config(cfg, align_corners)`.
 3. Its inference: `reconstruct(source, driving)` and `animate(source, driving_video, mode)`, the same
    signatures in every family; `animation_mode(relative, adapt_scale)` says the family's defaults (from its
-   config) as an `AnimationMode`; bad input shapes raise `ShapeError` (use `check_animate_shapes`).
+   config) as an `AnimationMode`; bad input shapes raise `ShapeError` (use `check_reconstruct_shapes` and `check_animate_shapes`).
 4. Its training hooks, which the one loop in methods/train.py calls and never special-cases:
    `stages` (the order of training stages: EDN's global -> local -> face, MRAA's / TPSMM's "avd" stage after
    the main one; one stage is the common case), `learning_rates(cfg, stage)` (one Adam optimiser per network
@@ -48,6 +48,13 @@ def check_animate_shapes(source: Tensor, driving_video: Tensor) -> Tensor:
         raise ShapeError(f"animate: expected source (1, C, H, W) and driving (T, C, H, W), got "
                          f"{tuple(source.shape)} and {tuple(driving_video.shape)}")
     return source
+
+
+def check_reconstruct_shapes(source: Tensor, driving: Tensor) -> None:
+    """ShapeError unless source and driving are frames of the same shape (B, C, H, W)."""
+    if source.dim() != 4 or source.shape != driving.shape:
+        raise ShapeError(f"reconstruct: expected source and driving frames of one shape (B, C, H, W), got "
+                         f"{tuple(source.shape)} and {tuple(driving.shape)}")
 
 
 @dataclass(frozen=True)

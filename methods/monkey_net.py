@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.interface import AnimationMode, Method, check_animate_shapes
+from methods.interface import AnimationMode, Method, check_animate_shapes, check_reconstruct_shapes
 from methods.layers import make_coordinate_grid, warp
 from methods.layers3d import (
     Decoder3d,
@@ -567,6 +567,7 @@ class MonkeyNet(Method):
     @torch.no_grad()
     def reconstruct(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
         """Reconstruction protocol: source frames animated by their driving frames' keypoints, (B, 3, H, W)."""
+        check_reconstruct_shapes(source, driving)
         source_5d = source.unsqueeze(2)
         kp_source = self.kp_detector(source_5d)
         kp_driving = self.kp_detector(driving.unsqueeze(2))

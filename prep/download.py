@@ -12,6 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
+from plumbing.files import publish
+
 _UNAVAILABLE = re.compile(r"HTTP Error (403|404|410|451)|unavailable|private video|removed|terminated|not found",
                           re.IGNORECASE)
 
@@ -64,7 +66,7 @@ def download_video(url: str, dest: str | os.PathLike, *, fmt: str = "bv*[ext=mp4
         if not files:
             raise DownloadError("DownloadError", f"{url}: yt-dlp finished but wrote no file")
         final = dest.with_suffix(files[0].suffix)
-        os.replace(files[0], final)
+        publish(files[0], final)
         return final
     except DownloadError:
         raise

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing.errors import AnimbenchError
+from plumbing.files import publish
 from plumbing.ids import NAME_MAX, check_id, id_problem, safe_join
 from prep.imagecodec import decode_image, encode_image
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter
@@ -48,15 +49,7 @@ def _begin(store: FrameStore, out: str | os.PathLike, overwrite: bool) -> tuple[
 
 def _finish(tmp: Path, out: Path) -> None:
     """Put the finished export in place of --out (replacing what was there, which --overwrite allowed)."""
-    if out.exists():
-        old = out.parent / f".{out.name}.export-old"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+    publish(tmp, out)
 
 
 def _target(store: FrameStore, vid: str, name: str, tmp: Path, out: Path) -> Path:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from plumbing.errors import AnimbenchError
+from plumbing.files import atomic_path
 from plumbing.progress import progress_bar
 from prep.detect import check_detector
 from prep.recipes import Unit, check_unique
@@ -57,9 +58,8 @@ def unit_name(key: str) -> str:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # no fsync: heartbeats and unit stats are rewritten often and cheap to redo
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
 
 
 class _Heartbeat:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from plumbing.errors import AnimbenchError
-from plumbing.files import sha256_file
+from plumbing.files import atomic_path, sha256_file
 from plumbing.provenance import package_versions
 from prep.synth_body import JOINTS, BodySubject, sample_body_look, sample_body_motion
 from prep.synth_draw import background
@@ -114,18 +114,9 @@ def crop_box(lo: np.ndarray, hi: np.ndarray, width: int, height: int,
             min(width, int(np.ceil(right))), min(height, int(np.ceil(bot))))
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def _write_bytes_atomic(path: Path, write: Any) -> None:
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def _frame_rate(fps: float) -> Fraction:
@@ -138,8 +129,7 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], width: int, height: int
     import av
     import cv2
 
-    tmp = _tmp(path)
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
             stream = container.add_stream("libx264", rate=_frame_rate(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, ENCODING["pix_fmt"]
@@ -154,9 +144,6 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], width: int, height: int
                 frame.pts = i
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _prepare_out(out: Path) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from typing import Any
 from plumbing.errors import AnimbenchError
 from plumbing.files import atomic_path
 from plumbing.progress import progress_bar
+from plumbing.ray_session import ray_session
 from prep.detect import check_detector
 from prep.recipes import Unit, check_unique
 from prep.stages import STAGES
@@ -139,29 +139,7 @@ class PrepSummary:
         return dict(sorted(Counter(f"{f['stage']}/{f['error']}" for f in self.failures).items()))
 
 
-# --- Ray --------------------------------------------------------------------------------------------------
-
-def _connect(workers: int | None, address: str | None) -> bool:
-    """Join `address` or start a local Ray with `workers` CPUs; reuse a session already open. True if we
-    started one (and so must shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from an offline prep run
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address:
-        try:
-            ray.init(address=address, **quiet)
-        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-            raise AnimbenchError(f"--address {address}: cannot join the Ray cluster ({exc})") from exc
-    else:
-        temp = os.environ.get("RAY_TMPDIR")
-        if temp:
-            os.makedirs(temp, exist_ok=True)
-        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, _temp_dir=temp or None, **quiet)
-    return True
-
+# --- Ray ----------------------------------------------------------------------------------------------------
 
 _WARM: dict[str, list[Any]] = {}  # Ray job id -> idle workers left by earlier runs of this driver process
 _ACTOR_CLS: list[Any] = []
@@ -404,23 +382,17 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
             todo.append(unit)
     ray_start_s = 0.0
     if todo:
-        t = time.perf_counter()
-        started = _connect(workers, address)
-        ray_start_s = time.perf_counter() - t
-        try:
-            import ray
+        import ray
 
+        t = time.perf_counter()
+        with ray_session(workers, address) as started:
+            ray_start_s = time.perf_counter() - t
             n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             bar = progress_bar(len(todo), f"prep {config.recipe}", "video", enabled=progress)
             try:
                 _Scheduler(config, root, n, timeout, retries, bar, keep_warm=not started).run(todo)
             finally:
                 bar.close()
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
     return _finalize(root, units, config, {**record, "source": source}, len(todo), began, ray_start_s)
 
 

@@ -1,6 +1,9 @@
 """What a worker does with one unit of work: fetch, decode, (detect), crop, resize, encode, write one shard.
 
-Clip-level problems become failure rows; only the pipeline decides about timeouts and crashed workers.
+The stages themselves (fetch, crop/pad/resize) and the timer live in prep/stages.py; this module chains them
+over a unit's clips: decode once, stream disjoint clips or buffer overlapping ones, redo a unit whose clip
+failed half-written. Clip-level problems become failure rows; only the pipeline decides about timeouts and
+crashed workers.
 Frames are selected, cropped and resized exactly as video-preprocessing's load_videos.py does, with
 OpenCV's area filter in place of scikit-image's anti-aliased resize (see tests/prep/test_recipes.py for the
 measured difference).

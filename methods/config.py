@@ -1,4 +1,4 @@
-"""YAML configs of FOMM and Monkey-Net: the official files as they are, and our own.
+"""YAML configs of every family (FOMM, Monkey-Net, ...): the official files as they are, and our own.
 
 `load_config` returns the parsed dict with one extra key, `_meta`:
 
@@ -14,8 +14,9 @@ name (`vox-256.yaml`). Names are looked up in $ANIMBENCH_CONFIGS (os.pathsep-sep
 ~/.cache/animbench/configs, then the project's configs/; in each folder METHOD/NAME first (`fomm/`,
 `monkey_net/` or `monkeynet/`), then NAME. The official YAML files are not shipped: place them there.
 
-Every key is checked against SCHEMA: a typo in any section is an error naming the file, the key, its section and
-the keys expected there.
+Each family states what its YAML may and must hold in a `ConfigSpec` on its card (in its own file); this module
+holds the mechanics. Every key is checked against the family's schema: a typo in any section is an error naming
+the file, the key, its section and the keys expected there; a missing required key names the file and the key.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import difflib
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,62 +35,24 @@ import yaml
 
 from plumbing.errors import AnimbenchError
 
-METHODS = ("fomm", "monkey_net")
 
-# Dotted paths every config of a method must have; the models read them without defaults.
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "fomm": (
-        "model_params.common_params.num_kp",
-        "model_params.common_params.num_channels",
-        "model_params.common_params.estimate_jacobian",
-        "model_params.kp_detector_params.temperature",
-        "model_params.kp_detector_params.block_expansion",
-        "model_params.kp_detector_params.max_features",
-        "model_params.kp_detector_params.num_blocks",
-        "model_params.kp_detector_params.scale_factor",
-        "model_params.generator_params.block_expansion",
-        "model_params.generator_params.max_features",
-        "model_params.generator_params.num_down_blocks",
-        "model_params.generator_params.num_bottleneck_blocks",
-        "model_params.generator_params.dense_motion_params.block_expansion",
-        "model_params.generator_params.dense_motion_params.max_features",
-        "model_params.generator_params.dense_motion_params.num_blocks",
-        "model_params.generator_params.dense_motion_params.scale_factor",
-        "model_params.discriminator_params.scales",
-        "model_params.discriminator_params.block_expansion",
-        "model_params.discriminator_params.max_features",
-        "model_params.discriminator_params.num_blocks",
-        "train_params.scales",
-        "train_params.transform_params.sigma_affine",
-        "train_params.loss_weights.generator_gan",
-        "train_params.loss_weights.discriminator_gan",
-        "train_params.loss_weights.feature_matching",
-        "train_params.loss_weights.perceptual",
-        "train_params.loss_weights.equivariance_value",
-        "train_params.loss_weights.equivariance_jacobian",
-    ),
-    "monkey_net": (
-        "model_params.common_params.num_kp",
-        "model_params.common_params.num_channels",
-        "model_params.common_params.kp_variance",
-        "model_params.kp_detector_params.temperature",
-        "model_params.kp_detector_params.block_expansion",
-        "model_params.kp_detector_params.max_features",
-        "model_params.kp_detector_params.num_blocks",
-        "model_params.generator_params.block_expansion",
-        "model_params.generator_params.max_features",
-        "model_params.generator_params.num_blocks",
-        "model_params.generator_params.num_refinement_blocks",
-        "model_params.generator_params.dense_motion_params",
-        "model_params.generator_params.kp_embedding_params",
-        "model_params.discriminator_params.block_expansion",
-        "model_params.discriminator_params.max_features",
-        "model_params.discriminator_params.num_blocks",
-        "train_params.loss_weights.reconstruction",
-        "train_params.loss_weights.generator_gan",
-        "train_params.loss_weights.discriminator_gan",
-    ),
-}
+@dataclass(frozen=True)
+class ConfigSpec:
+    """What one family's YAML may and must hold, and how to recognise its official files."""
+
+    schema: Mapping[str, Any]  # every key a config may hold: a nested dict is a section, LEAF a value
+    required: tuple[str, ...] = ()  # dotted paths every config must have (the networks read them without defaults)
+    markers: tuple[str, ...] = ()  # generator_params keys that only this family's official configs have
+    hints: Mapping[str, str] = field(default_factory=dict)  # a section's name in another family -> ours
+    official_repo: str = ""  # where the official YAML files come from (we cannot ship them): its config/ folder
+    check: Callable[[dict, str], None] | None = None  # the family's own checks of values: check(cfg, where)
+
+
+def config_specs() -> dict[str, ConfigSpec]:
+    """Method name -> ConfigSpec of every registered family that is built from a config."""
+    from methods.registry import METHODS
+
+    return {name: card.config_spec for name, card in sorted(METHODS.items()) if card.config_spec is not None}
 
 # Fields that must be positive integers when present (a float or a string here is a typo, not a choice).
 _POSITIVE_INTS = (
@@ -104,101 +68,23 @@ _POSITIVE_INTS = (
     "model_params.discriminator_params.num_blocks",
 )
 
-# train_params.perceptual_fallback: what the FOMM perceptual loss does when vgg19-dcbb9e9d.pth is absent.
-PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
-
-# Every key a config may hold, per method: a nested dict is a section (its own keys checked), LEAF is a value.
-# The union of the official repositories' configs and the options our code reads; a key outside it is a typo
-# (an official run would crash on it or, worse, silently ignore it). tests/methods/test_config.py checks that the
-# model_params sections equal what the networks' constructors accept.
+# The building blocks of the families' schemas (each schema is the union of the official repository's configs and
+# the options our code reads; a key outside it is a typo an official run would crash on or silently ignore).
 LEAF = None
-_AUGMENTATION = {
+AUGMENTATION = {
     "flip_param": {"horizontal_flip": LEAF, "time_flip": LEAF},
     "rotation_param": {"degrees": LEAF},
     "resize_param": {"ratio": LEAF, "interpolation": LEAF},
     "crop_param": {"size": LEAF},
     "jitter_param": {"brightness": LEAF, "contrast": LEAF, "saturation": LEAF, "hue": LEAF},
 }
-_SHARED_SECTIONS = {
+SHARED_SECTIONS = {
     "method": LEAF,
     "reconstruction_params": {"num_videos": LEAF, "format": LEAF},
     "visualizer_params": {"kp_size": LEAF, "draw_border": LEAF, "colormap": LEAF},
 }
-_TRAIN_COMMON = {"num_epochs": LEAF, "num_repeats": LEAF, "epoch_milestones": LEAF, "batch_size": LEAF,
+TRAIN_COMMON = {"num_epochs": LEAF, "num_repeats": LEAF, "epoch_milestones": LEAF, "batch_size": LEAF,
                  "checkpoint_freq": LEAF, "adam_betas": LEAF}
-_MN_EMBEDDING = {k: LEAF for k in ("scale_factor", "use_heatmap", "use_difference", "use_deformed_source_image",
-                                   "heatmap_type", "norm_const")}
-SCHEMA: dict[str, dict[str, Any]] = {
-    "fomm": {
-        **_SHARED_SECTIONS,
-        "dataset_params": {"root_dir": LEAF, "frame_shape": LEAF, "id_sampling": LEAF, "pairs_list": LEAF,
-                           "augmentation_params": _AUGMENTATION},
-        "model_params": {
-            "common_params": {"num_kp": LEAF, "num_channels": LEAF, "estimate_jacobian": LEAF},
-            "kp_detector_params": {k: LEAF for k in ("temperature", "block_expansion", "max_features", "num_blocks",
-                                                     "scale_factor", "single_jacobian_map", "pad")},
-            "generator_params": {
-                **{k: LEAF for k in ("block_expansion", "max_features", "num_down_blocks", "num_bottleneck_blocks",
-                                     "estimate_occlusion_map")},
-                "dense_motion_params": {k: LEAF for k in ("block_expansion", "max_features", "num_blocks",
-                                                          "scale_factor", "kp_variance")},
-            },
-            "discriminator_params": {k: LEAF for k in ("scales", "block_expansion", "max_features", "num_blocks",
-                                                       "sn", "use_kp", "kp_variance")},
-        },
-        "train_params": {
-            **_TRAIN_COMMON,
-            **{k: LEAF for k in ("lr_generator", "lr_discriminator", "lr_kp_detector", "scales",
-                                 "perceptual_fallback")},
-            "transform_params": {"sigma_affine": LEAF, "sigma_tps": LEAF, "points_tps": LEAF},
-            "loss_weights": {k: LEAF for k in ("generator_gan", "discriminator_gan", "feature_matching", "perceptual",
-                                               "equivariance_value", "equivariance_jacobian")},
-        },
-        "animate_params": {"num_pairs": LEAF, "format": LEAF, "normalization_params": {
-            "adapt_movement_scale": LEAF, "use_relative_movement": LEAF, "use_relative_jacobian": LEAF}},
-    },
-    "monkey_net": {
-        **_SHARED_SECTIONS,
-        "dataset_params": {"root_dir": LEAF, "image_shape": LEAF, "id_sampling": LEAF, "pairs_list": LEAF,
-                           "augmentation_params": _AUGMENTATION},
-        "model_params": {
-            "common_params": {"num_kp": LEAF, "num_channels": LEAF, "kp_variance": LEAF},
-            "kp_detector_params": {k: LEAF for k in ("temperature", "block_expansion", "max_features", "num_blocks",
-                                                     "scale_factor", "clip_variance")},
-            "generator_params": {
-                **{k: LEAF for k in ("interpolation_mode", "block_expansion", "max_features", "num_blocks",
-                                     "num_refinement_blocks")},
-                "dense_motion_params": {
-                    **{k: LEAF for k in ("block_expansion", "max_features", "num_blocks", "use_mask",
-                                         "use_correction", "scale_factor", "num_group_blocks", "bg_init")},
-                    "mask_embedding_params": _MN_EMBEDDING,  # add_bg_feature_map is set by the code here
-                },
-                "kp_embedding_params": {**_MN_EMBEDDING, "add_bg_feature_map": LEAF},
-            },
-            "discriminator_params": {"block_expansion": LEAF, "max_features": LEAF, "num_blocks": LEAF,
-                                     "kp_embedding_params": {**_MN_EMBEDDING, "add_bg_feature_map": LEAF}},
-        },
-        "train_params": {
-            **_TRAIN_COMMON,
-            **{k: LEAF for k in ("lr", "detach_kp_generator", "detach_kp_discriminator")},
-            "loss_weights": {k: LEAF for k in ("reconstruction", "reconstruction_deformed", "generator_gan",
-                                               "discriminator_gan")},
-            "log_params": {"log_freq_iter": LEAF, "cpk_freq_epoch": LEAF},
-        },
-        "transfer_params": {"num_pairs": LEAF, "format": LEAF, "normalization_params": {
-            "movement_mult": LEAF, "move_location": LEAF, "adapt_variance": LEAF, "clip_mean": LEAF}},
-        # the official configs' video prediction module (not implemented here): accepted, not used
-        "prediction_params": {
-            **{k: LEAF for k in ("predict_variance", "num_epochs", "lr", "batch_size", "num_frames", "init_frames",
-                                 "train_size", "format")},
-            "rnn_params": {"num_features": LEAF, "num_layers": LEAF, "dropout": LEAF},
-        },
-    },
-}
-# The other family's name for a section: suggested when difflib finds nothing closer.
-_OTHER_FAMILY = {"fomm": {"transfer_params": "animate_params"}, "monkey_net": {"animate_params": "transfer_params"}}
-
-
 def get_path(cfg: Mapping[str, Any], dotted: str, default: Any = KeyError) -> Any:
     """cfg["a"]["b"]["c"] for "a.b.c"; `default` when a level is missing (KeyError raised if none given)."""
     node: Any = cfg
@@ -212,22 +98,15 @@ def get_path(cfg: Mapping[str, Any], dotted: str, default: Any = KeyError) -> An
 
 
 def detect_method(cfg: Mapping[str, Any]) -> str | None:
-    """'fomm' or 'monkey_net' from an explicit `method:` key or the generator's fields; None if neither."""
+    """The method of a config: its `method:` key, else the family whose marker fields its generator has."""
     if isinstance(cfg.get("method"), str):
         return cfg["method"]
     gen = get_path(cfg, "model_params.generator_params", {})
     if not isinstance(gen, Mapping):
         return None
-    if "num_bottleneck_blocks" in gen or "num_down_blocks" in gen:
-        return "fomm"
-    if "num_refinement_blocks" in gen or "kp_embedding_params" in gen:
-        return "monkey_net"
-    return None
+    return next((name for name, spec in config_specs().items() if any(k in gen for k in spec.markers)), None)
 
 
-# Where the official YAML files come from (we cannot ship them): each repository's config/ folder.
-OFFICIAL_REPOS = {"fomm": "github.com/AliaksandrSiarohin/first-order-model",
-                  "monkey_net": "github.com/AliaksandrSiarohin/monkey-net"}
 PROJECT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -262,8 +141,9 @@ def resolve_config(name: str | os.PathLike, method: str | None = None) -> Path:
             if candidate.is_file():
                 return candidate
     origin = ""
-    if method in OFFICIAL_REPOS and base in official:
-        origin = f" ({base} is config/{base} of {OFFICIAL_REPOS[method]}, not shipped with animbench)"
+    repo = config_specs()[method].official_repo if method in config_specs() else ""
+    if repo and base in official:
+        origin = f" ({base} is config/{base} of {repo}, not shipped with animbench)"
     sub = f"{method}/" if method else ""
     raise AnimbenchError(
         f"{name}: config file not found{origin}; give its path, or place it in $ANIMBENCH_CONFIGS/{sub} or "
@@ -294,14 +174,15 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str
 
     found = detect_method(cfg)
     method = method or found
-    if method not in METHODS:
+    specs = config_specs()
+    if method not in specs:
         raise AnimbenchError(
             f"{where}: method: cannot tell the method (got {method!r}); expected a `method:` key with one of "
-            f"{list(METHODS)} or the model_params of an official FOMM / Monkey-Net config"
+            f"{list(specs)} or the model_params of one of their official configs"
         )
     if found is not None and found != method:
         raise AnimbenchError(f"{where}: method: the config is a {found} config, expected {method}")
-    _validate(cfg, method, where)
+    _validate(cfg, specs[method], where)
     cfg["_meta"] = {"path": None if path is None else str(path), "sha256": hashlib.sha256(text).hexdigest(),
                     "method": method}
     return cfg
@@ -327,9 +208,9 @@ def check_keys(node: Mapping[str, Any], schema: Mapping[str, Any], where: str, s
         check_keys(value, sub, where, dotted)
 
 
-def _validate(cfg: dict, method: str, where: str) -> None:
-    check_keys(cfg, SCHEMA[method], where, hints=_OTHER_FAMILY[method])
-    for dotted in REQUIRED[method]:
+def _validate(cfg: dict, spec: ConfigSpec, where: str) -> None:
+    check_keys(cfg, spec.schema, where, hints=spec.hints)
+    for dotted in spec.required:
         try:
             get_path(cfg, dotted)
         except KeyError:
@@ -338,45 +219,11 @@ def _validate(cfg: dict, method: str, where: str) -> None:
         value = get_path(cfg, dotted, None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise AnimbenchError(f"{where}: {dotted} must be a positive integer, got {value!r}")
-    if method == "fomm":
-        _validate_fomm(cfg, where)
+    if spec.check is not None:
+        spec.check(cfg, where)
 
 
-def _validate_fomm(cfg: dict, where: str) -> None:
-    for key in ("model_params.kp_detector_params.scale_factor",
-                "model_params.generator_params.dense_motion_params.scale_factor"):
-        scale = get_path(cfg, key)
-        if not _is_inverse_int(scale):
-            raise AnimbenchError(f"{where}: {key} must be 1/n for an integer n >= 1, got {scale!r}")
-    for key in ("train_params.scales", "model_params.discriminator_params.scales"):
-        scales = get_path(cfg, key)
-        if not isinstance(scales, list) or not scales or not all(_is_inverse_int(s) for s in scales):
-            raise AnimbenchError(f"{where}: {key} must be a non-empty list of 1/n scales (1, 0.5, 0.25...), "
-                                 f"got {scales!r}")
-    weights = get_path(cfg, "train_params.loss_weights")
-    for key in ("perceptual", "feature_matching"):
-        if not isinstance(weights[key], list):
-            raise AnimbenchError(f"{where}: train_params.loss_weights.{key} must be a list, got {weights[key]!r}")
-    num_blocks = get_path(cfg, "model_params.discriminator_params.num_blocks")
-    if weights["generator_gan"] != 0 and len(weights["feature_matching"]) < num_blocks:
-        raise AnimbenchError(
-            f"{where}: train_params.loss_weights.feature_matching needs one weight per discriminator block "
-            f"({num_blocks}), got {len(weights['feature_matching'])}"
-        )
-    if len(weights["perceptual"]) != 5:
-        raise AnimbenchError(
-            f"{where}: train_params.loss_weights.perceptual must have 5 weights (VGG19 relu1_1..relu5_1), "
-            f"got {len(weights['perceptual'])}"
-        )
-    fallback = get_path(cfg, "train_params.perceptual_fallback", None)
-    if fallback is not None and fallback not in PERCEPTUAL_FALLBACKS:
-        raise AnimbenchError(
-            f"{where}: train_params.perceptual_fallback must be one of {list(PERCEPTUAL_FALLBACKS)} or absent, "
-            f"got {fallback!r}"
-        )
-
-
-def _is_inverse_int(scale: Any) -> bool:
+def is_inverse_int(scale: Any) -> bool:
     # the anti-alias downsampling strides by int(1/scale): only 1/n scales are meaningful
     return (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale <= 1
             and abs(1 / scale - round(1 / scale)) < 1e-6)

@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from methods.checkpoints import NETWORK_ENTRIES, OPTIMIZER_ENTRIES
-from methods.config import get_path, load_config
+from methods.config import (
+    AUGMENTATION,
+    LEAF,
+    SHARED_SECTIONS,
+    TRAIN_COMMON,
+    ConfigSpec,
+    get_path,
+    is_inverse_int,
+    load_config,
+)
 from methods.fomm_keypoints import normalize_kp
 from methods.interface import AnimationMode, Method, check_animate_shapes, check_reconstruct_shapes
 from methods.layers import (
@@ -505,6 +514,110 @@ class FOMM(Method):
         return torch.cat(frames)
 
 
+# --- the config ----------------------------------------------------------------------------------------------
+
+# train_params.perceptual_fallback: what the FOMM perceptual loss does when vgg19-dcbb9e9d.pth is absent.
+PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
+
+CONFIG_SCHEMA = {
+    **SHARED_SECTIONS,
+    "dataset_params": {"root_dir": LEAF, "frame_shape": LEAF, "id_sampling": LEAF, "pairs_list": LEAF,
+                       "augmentation_params": AUGMENTATION},
+    "model_params": {
+        "common_params": {"num_kp": LEAF, "num_channels": LEAF, "estimate_jacobian": LEAF},
+        "kp_detector_params": {k: LEAF for k in ("temperature", "block_expansion", "max_features", "num_blocks",
+                                                 "scale_factor", "single_jacobian_map", "pad")},
+        "generator_params": {
+            **{k: LEAF for k in ("block_expansion", "max_features", "num_down_blocks", "num_bottleneck_blocks",
+                                 "estimate_occlusion_map")},
+            "dense_motion_params": {k: LEAF for k in ("block_expansion", "max_features", "num_blocks",
+                                                      "scale_factor", "kp_variance")},
+        },
+        "discriminator_params": {k: LEAF for k in ("scales", "block_expansion", "max_features", "num_blocks",
+                                                   "sn", "use_kp", "kp_variance")},
+    },
+    "train_params": {
+        **TRAIN_COMMON,
+        **{k: LEAF for k in ("lr_generator", "lr_discriminator", "lr_kp_detector", "scales",
+                             "perceptual_fallback")},
+        "transform_params": {"sigma_affine": LEAF, "sigma_tps": LEAF, "points_tps": LEAF},
+        "loss_weights": {k: LEAF for k in ("generator_gan", "discriminator_gan", "feature_matching", "perceptual",
+                                           "equivariance_value", "equivariance_jacobian")},
+    },
+    "animate_params": {"num_pairs": LEAF, "format": LEAF, "normalization_params": {
+        "adapt_movement_scale": LEAF, "use_relative_movement": LEAF, "use_relative_jacobian": LEAF}},
+}
+REQUIRED_KEYS = (
+    "model_params.common_params.num_kp",
+    "model_params.common_params.num_channels",
+    "model_params.common_params.estimate_jacobian",
+    "model_params.kp_detector_params.temperature",
+    "model_params.kp_detector_params.block_expansion",
+    "model_params.kp_detector_params.max_features",
+    "model_params.kp_detector_params.num_blocks",
+    "model_params.kp_detector_params.scale_factor",
+    "model_params.generator_params.block_expansion",
+    "model_params.generator_params.max_features",
+    "model_params.generator_params.num_down_blocks",
+    "model_params.generator_params.num_bottleneck_blocks",
+    "model_params.generator_params.dense_motion_params.block_expansion",
+    "model_params.generator_params.dense_motion_params.max_features",
+    "model_params.generator_params.dense_motion_params.num_blocks",
+    "model_params.generator_params.dense_motion_params.scale_factor",
+    "model_params.discriminator_params.scales",
+    "model_params.discriminator_params.block_expansion",
+    "model_params.discriminator_params.max_features",
+    "model_params.discriminator_params.num_blocks",
+    "train_params.scales",
+    "train_params.transform_params.sigma_affine",
+    "train_params.loss_weights.generator_gan",
+    "train_params.loss_weights.discriminator_gan",
+    "train_params.loss_weights.feature_matching",
+    "train_params.loss_weights.perceptual",
+    "train_params.loss_weights.equivariance_value",
+    "train_params.loss_weights.equivariance_jacobian",
+)
+
+
+def _check_config(cfg: dict, where: str) -> None:
+    for key in ("model_params.kp_detector_params.scale_factor",
+                "model_params.generator_params.dense_motion_params.scale_factor"):
+        scale = get_path(cfg, key)
+        if not is_inverse_int(scale):
+            raise AnimbenchError(f"{where}: {key} must be 1/n for an integer n >= 1, got {scale!r}")
+    for key in ("train_params.scales", "model_params.discriminator_params.scales"):
+        scales = get_path(cfg, key)
+        if not isinstance(scales, list) or not scales or not all(is_inverse_int(s) for s in scales):
+            raise AnimbenchError(f"{where}: {key} must be a non-empty list of 1/n scales (1, 0.5, 0.25...), "
+                                 f"got {scales!r}")
+    weights = get_path(cfg, "train_params.loss_weights")
+    for key in ("perceptual", "feature_matching"):
+        if not isinstance(weights[key], list):
+            raise AnimbenchError(f"{where}: train_params.loss_weights.{key} must be a list, got {weights[key]!r}")
+    num_blocks = get_path(cfg, "model_params.discriminator_params.num_blocks")
+    if weights["generator_gan"] != 0 and len(weights["feature_matching"]) < num_blocks:
+        raise AnimbenchError(
+            f"{where}: train_params.loss_weights.feature_matching needs one weight per discriminator block "
+            f"({num_blocks}), got {len(weights['feature_matching'])}"
+        )
+    if len(weights["perceptual"]) != 5:
+        raise AnimbenchError(
+            f"{where}: train_params.loss_weights.perceptual must have 5 weights (VGG19 relu1_1..relu5_1), "
+            f"got {len(weights['perceptual'])}"
+        )
+    fallback = get_path(cfg, "train_params.perceptual_fallback", None)
+    if fallback is not None and fallback not in PERCEPTUAL_FALLBACKS:
+        raise AnimbenchError(
+            f"{where}: train_params.perceptual_fallback must be one of {list(PERCEPTUAL_FALLBACKS)} or absent, "
+            f"got {fallback!r}"
+        )
+
+
+CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, markers=("num_bottleneck_blocks", "num_down_blocks"),
+                         hints={"transfer_params": "animate_params"},
+                         official_repo="github.com/AliaksandrSiarohin/first-order-model", check=_check_config)
+
+
 # --- the card ------------------------------------------------------------------------------------------------
 
 _CONFIGS = {
@@ -519,5 +632,5 @@ _CHECKPOINTS = {
 }
 FOMM.card = register_method(MethodCard(
     name="fomm", paper="First Order Motion Model for Image Animation (Siarohin et al., NeurIPS 2019)",
-    family="keypoint-motion", build=FOMM.build, configs=_CONFIGS, checkpoints=_CHECKPOINTS,
+    family="keypoint-motion", build=FOMM.build, config_spec=CONFIG_SPEC, configs=_CONFIGS, checkpoints=_CHECKPOINTS,
     notes="keypoints with local affine jacobians, occlusion-aware generator"))

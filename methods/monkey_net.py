@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.config import AUGMENTATION, LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec
 from methods.interface import AnimationMode, Method, check_animate_shapes, check_reconstruct_shapes
 from methods.layers import make_coordinate_grid, warp
 from methods.layers3d import (
@@ -608,6 +609,73 @@ class MonkeyNet(Method):
         return torch.cat(frames)
 
 
+# --- the config ----------------------------------------------------------------------------------------------
+
+_MN_EMBEDDING = {k: LEAF for k in ("scale_factor", "use_heatmap", "use_difference", "use_deformed_source_image",
+                                   "heatmap_type", "norm_const")}
+CONFIG_SCHEMA = {
+    **SHARED_SECTIONS,
+    "dataset_params": {"root_dir": LEAF, "image_shape": LEAF, "id_sampling": LEAF, "pairs_list": LEAF,
+                       "augmentation_params": AUGMENTATION},
+    "model_params": {
+        "common_params": {"num_kp": LEAF, "num_channels": LEAF, "kp_variance": LEAF},
+        "kp_detector_params": {k: LEAF for k in ("temperature", "block_expansion", "max_features", "num_blocks",
+                                                 "scale_factor", "clip_variance")},
+        "generator_params": {
+            **{k: LEAF for k in ("interpolation_mode", "block_expansion", "max_features", "num_blocks",
+                                 "num_refinement_blocks")},
+            "dense_motion_params": {
+                **{k: LEAF for k in ("block_expansion", "max_features", "num_blocks", "use_mask",
+                                     "use_correction", "scale_factor", "num_group_blocks", "bg_init")},
+                "mask_embedding_params": _MN_EMBEDDING,  # add_bg_feature_map is set by the code here
+            },
+            "kp_embedding_params": {**_MN_EMBEDDING, "add_bg_feature_map": LEAF},
+        },
+        "discriminator_params": {"block_expansion": LEAF, "max_features": LEAF, "num_blocks": LEAF,
+                                 "kp_embedding_params": {**_MN_EMBEDDING, "add_bg_feature_map": LEAF}},
+    },
+    "train_params": {
+        **TRAIN_COMMON,
+        **{k: LEAF for k in ("lr", "detach_kp_generator", "detach_kp_discriminator")},
+        "loss_weights": {k: LEAF for k in ("reconstruction", "reconstruction_deformed", "generator_gan",
+                                           "discriminator_gan")},
+        "log_params": {"log_freq_iter": LEAF, "cpk_freq_epoch": LEAF},
+    },
+    "transfer_params": {"num_pairs": LEAF, "format": LEAF, "normalization_params": {
+        "movement_mult": LEAF, "move_location": LEAF, "adapt_variance": LEAF, "clip_mean": LEAF}},
+    # the official configs' video prediction module (not implemented here): accepted, not used
+    "prediction_params": {
+        **{k: LEAF for k in ("predict_variance", "num_epochs", "lr", "batch_size", "num_frames", "init_frames",
+                             "train_size", "format")},
+        "rnn_params": {"num_features": LEAF, "num_layers": LEAF, "dropout": LEAF},
+    },
+}
+REQUIRED_KEYS = (
+    "model_params.common_params.num_kp",
+    "model_params.common_params.num_channels",
+    "model_params.common_params.kp_variance",
+    "model_params.kp_detector_params.temperature",
+    "model_params.kp_detector_params.block_expansion",
+    "model_params.kp_detector_params.max_features",
+    "model_params.kp_detector_params.num_blocks",
+    "model_params.generator_params.block_expansion",
+    "model_params.generator_params.max_features",
+    "model_params.generator_params.num_blocks",
+    "model_params.generator_params.num_refinement_blocks",
+    "model_params.generator_params.dense_motion_params",
+    "model_params.generator_params.kp_embedding_params",
+    "model_params.discriminator_params.block_expansion",
+    "model_params.discriminator_params.max_features",
+    "model_params.discriminator_params.num_blocks",
+    "train_params.loss_weights.reconstruction",
+    "train_params.loss_weights.generator_gan",
+    "train_params.loss_weights.discriminator_gan",
+)
+CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, markers=("num_refinement_blocks", "kp_embedding_params"),
+                         hints={"animate_params": "transfer_params"},
+                         official_repo="github.com/AliaksandrSiarohin/monkey-net")
+
+
 # --- the card ------------------------------------------------------------------------------------------------
 
 _CONFIGS = {
@@ -616,7 +684,7 @@ _CONFIGS = {
     "tiny": "configs/monkey_net-tiny.yaml",
 }
 MonkeyNet.card = register_method(MethodCard(
-    name="monkey_net", family="keypoint-motion", build=MonkeyNet.build, configs=_CONFIGS,
+    name="monkey_net", family="keypoint-motion", build=MonkeyNet.build, config_spec=CONFIG_SPEC, configs=_CONFIGS,
     paper="Animating Arbitrary Objects via Deep Motion Transfer (Siarohin et al., CVPR 2019)",
     notes="Gaussian keypoints with covariance; the release names no checkpoint files, any official-layout "
           "checkpoint (generator, kp_detector, discriminator, epoch, it) loads"))

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from methods.config import ConfigSpec
 from plumbing.errors import AnimbenchError
 
 # The grid_sample convention of the official weights (torch 1.0 semantics, reference §1.8.1).
@@ -44,6 +45,7 @@ class MethodCard:
     build: Builder = field(repr=False, compare=False)
     configs: Mapping[str, str] = field(default_factory=dict)  # dataset -> config file
     checkpoints: Mapping[str, str] = field(default_factory=dict)  # official file name -> dataset of its config
+    config_spec: ConfigSpec | None = field(default=None, repr=False, compare=False)  # what its YAML holds
     trainable: bool = True
     needs_config: bool = True
     notes: str = ""

@@ -181,10 +181,9 @@ def test_model_params_schema_equals_what_the_networks_accept():
     import inspect
 
     from methods import fomm, monkey_net
-    from methods.config import SCHEMA
     from methods.monkey_net_keypoints import normalize_kp
 
-    f = SCHEMA["fomm"]
+    f = fomm.CONFIG_SCHEMA
     assert _keys(f, "model_params.kp_detector_params") == fomm._KP_KEYS
     assert _keys(f, "model_params.generator_params") == fomm._GEN_KEYS
     assert _keys(f, "model_params.generator_params.dense_motion_params") == fomm._DM_KEYS
@@ -193,7 +192,7 @@ def test_model_params_schema_equals_what_the_networks_accept():
     def accepted(fn, filled=frozenset()):
         return set(inspect.signature(fn).parameters) - monkey_net.FILLED_BY_CODE - filled
 
-    m = SCHEMA["monkey_net"]
+    m = monkey_net.CONFIG_SCHEMA
     assert _keys(m, "model_params.kp_detector_params") == accepted(monkey_net.KPDetector)
     assert _keys(m, "model_params.generator_params") == accepted(monkey_net.MotionTransferGenerator)
     assert _keys(m, "model_params.generator_params.dense_motion_params") == accepted(monkey_net.DenseMotionModule)

@@ -161,15 +161,15 @@ def _accepts(target: Any, option: str) -> bool:
 
 
 def build_metric(name: str, device: str, variant: str) -> tuple[Any, bool]:
-    """A metric object with the device and legacy/clean protocol passed where the metric takes them; returns
+    """A metric object with the device and legacy/clean variant passed where the metric takes them; returns
     (metric, whether the variant applies to it)."""
     spec = metric_spec(name)
     options: dict[str, Any] = {}
     if _accepts(spec.target, "device"):
         options["device"] = device
-    takes_variant = _accepts(spec.target, "protocol")
+    takes_variant = _accepts(spec.target, "variant")
     if takes_variant:
-        options["protocol"] = variant
+        options["variant"] = variant
     key = (name, tuple(sorted(options.items())))
     if key not in _METRICS:
         _METRICS[key] = get_metric(name, **options)

@@ -81,7 +81,7 @@ def _provenance(results: Results) -> str:
         d = info.get("describe", {})
         weights = ", ".join(f"{w.get('name')} {w.get('sha256', '')[:12]}" for w in d.get("weights", [])) or "none"
         metrics.append(f"<tr><td>{escape(name)}</td><td>{escape(str(d.get('backend')))}</td>"
-                       f"<td>{escape(weights)}</td><td>{escape(str(d.get('protocol', '–')))}</td></tr>")
+                       f"<td>{escape(weights)}</td><td>{escape(str(d.get('variant', d.get('protocol', '–'))))}</td></tr>")
     full = escape(json.dumps(results.manifest, indent=2, sort_keys=True, default=str))
     return ("<h2>Provenance</h2><table><tr><th>method</th><th>registry name</th><th>checkpoint (sha256)</th>"
             f"<th>config (sha256)</th></tr>{''.join(rows)}</table>"

@@ -2,7 +2,7 @@
 
 State-dict keys and shapes equal the port's (`layerN.*`, `layerN.seq_list.<branch>.<k_name>.*`), so the
 original `openface.pth` loads unchanged. The port's cross-map LRN has an off-by-one bug (channel 0's square
-stays in the running sum for every channel >= 3); the legacy protocol keeps it, the clean one uses the correct
+stays in the running sum for every channel >= 3); the legacy variant keeps it, the clean one uses the correct
 LRN of the Lua original.
 """
 
@@ -17,8 +17,8 @@ from skimage.transform import resize
 from torch import nn
 
 from bench.backends import load_exact, read_state_dict
+from bench.protocols import check_variant
 from plumbing import weights
-from plumbing.errors import AnimbenchError
 
 WEIGHT_FILE = "openface.pth"
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0
@@ -126,11 +126,11 @@ class OpenFaceNet(nn.Module):
         return emb, f736
 
 
-def preprocess(frames: np.ndarray, protocol: str) -> torch.Tensor:
+def preprocess(frames: np.ndarray, variant: str) -> torch.Tensor:
     """uint8 RGB (N,H,W,3) -> float32 (N,3,96,96) in [0,1], as pose-evaluation feeds OpenFace (see describe)."""
     out = np.empty((len(frames), 96, 96, 3), np.float64)
     for i, frame in enumerate(frames):
-        if protocol == "legacy":
+        if variant == "legacy":
             # the quirk: BGR into a net trained on RGB; scikit-image 0.14 defaults (no anti-aliasing)
             out[i] = resize(frame[..., ::-1], (96, 96), order=1, mode="constant", anti_aliasing=False)
         else:
@@ -141,12 +141,11 @@ def preprocess(frames: np.ndarray, protocol: str) -> torch.Tensor:
 class OpenFaceEmbedder:
     """128-d L2-normalised OpenFace embeddings of whole frames (no face detection, as pose-evaluation)."""
 
-    def __init__(self, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True):
-        if protocol not in ("legacy", "clean"):
-            raise AnimbenchError(f"OpenFace: protocol {protocol!r}, expected 'legacy' or 'clean'")
+    def __init__(self, variant: str = "legacy", device: str = "cpu", verify_hash: bool = True):
+        check_variant(variant, "OpenFace: variant")
         self.weight_path = path = weights.locate(WEIGHT_FILE, verify_hash=verify_hash)
-        self.protocol, self.device = protocol, torch.device(device)
-        self.net = OpenFaceNet(lrn="port" if protocol == "legacy" else "correct")
+        self.variant, self.device = variant, torch.device(device)
+        self.net = OpenFaceNet(lrn="port" if variant == "legacy" else "correct")
         load_exact(self.net, read_state_dict(path), path)
         self.net.eval().to(self.device)
 
@@ -155,6 +154,6 @@ class OpenFaceEmbedder:
         """uint8 RGB (N,H,W,3) -> (N,128) float32 embeddings (output[0] of the port)."""
         out = []
         for start in range(0, len(frames), batch_size):
-            x = preprocess(frames[start:start + batch_size], self.protocol).to(self.device)
+            x = preprocess(frames[start:start + batch_size], self.variant).to(self.device)
             out.append(self.net(x)[0].cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 128), np.float32)

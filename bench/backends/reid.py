@@ -16,8 +16,8 @@ from torch import nn
 from torchvision.models import resnet50
 
 from bench.backends import load_exact, read_state_dict
+from bench.protocols import check_variant
 from plumbing import weights
-from plumbing.errors import AnimbenchError
 
 WEIGHT_FILE = "reid_model.pth"
 NUM_CLASSES = 751  # Market-1501 training identities
@@ -47,7 +47,7 @@ class FtNet(nn.Module):
         return self.classifier(self.model(x))
 
 
-def preprocess(frames: np.ndarray, protocol: str) -> torch.Tensor:
+def preprocess(frames: np.ndarray, variant: str) -> torch.Tensor:
     """uint8 RGB (N,H,W,3) -> (N,3,288,144): PIL bicubic resize, [0,1], (legacy: /255 again), ImageNet norm."""
     out = np.empty((len(frames), 3) + INPUT_HW, np.float32)
     mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
@@ -55,7 +55,7 @@ def preprocess(frames: np.ndarray, protocol: str) -> torch.Tensor:
     for i, frame in enumerate(frames):
         img = Image.fromarray(np.ascontiguousarray(frame)).resize(INPUT_HW[::-1], Image.BICUBIC)
         x = np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0
-        if protocol == "legacy":
+        if variant == "legacy":
             x = x / 255.0  # the quirk: Normalize(mean=0, std=255) after ToTensor divides a second time
         out[i] = (x - mean) / std
     return torch.from_numpy(out)
@@ -64,15 +64,14 @@ def preprocess(frames: np.ndarray, protocol: str) -> torch.Tensor:
 class ReidEmbedder:
     """2048-d re-id features of whole frames (legacy: train-mode BN per image, double /255, no flip, no norm)."""
 
-    def __init__(self, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True):
-        if protocol not in ("legacy", "clean"):
-            raise AnimbenchError(f"re-id: protocol {protocol!r}, expected 'legacy' or 'clean'")
+    def __init__(self, variant: str = "legacy", device: str = "cpu", verify_hash: bool = True):
+        check_variant(variant, "re-id: variant")
         self.weight_path = path = weights.locate(WEIGHT_FILE, verify_hash=verify_hash)
-        self.protocol, self.device = protocol, torch.device(device)
+        self.variant, self.device = variant, torch.device(device)
         self.net = FtNet()
         load_exact(self.net, read_state_dict(path), path, ignore_prefixes=("model.fc.", "classifier."))
         self.net.strip_heads().to(self.device)
-        if protocol == "legacy":
+        if variant == "legacy":
             # pose-evaluation never calls eval(): BatchNorm normalises with the statistics of the single input
             # image. Momentum 0 keeps the loaded running statistics from drifting while we do the same.
             self.net.train()
@@ -86,7 +85,7 @@ class ReidEmbedder:
     def embed(self, frames: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """uint8 RGB (N,H,W,3) -> (N,2048) float32 features."""
         out = []
-        if self.protocol == "legacy":
+        if self.variant == "legacy":
             for frame in frames:  # batch statistics must be those of one image, as in the original loop
                 out.append(self.net(preprocess(frame[None], "legacy").to(self.device)).cpu().numpy())
         else:

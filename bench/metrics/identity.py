@@ -4,7 +4,7 @@ The arithmetic is plain numpy over embeddings (`aed_from_embeddings`, `identity_
 registered metric objects embed uint8 RGB frames with a backend (bench.backends) and call it. Protocols:
 - legacy: the published code's quirks kept exactly (each metric's describe() lists them); AED is the squared
   L2 distance between embeddings (the code's cmp.py, although the papers say "Euclidean distance").
-- clean: the quirks fixed and AED the Euclidean distance. Results carry the protocol (describe()["protocol"]).
+- clean: the quirks fixed and AED the Euclidean distance. Results carry the variant (describe()["variant"]).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics.pose import check_protocol
 from bench.metrics.registry import (
     FrameScores,
     base_description,
@@ -22,6 +21,7 @@ from bench.metrics.registry import (
     file_provenance,
     register_metric,
 )
+from bench.protocols import check_variant
 from plumbing.errors import AnimbenchError
 
 Embeddings = Sequence[np.ndarray | None] | np.ndarray  # per frame (D,) or None (no face found)
@@ -42,9 +42,9 @@ def stack_embeddings(emb: Embeddings) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aed_from_embeddings(e_gt: Embeddings, e_gen: Embeddings,
-                        protocol: str = "legacy") -> tuple[np.ndarray, np.ndarray]:
+                        variant: str = "legacy") -> tuple[np.ndarray, np.ndarray]:
     """AED per frame: sum (e_gt - e_gen)^2 (legacy) or its square root (clean) -> (values, skipped: a None)."""
-    check_protocol(protocol, "aed")
+    check_variant(variant, "aed: variant")
     gt, gt_missing = stack_embeddings(e_gt)
     gen, gen_missing = stack_embeddings(e_gen)
     if gt.shape != gen.shape:
@@ -52,7 +52,7 @@ def aed_from_embeddings(e_gt: Embeddings, e_gen: Embeddings,
                              f"(pose-evaluation asserts equal frame counts)")
     squared = ((gt - gen) ** 2).sum(1)
     skipped = gt_missing | gen_missing
-    return np.where(skipped, np.nan, squared if protocol == "legacy" else np.sqrt(squared)), skipped
+    return np.where(skipped, np.nan, squared if variant == "legacy" else np.sqrt(squared)), skipped
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -60,19 +60,19 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def identity_error_from_embeddings(e_identity: np.ndarray, e_gen: np.ndarray,
-                                   protocol: str = "legacy") -> np.ndarray:
+                                   variant: str = "legacy") -> np.ndarray:
     """LPD identity error per generated frame: 1 - <reference, unit(e_gen)>, reference = mean of unit(e_identity).
 
     legacy keeps LPD's reference as it is (the mean of unit vectors, norm <= 1, so the value is 1 - |ref| cos);
     clean re-normalises the reference, giving 1 - cosine similarity.
     """
-    check_protocol(protocol, "identity_error")
+    check_variant(variant, "identity_error: variant")
     ident, gen = np.asarray(e_identity, np.float64), np.asarray(e_gen, np.float64)
     if ident.ndim != 2 or len(ident) == 0 or gen.ndim != 2 or ident.shape[1] != gen.shape[1]:
         raise AnimbenchError(f"identity_error: identity embeddings {ident.shape} and generated {gen.shape}, "
                              f"expected (M>=1, D) and (N, D)")
     reference = _unit(ident).mean(0)
-    if protocol == "clean":
+    if variant == "clean":
         reference = _unit(reference)
     return 1.0 - _unit(gen) @ reference
 
@@ -81,7 +81,7 @@ class _EmbeddingAED:
     """A paired AED metric over one embedder: subclasses set `embed(frames)` and describe their settings."""
 
     spec: Any
-    protocol: str
+    variant: str
 
     def embed(self, frames: np.ndarray) -> Embeddings:
         """Per-frame embeddings (rows) or None entries."""
@@ -90,7 +90,7 @@ class _EmbeddingAED:
     def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
         """Per-frame AED of uint8 (N,H,W,3) frames."""
         check_frames(pred, gt, metric=self.spec.name)
-        return FrameScores(*aed_from_embeddings(self.embed(gt), self.embed(pred), self.protocol))
+        return FrameScores(*aed_from_embeddings(self.embed(gt), self.embed(pred), self.variant))
 
 
 @register_metric("aed_face", kind="paired", higher_is_better=False, backend="torch", needs=("openface.pth",),
@@ -100,20 +100,20 @@ class _EmbeddingAED:
 class AEDFace(_EmbeddingAED):
     """Average euclidean distance between OpenFace identity embeddings of generated and GT frames (VoxCeleb)."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True):
+    def __init__(self, spec: Any, *, variant: str = "legacy", device: str = "cpu", verify_hash: bool = True):
         from bench.backends.openface import OpenFaceEmbedder
 
-        self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
-        self.backend = OpenFaceEmbedder(protocol=protocol, device=device, verify_hash=verify_hash)
+        self.spec, self.variant = spec, check_variant(variant, f"{spec.name}: variant")
+        self.backend = OpenFaceEmbedder(variant=variant, device=device, verify_hash=verify_hash)
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """(N,128) OpenFace embeddings."""
         return self.backend.embed(frames)
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: protocol and every difference between legacy and clean."""
-        return {**base_description(self.spec), "protocol": self.protocol,
-                "protocol_differences": {
+        """Provenance: variant and every difference between legacy and clean."""
+        return {**base_description(self.spec), "variant": self.variant,
+                "variant_differences": {
                     "legacy": "BGR input (the net expects RGB); skimage bilinear resize to 96x96 without "
                               "anti-aliasing (scikit-image 0.14 defaults); the port's off-by-one cross-map LRN; "
                               "distance = squared L2",
@@ -128,20 +128,20 @@ class AEDFace(_EmbeddingAED):
 class AEDBody(_EmbeddingAED):
     """Average euclidean distance between re-id embeddings of generated and GT frames (Tai-Chi-HD)."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True):
+    def __init__(self, spec: Any, *, variant: str = "legacy", device: str = "cpu", verify_hash: bool = True):
         from bench.backends.reid import ReidEmbedder
 
-        self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
-        self.backend = ReidEmbedder(protocol=protocol, device=device, verify_hash=verify_hash)
+        self.spec, self.variant = spec, check_variant(variant, f"{spec.name}: variant")
+        self.backend = ReidEmbedder(variant=variant, device=device, verify_hash=verify_hash)
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """(N,2048) re-id features."""
         return self.backend.embed(frames)
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: protocol and every difference between legacy and clean."""
-        return {**base_description(self.spec), "protocol": self.protocol,
-                "protocol_differences": {
+        """Provenance: variant and every difference between legacy and clean."""
+        return {**base_description(self.spec), "variant": self.variant,
+                "variant_differences": {
                     "legacy": "network left in train mode (BatchNorm uses the statistics of each single image); "
                               "pixels divided by 255 twice before ImageNet normalisation; raw 2048-d feature "
                               "(no flip, no L2 normalisation); distance = squared L2",
@@ -157,10 +157,10 @@ class AEDBody(_EmbeddingAED):
 class AEDFaceDlib(_EmbeddingAED):
     """AED between dlib face descriptors (real weights shipped in the face-recognition-models wheel, offline)."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", upsample: int = 1):
+    def __init__(self, spec: Any, *, variant: str = "legacy", upsample: int = 1):
         from bench.backends.dlib_face import DlibFace
 
-        self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
+        self.spec, self.variant = spec, check_variant(variant, f"{spec.name}: variant")
         self.faces = DlibFace(upsample=upsample)
 
     def embed(self, frames: np.ndarray) -> list[np.ndarray | None]:
@@ -168,14 +168,14 @@ class AEDFaceDlib(_EmbeddingAED):
         return [self.faces.embedding(f) for f in frames]
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: protocol and the dlib model files."""
+        """Provenance: variant and the dlib model files."""
         from bench.backends.dlib_face import DESCRIPTOR, LANDMARKS_5, model_path
 
-        return {**base_description(self.spec), "protocol": self.protocol,
+        return {**base_description(self.spec), "variant": self.variant,
                 "weights": [{"name": n, **file_provenance(model_path(n))} for n in (DESCRIPTOR, LANDMARKS_5)],
                 "settings": {"detector": "dlib HOG (best score)", "upsample": self.faces.upsample,
                              "num_jitters": 0},
-                "protocol_differences": {"legacy": "distance = squared L2", "clean": "distance = Euclidean (L2)"}}
+                "variant_differences": {"legacy": "distance = squared L2", "clean": "distance = Euclidean (L2)"}}
 
 
 @register_metric("identity_error", kind="paired", higher_is_better=False, backend="insightface",
@@ -187,10 +187,10 @@ class AEDFaceDlib(_EmbeddingAED):
 class IdentityError:
     """LPD identity error: 1 - similarity of ArcFace descriptors to the identity's mean descriptor."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True):
+    def __init__(self, spec: Any, *, variant: str = "legacy", device: str = "cpu", verify_hash: bool = True):
         from bench.backends.arcface import ArcFaceEmbedder
 
-        self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
+        self.spec, self.variant = spec, check_variant(variant, f"{spec.name}: variant")
         self.backend = ArcFaceEmbedder(device=device, verify_hash=verify_hash)
 
     def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
@@ -199,19 +199,19 @@ class IdentityError:
         check_frames(gt, metric=self.spec.name)
         e_identity, _ = self.backend.embed(gt)
         e_gen, detected = self.backend.embed(pred)
-        values = identity_error_from_embeddings(e_identity, e_gen, self.protocol)
+        values = identity_error_from_embeddings(e_identity, e_gen, self.variant)
         return FrameScores(values, fields={"fallback_crop": ~detected})
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: protocol, alignment, descriptor file."""
+        """Provenance: variant, alignment, descriptor file."""
         from bench.backends.dlib_face import LANDMARKS_68, model_path
 
         base = base_description(self.spec)
         base["weights"].append({"name": LANDMARKS_68, **file_provenance(model_path(LANDMARKS_68))})
-        return {**base, "protocol": self.protocol,
+        return {**base, "variant": self.variant,
                 "settings": {"alignment": "dlib 68 landmarks -> 5 points -> insightface norm_crop 112; no face: "
                                           "LPD's central crop (margins 42,53,64,53 at 256 px)",
                              "descriptor": "ArcFace ONNX via insightface.model_zoo.get_model, L2-normalised"},
-                "protocol_differences": {
+                "variant_differences": {
                     "legacy": "reference = mean of unit descriptors, not re-normalised (LPD): 1 - |ref| cos",
                     "clean": "reference re-normalised: 1 - cosine similarity"}}

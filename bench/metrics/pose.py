@@ -24,17 +24,10 @@ from bench.metrics.registry import (
     register_metric,
     weights_provenance,
 )
+from bench.protocols import check_variant
 from plumbing.errors import AnimbenchError
 
-PROTOCOLS = ("legacy", "clean")
 Keypoints = Sequence[np.ndarray | None] | np.ndarray  # per frame (K,2) (x,y) or None (no detection)
-
-
-def check_protocol(protocol: str, metric: str) -> str:
-    """The protocol name, or an AnimbenchError naming the metric and the accepted values."""
-    if protocol not in PROTOCOLS:
-        raise AnimbenchError(f"{metric}: protocol {protocol!r}, expected one of {PROTOCOLS}")
-    return protocol
 
 
 def stack_keypoints(kps: Keypoints, n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -51,15 +44,15 @@ def stack_keypoints(kps: Keypoints, n_frames: int | None = None) -> tuple[np.nda
     return arr, np.array([k is None for k in kps], bool)
 
 
-def _point_distance(delta: np.ndarray, protocol: str) -> np.ndarray:
+def _point_distance(delta: np.ndarray, variant: str) -> np.ndarray:
     """(..., 2) differences -> (..., 2) |dx|,|dy| (legacy) or (...,) Euclidean (clean), to be averaged."""
-    return np.abs(delta) if protocol == "legacy" else np.linalg.norm(delta, axis=-1)
+    return np.abs(delta) if variant == "legacy" else np.linalg.norm(delta, axis=-1)
 
 
 def akd_from_keypoints(kp_gt: Keypoints, kp_gen: Keypoints,
-                       protocol: str = "legacy") -> tuple[np.ndarray, np.ndarray]:
+                       variant: str = "legacy") -> tuple[np.ndarray, np.ndarray]:
     """Face AKD per frame (all K points) -> (values (N,), skipped (N,)): skipped where either side is None."""
-    check_protocol(protocol, "akd")
+    check_variant(variant, "akd: variant")
     gt, gt_missing = stack_keypoints(kp_gt)
     gen, gen_missing = stack_keypoints(kp_gen)
     if len(gt) != len(gen):
@@ -67,7 +60,7 @@ def akd_from_keypoints(kp_gt: Keypoints, kp_gen: Keypoints,
     skipped = gt_missing | gen_missing
     values = np.full(len(gt), np.nan)
     for i in np.flatnonzero(~skipped):
-        values[i] = _point_distance(gen[i] - gt[i], protocol).mean()
+        values[i] = _point_distance(gen[i] - gt[i], variant).mean()
     return values, skipped
 
 
@@ -77,16 +70,16 @@ def present(kp: np.ndarray) -> np.ndarray:
 
 
 def akd_body_from_keypoints(kp_gt: np.ndarray, kp_gen: np.ndarray,
-                            protocol: str = "legacy") -> tuple[np.ndarray, np.ndarray]:
+                            variant: str = "legacy") -> tuple[np.ndarray, np.ndarray]:
     """Body AKD per frame over joints detected in both (cmp_with_missing) -> (values, skipped: no common joint)."""
-    check_protocol(protocol, "akd_body")
+    check_variant(variant, "akd_body: variant")
     gt, gen = np.asarray(kp_gt, np.float64), np.asarray(kp_gen, np.float64)
     if gt.shape != gen.shape:
         raise AnimbenchError(f"akd_body: GT keypoints {gt.shape} and generated {gen.shape} differ in shape")
     both = present(gt) & present(gen)
     values = np.full(len(gt), np.nan)
     for i in np.flatnonzero(both.any(1)):
-        values[i] = _point_distance(gen[i][both[i]] - gt[i][both[i]], protocol).mean()
+        values[i] = _point_distance(gen[i][both[i]] - gt[i][both[i]], variant).mean()
     return values, ~both.any(1)
 
 
@@ -147,11 +140,11 @@ AKD_NOTES = ("pose-evaluation cmp_kp: per frame the mean over 68 landmarks x 2 c
 class AKDFace:
     """Average keypoint distance between FAN 68-landmark sets of generated and GT frames (FOMM, Monkey-Net)."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", detector: str = "sfd", device: str = "cpu",
+    def __init__(self, spec: Any, *, variant: str = "legacy", detector: str = "sfd", device: str = "cpu",
                  verify_hash: bool = True):
         from bench.backends.fan import FanLandmarks
 
-        self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
+        self.spec, self.variant = spec, check_variant(variant, f"{spec.name}: variant")
         self.backend = FanLandmarks(detector=detector, device=device, verify_hash=verify_hash)
 
     def landmarks(self, frames: np.ndarray) -> list[np.ndarray | None]:
@@ -162,17 +155,17 @@ class AKDFace:
         """Per-frame AKD of uint8 (N,H,W,3) frames; skipped where a side has no detected face."""
         check_frames(pred, gt, metric=self.spec.name)
         kp_gt, kp_gen = self.landmarks(gt), self.landmarks(pred)
-        return _face_scores(*akd_from_keypoints(kp_gt, kp_gen, self.protocol), kp_gt, kp_gen)
+        return _face_scores(*akd_from_keypoints(kp_gt, kp_gen, self.variant), kp_gt, kp_gen)
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: protocol, what it changes, detector and weights."""
+        """Provenance: variant, what it changes, detector and weights."""
         from bench.backends.fan import weight_files
 
-        return {**base_description(self.spec), "protocol": self.protocol,
+        return {**base_description(self.spec), "variant": self.variant,
                 "weights": weights_provenance(weight_files(self.backend.detector)),
                 "settings": {"landmarks": "face_alignment TWO_D, 2DFAN-4, flip_input=False, compile=False, "
                                           "first detected face", "detector": self.backend.detector},
-                "protocol_differences": {"legacy": "mean |dx|,|dy| over 68x2 coordinates (pose-evaluation code)",
+                "variant_differences": {"legacy": "mean |dx|,|dy| over 68x2 coordinates (pose-evaluation code)",
                                          "clean": "mean Euclidean distance over 68 landmarks"}}
 
 
@@ -182,10 +175,10 @@ class AKDFace:
 class AKDFaceDlib(AKDFace):
     """AKD with dlib HOG detection + the 68-point shape predictor (real weights shipped in a wheel, offline)."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", upsample: int = 1):
+    def __init__(self, spec: Any, *, variant: str = "legacy", upsample: int = 1):
         from bench.backends.dlib_face import DlibFace
 
-        self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
+        self.spec, self.variant = spec, check_variant(variant, f"{spec.name}: variant")
         self.faces = DlibFace(upsample=upsample)
 
     def landmarks(self, frames: np.ndarray) -> list[np.ndarray | None]:
@@ -193,25 +186,25 @@ class AKDFaceDlib(AKDFace):
         return [self.faces.landmarks(f) for f in frames]
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: protocol and the dlib model files."""
+        """Provenance: variant and the dlib model files."""
         from bench.backends.dlib_face import LANDMARKS_68, model_path
 
-        return {**base_description(self.spec), "protocol": self.protocol,
+        return {**base_description(self.spec), "variant": self.variant,
                 "weights": [{"name": LANDMARKS_68, **file_provenance(model_path(LANDMARKS_68))}],
                 "settings": {"landmarks": "dlib HOG detector (best score) + shape_predictor_68_face_landmarks",
                              "upsample": self.faces.upsample},
-                "protocol_differences": {"legacy": "mean |dx|,|dy| over 68x2 coordinates",
+                "variant_differences": {"legacy": "mean |dx|,|dy| over 68x2 coordinates",
                                          "clean": "mean Euclidean distance over 68 landmarks"}}
 
 
 class _BodyKeypointMetric:
     """Shared by akd_body and mkr: rtpose joints of both frame sets (pose-evaluation extract_body_pose)."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", device: str = "cpu", verify_hash: bool = True,
+    def __init__(self, spec: Any, *, variant: str = "legacy", device: str = "cpu", verify_hash: bool = True,
                  boxsize: int = 368):
         from bench.backends.rtpose import RtPoseKeypoints
 
-        self.spec, self.protocol = spec, check_protocol(protocol, spec.name)
+        self.spec, self.variant = spec, check_variant(variant, f"{spec.name}: variant")
         # boxsize (network input height) is OpenPose's own setting; the papers' numbers use 368
         self.backend = RtPoseKeypoints(device=device, verify_hash=verify_hash, boxsize=boxsize)
 
@@ -221,13 +214,13 @@ class _BodyKeypointMetric:
         return self.backend.keypoints(gt), self.backend.keypoints(pred)
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: protocol and the body-pose decode settings."""
-        return {**base_description(self.spec), "protocol": self.protocol,
+        """Provenance: variant and the body-pose decode settings."""
+        return {**base_description(self.spec), "variant": self.variant,
                 "settings": {"keypoints": "rtpose VGG19 6-stage, BGR /256-0.5, height 368, pad x8, bicubic "
                                           "upsampling, flip-averaged, peaks > 0.1 (4-neighbourhood), 5x5 "
                                           "refinement, last peak per joint wins, 18 joints, missing (-1,-1)",
                              "boxsize": self.backend.boxsize},
-                "protocol_differences": {"legacy": "AKD: mean |dx|,|dy| over coordinates of joints in both frames",
+                "variant_differences": {"legacy": "AKD: mean |dx|,|dy| over coordinates of joints in both frames",
                                          "clean": "AKD: mean Euclidean distance over joints in both frames; "
                                                   "MKR identical"}}
 
@@ -242,7 +235,7 @@ class AKDBody(_BodyKeypointMetric):
     def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
         """Per-frame body AKD (pixels); field 'mkr' holds the same frames' missing keypoint rate."""
         kp_gt, kp_gen = self.joints(pred, gt)
-        values, skipped = akd_body_from_keypoints(kp_gt, kp_gen, self.protocol)
+        values, skipped = akd_body_from_keypoints(kp_gt, kp_gen, self.variant)
         mkr, _ = mkr_from_keypoints(kp_gt, kp_gen)
         return FrameScores(values, skipped, {"mkr": mkr})
 
@@ -269,9 +262,9 @@ class MKR(_BodyKeypointMetric):
 class PoseError(AKDFace):
     """LPD pose reconstruction error: landmark distance normalised by the GT inter-ocular distance."""
 
-    def __init__(self, spec: Any, *, protocol: str = "legacy", fit: bool = False, detector: str = "sfd",
+    def __init__(self, spec: Any, *, variant: str = "legacy", fit: bool = False, detector: str = "sfd",
                  device: str = "cpu", verify_hash: bool = True):
-        super().__init__(spec, protocol=protocol, detector=detector, device=device, verify_hash=verify_hash)
+        super().__init__(spec, variant=variant, detector=detector, device=device, verify_hash=verify_hash)
         self.fit = fit
 
     def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
@@ -284,5 +277,5 @@ class PoseError(AKDFace):
         """Provenance: detector, weights, the scale-shift fit flag."""
         out = super().describe()
         out["settings"]["fit_scale_shift"] = self.fit
-        out["protocol_differences"] = {"legacy": "as clean", "clean": "as legacy"}
+        out["variant_differences"] = {"legacy": "as clean", "clean": "as legacy"}
         return out

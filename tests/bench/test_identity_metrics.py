@@ -84,7 +84,7 @@ def test_reid_legacy_divides_by_255_twice():
 
 # --- metric objects through the registry -----------------------------------------------------------------
 def test_aed_face_metric(weights_env, openface_file):
-    metric = get_metric("aed_face", protocol="legacy")
+    metric = get_metric("aed_face", variant="legacy")
     frames = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     same = metric(frames, frames)
     np.testing.assert_allclose(same.values, 0.0, atol=1e-10)
@@ -92,7 +92,7 @@ def test_aed_face_metric(weights_env, openface_file):
     e = metric.backend.embed(frames)
     np.testing.assert_allclose(scores.values, ((e[::-1] - e) ** 2).sum(1), rtol=1e-5, atol=1e-9)
     info = metric.describe()
-    assert info["protocol"] == "legacy" and "BGR" in info["protocol_differences"]["legacy"]
+    assert info["variant"] == "legacy" and "BGR" in info["variant_differences"]["legacy"]
     assert info["weights"][0]["name"] == "openface.pth"
 
 
@@ -102,21 +102,21 @@ def test_aed_body_metric_legacy(weights_env, reid_file):
     a, b = (rng.integers(0, 256, (1, 48, 32, 3), dtype=np.uint8) for _ in range(2))
     scores = metric(a, b)
     assert scores.n_valid == 1 and scores.values[0] > 0
-    assert metric.describe()["protocol"] == "legacy"
+    assert metric.describe()["variant"] == "legacy"
 
 
 def test_identity_error_metric(weights_env, arcface_file):
-    metric = get_metric("identity_error", protocol="clean", verify_hash=False)
+    metric = get_metric("identity_error", variant="clean", verify_hash=False)
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     scores = metric(frames[:1], frames[:1])
     assert scores.values[0] == pytest.approx(0.0, abs=1e-6)  # the identity's own frame
     assert scores.fields["fallback_crop"].tolist() == [True]  # noise has no face: LPD's central crop
-    legacy = get_metric("identity_error", protocol="legacy", verify_hash=False)
+    legacy = get_metric("identity_error", variant="legacy", verify_hash=False)
     # identity of two different frames: |reference| < 1, so legacy's 1 - |ref| cos exceeds 1 - cos
     two, two_clean = legacy(frames[:1], frames), metric(frames[:1], frames)
     assert two.values[0] > two_clean.values[0] + 1e-6
-    assert legacy.describe()["protocol"] == "legacy"
+    assert legacy.describe()["variant"] == "legacy"
 
 
 # --- dlib models on real faces --------------------------------------------------------------------------
@@ -167,10 +167,10 @@ def test_dlib_metrics_on_real_faces(grace_hopper):
     gt = np.stack([astronaut[0:256, 100:356], astronaut[0:256, 100:356], np.zeros((256, 256, 3), np.uint8)])
     shifted = astronaut[0:256, 105:361]  # the face moves 5 px left
     pred = np.stack([shifted, grace_hopper, astronaut[0:256, 100:356]])
-    aed = get_metric("aed_face_dlib", protocol="clean")(pred, gt)
+    aed = get_metric("aed_face_dlib", variant="clean")(pred, gt)
     assert aed.skipped.tolist() == [False, False, True]  # no face in the third GT frame
     assert aed.values[0] < SAME_PERSON_THRESHOLD < aed.values[1]
-    metric = get_metric("akd_face_dlib", protocol="clean")
+    metric = get_metric("akd_face_dlib", variant="clean")
     akd = metric(pred[:1], gt[:1])
     assert akd.values[0] == pytest.approx(5.0, abs=1.5) and akd.fields["gen_missing"].tolist() == [False]
     legacy, _ = akd_from_keypoints(metric.landmarks(gt[:1]), metric.landmarks(pred[:1]), "legacy")

@@ -46,7 +46,7 @@ def test_akd_skips_and_counts_frames_without_a_detection():
     # (N,K,2) arrays with NaN rows are the same input as None entries
     arr = np.stack([gt, gt, np.full((68, 2), np.nan), gt])
     np.testing.assert_array_equal(akd_from_keypoints(arr, kp_gen)[1], skipped)
-    with pytest.raises(AnimbenchError, match="protocol"):
+    with pytest.raises(AnimbenchError, match="variant"):
         akd_from_keypoints(kp_gt, kp_gen, "paper")
 
 
@@ -128,13 +128,13 @@ def test_network_input_scales_the_short_side_pads_to_8_and_normalises():
 
 def test_pose_metrics_are_registered():
     assert {"akd_face", "akd_face_dlib", "akd_body", "mkr", "pose_error"} <= set(list_metrics())
-    with pytest.raises(AnimbenchError, match="protocol"):
-        get_metric("akd_face_dlib", protocol="paper")
+    with pytest.raises(AnimbenchError, match="variant"):
+        get_metric("akd_face_dlib", variant="paper")
 
 
 def test_body_metrics_through_the_registry(weights_env, rtpose_file):
     frames = np.random.default_rng(4).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
-    akd = get_metric("akd_body", protocol="clean", boxsize=32)  # 368 in the papers; small keeps CPU tests fast
+    akd = get_metric("akd_body", variant="clean", boxsize=32)  # 368 in the papers; small keeps CPU tests fast
     joints = akd.backend.keypoints(frames)
     assert (joints != -1).all(-1).any(1).all()  # these weights find joints in both frames
     same = akd(frames[:1], frames[:1])
@@ -144,7 +144,7 @@ def test_body_metrics_through_the_registry(weights_env, rtpose_file):
     np.testing.assert_array_equal(other.values, expect)
     np.testing.assert_array_equal(other.fields["mkr"], mkr_from_keypoints(joints, joints[::-1])[0])
     info = akd.describe()
-    assert info["protocol"] == "clean" and info["settings"]["boxsize"] == 32
+    assert info["variant"] == "clean" and info["settings"]["boxsize"] == 32
 
 
 def test_face_metrics_skip_frames_without_a_face(weights_env, fan_files):

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pyarrow as pa
@@ -116,7 +116,26 @@ def _check_frame(frame: np.ndarray, video_id: str, index: int, shape: tuple[int,
         raise AnimbenchError(f"video {video_id!r} frame {index}: size {frame.shape} differs from frame 0 {shape}")
 
 
-class ShardWriter:
+class _Writer:
+    """What both store writers share: as a context manager, close on success and abort on an error."""
+
+    def close(self) -> Any:  # pragma: no cover - each writer defines it
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class ShardWriter(_Writer):
     """Write whole videos into one Parquet shard, atomically (temporary name, renamed on close).
 
     Pipelines give each unit of work its own ShardWriter; `finalize_store` then ties the shards together.
@@ -212,15 +231,6 @@ class ShardWriter:
         self._tmp.unlink(missing_ok=True)
         self._closed = True
 
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
 
 def _update_video_digest(digest: Any, data: bytes) -> None:
     """Add one frame's encoded bytes to a video's frames_sha256 (length-prefixed, so frames cannot shift)."""
@@ -313,7 +323,7 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
     (root / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
 
 
-class FrameStoreWriter:
+class FrameStoreWriter(_Writer):
     """Single-process writer: add videos, shards roll over by frame count, `close()` writes the manifest."""
 
     def __init__(self, root: str | os.PathLike, config: dict[str, Any] | None = None, *,
@@ -361,15 +371,6 @@ class FrameStoreWriter:
         """Drop the open shard; no manifest is written, so the store stays incomplete."""
         if self._shard is not None:
             self._shard.abort()
-
-    def __enter__(self) -> FrameStoreWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:

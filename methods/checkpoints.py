@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
 
 from plumbing.errors import AnimbenchError
-from plumbing.files import sha256_file
+from plumbing.files import atomic_path, sha256_file
 
 NETWORK_ENTRIES = ("generator", "discriminator", "kp_detector")
 OPTIMIZER_ENTRIES = tuple(f"optimizer_{name}" for name in NETWORK_ENTRIES)
@@ -218,16 +218,10 @@ def save_checkpoint(
         _check_plain(key, value)
         payload[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -33,7 +33,7 @@ import shutil
 import time
 import unicodedata
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -357,6 +357,44 @@ def _frame_table(rows: pd.DataFrame) -> pd.DataFrame:
     df.loc[df["skipped"], "value"] = np.nan
     # sorted output: the same bench gives the same bytes whatever order its workers finished in
     return df.sort_values(["method", "video_id", "frame_index", "metric"], kind="stable").reset_index(drop=True)
+
+
+def assemble(outputs: dict[str, list[dict[str, Any]]], columns: dict[str, dict[str, Any]], *, n_videos: int,
+             set_value: Callable[[str, list, list], tuple[float, int]],
+             ) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, dict[str, str]], dict[str, Any]]:
+    """Task outputs per method label, in method order -> (frame rows with their provenance `columns`, set-metric
+    rows, package versions by versions id, metric info). `set_value(metric, real moments, predicted moments)`
+    gives a set metric's (value, frames); the real set comes from the first method's tasks."""
+    versions: dict[str, dict[str, str]] = {}
+    frames, set_rows = [], []
+    metric_info: dict[str, Any] = {}
+    real_moments: dict[str, list] = {}
+    for key, parts in outputs.items():
+        cols = columns[key]
+        pred_moments: dict[str, list] = {}
+        for d in parts:
+            vid = versions_id(d["versions"])
+            versions[vid] = d["versions"]
+            rows = d["rows"].assign(**cols, versions_id=vid)
+            info = d["metrics"]
+            rows["metric_backend"] = rows["metric"].map(lambda n, i=info: i[n]["metric_backend"])
+            rows["metric_weights_sha256"] = rows["metric"].map(lambda n, i=info: i[n]["metric_weights_sha256"])
+            frames.append(rows)
+            for name, mom in d["moments"].items():
+                pred_moments.setdefault(name, []).append(mom["pred"])
+                if "real" in mom:
+                    real_moments.setdefault(name, []).append(mom["real"])
+            for name, i in info.items():
+                metric_info.setdefault(name, {"describe": i["describe"], "variant_applies": i["variant_applies"]})
+        for name, pm in sorted(pred_moments.items()):
+            value, n = set_value(name, real_moments[name], pm)
+            info = parts[0]["metrics"][name]
+            set_rows.append({**cols, "metric": name, "mean": value, "n_frames": n, "n_videos": n_videos,
+                             "versions_id": versions_id(parts[0]["versions"]),
+                             "metric_backend": info["metric_backend"],
+                             "metric_weights_sha256": info["metric_weights_sha256"]})
+    all_frames = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FRAME_COLUMNS))
+    return all_frames, set_rows, versions, metric_info
 
 
 def write_results(out: str | os.PathLike, frame_rows: pd.DataFrame, *, run: dict[str, Any],

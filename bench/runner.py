@@ -408,47 +408,26 @@ def _assemble(methods: Sequence[MethodSpec], fs: FrameStore, tasks: list[Task], 
     """The tasks' outputs as results: (frame rows, set-metric rows, package versions by id, the manifest's run)."""
     from bench.metrics import fid
 
-    versions: dict[str, dict[str, str]] = {}
-    frames, set_rows = [], []
-    run_methods: dict[str, Any] = {}
-    metric_info: dict[str, Any] = {}
-    real_moments: dict[str, list] = {}  # filled by the first method's tasks
+    def set_value(name: str, real: list, pred: list) -> tuple[float, int]:
+        metric, _ = build_metric(name, s.device, s.variant)
+        real_stats, pred_stats = fid.stats_from_moments(real), fid.stats_from_moments(pred)
+        return float(metric.distance(real_stats, pred_stats)), pred_stats.n
+
+    outputs = {m.key: [d for t, d in zip(tasks, done, strict=True) if t.method == m] for m in methods}
+    columns, run_methods = {}, {}
     for m in methods:
-        parts = [(t, d) for t, d in zip(tasks, done, strict=True) if t.method == m]
-        prov = parts[0][1]["model_provenance"]
+        prov = outputs[m.key][0]["model_provenance"]
         ckpt, cfg = prov.get("checkpoint") or {}, prov.get("config") or {}
-        cols = {"method": m.key, "method_name": m.name, "checkpoint_sha256": ckpt.get("sha256", "none"),
-                "config_path": str(cfg.get("path", "")), "config_sha256": cfg.get("sha256", "none"),
-                "store_fingerprint": fs.fingerprint, "split": s.split, "protocol": s.protocol,
-                "protocol_variant": s.variant, "quantisation": protocols.QUANTISATION}
-        pred_moments: dict[str, list] = {}
-        for _, d in parts:
-            vid = R.versions_id(d["versions"])
-            versions[vid] = d["versions"]
-            rows = d["rows"].assign(**cols, versions_id=vid)
-            info = d["metrics"]
-            rows["metric_backend"] = rows["metric"].map(lambda n, i=info: i[n]["metric_backend"])
-            rows["metric_weights_sha256"] = rows["metric"].map(lambda n, i=info: i[n]["metric_weights_sha256"])
-            frames.append(rows)
-            for name, mom in d["moments"].items():
-                pred_moments.setdefault(name, []).append(mom["pred"])
-                if "real" in mom:
-                    real_moments.setdefault(name, []).append(mom["real"])
-            for name, i in info.items():
-                metric_info.setdefault(name, {"describe": i["describe"], "variant_applies": i["variant_applies"]})
-        for name, pm in sorted(pred_moments.items()):
-            metric, _ = build_metric(name, s.device, s.variant)
-            real, pred = fid.stats_from_moments(real_moments[name]), fid.stats_from_moments(pm)
-            info = parts[0][1]["metrics"][name]
-            set_rows.append({**cols, "metric": name, "mean": float(metric.distance(real, pred)), "n_frames": pred.n,
-                             "n_videos": n_items, "versions_id": R.versions_id(parts[0][1]["versions"]),
-                             "metric_backend": info["metric_backend"],
-                             "metric_weights_sha256": info["metric_weights_sha256"]})
-        run_methods[m.key] = {**asdict(m), "checkpoint_sha256": cols["checkpoint_sha256"],
-                              "config_sha256": cols["config_sha256"], "provenance": prov,
+        columns[m.key] = {"method": m.key, "method_name": m.name, "checkpoint_sha256": ckpt.get("sha256", "none"),
+                          "config_path": str(cfg.get("path", "")), "config_sha256": cfg.get("sha256", "none"),
+                          "store_fingerprint": fs.fingerprint, "split": s.split, "protocol": s.protocol,
+                          "protocol_variant": s.variant, "quantisation": protocols.QUANTISATION}
+        run_methods[m.key] = {**asdict(m), "checkpoint_sha256": columns[m.key]["checkpoint_sha256"],
+                              "config_sha256": columns[m.key]["config_sha256"], "provenance": prov,
                               "evaluation": evaluation[m.key],
-                              "frames": sum(d["frames"] for _, d in parts),
-                              "task_seconds": round(sum(d["seconds"] for _, d in parts), 3)}
+                              "frames": sum(d["frames"] for d in outputs[m.key]),
+                              "task_seconds": round(sum(d["seconds"] for d in outputs[m.key]), 3)}
+    frames, set_rows, versions, metric_info = R.assemble(outputs, columns, n_videos=n_items, set_value=set_value)
     run = {
         "protocol": protocols.describe(s.protocol, s.variant, pairs=s.pairs, skipped_pairs=skipped_pairs,
                                        seed=s.seed),
@@ -458,5 +437,4 @@ def _assemble(methods: Sequence[MethodSpec], fs: FrameStore, tasks: list[Task], 
         "executor": "in-process" if s.in_process else "ray", "workers": s.workers, "device": s.device,
         "seed": s.seed, "seconds": round(seconds, 3),
     }
-    all_frames = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(R.FRAME_COLUMNS))
-    return all_frames, set_rows, versions, run
+    return frames, set_rows, versions, run

@@ -6,15 +6,18 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
 2. A subclass of `Method` holding them under the checkpoint entry names (`kp_detector`, `generator`,
    `discriminator`, or the family's own: list them in `networks`), with `from_config(cfg, align_corners)`.
 3. Its inference: `reconstruct(source, driving)` and `animate(source, driving_video, mode)`, the same
-   signatures in every family; `animation_mode(relative, adapt_scale)` says the family's defaults (from its
-   config) as an `AnimationMode`; bad input shapes raise `ShapeError` (use `check_reconstruct_shapes` and `check_animate_shapes`).
+   signatures in every family; `animation_mode(relative, adapt_scale)` gives the family's defaults (from its
+   config) as an `AnimationMode`; bad input shapes raise `ShapeError` (`check_reconstruct_shapes`,
+   `check_animate_shapes`).
 4. Its training hooks, which the one loop in methods/train.py calls and never special-cases:
-   `stages` (the order of training stages: EDN's global -> local -> face, MRAA's / TPSMM's "avd" stage after
-   the main one; one stage is the common case), `learning_rates(cfg, stage)` (one Adam optimiser per network
-   named there), `training_dataset(...)` (the samples it trains on: frame pairs by default; a pose family
-   returns poses with frames, a latent-pose family K identity frames + a pose frame + a mask, a fine-tuning
-   run a few images of one identity), `generator_step` / `discriminator_step` (one step's losses) and
-   `checkpoint_entries(step)` (what the official checkpoint layout holds beyond networks and optimisers).
+   `training_dataset(...)` (the samples it trains on: frame pairs by default; a pose family returns poses with
+   frames, a latent-pose family K identity frames + a pose frame + a mask, a fine-tuning run a few images of
+   one identity), `step_inputs(batch)` (a batch -> the step's arguments), `generator_step(*inputs)` and
+   `discriminator_step(*inputs, outputs)` (one step's losses), `learning_rates(cfg, stage)` (one Adam optimiser
+   per network named there), `checkpoint_entries(step)` (what the official checkpoint layout holds beyond
+   networks, optimisers and epoch), and `stages` (EDN's global -> local -> face, MRAA's / TPSMM's "avd" stage
+   after the main one). Today's families have one stage and the loop trains `stages[0]`; running later stages
+   in order is the loop's next step, not a family's.
 5. Its card, registered at the bottom of the file: `register_method(MethodCard(name=..., build=...))`.
    methods/registry.py finds the file by itself (any module of methods/ that registers a card), so no shared
    list changes.
@@ -144,6 +147,10 @@ class Method(nn.Module):
 
         return FramePairDataset(store, "train", id_sampling=bool(get_path(cfg, "dataset_params.id_sampling", False)),
                                 num_repeats=num_repeats, seed=seed, transform=transform)
+
+    def step_inputs(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
+        """The generator_step / discriminator_step arguments from one batch of training_dataset."""
+        return batch["source"], batch["driving"]
 
     def training_backends(self) -> dict[str, Any] | None:
         """What the losses load (e.g. a perceptual network), for run.json; loading it here fails early."""

@@ -117,10 +117,18 @@ def make_optimizers(model: Method, cfg: Mapping[str, Any], method: str | None = 
 
 def train_step(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], source: torch.Tensor,
                driving: torch.Tensor, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """One official step: joint generator + kp backward and steps, then the discriminator's; returns the losses."""
-    autocast = (torch.autocast(source.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
+    """One step on a batch of frame pairs (train_batch with inputs (source, driving)); returns the losses."""
+    return train_batch(model, optimizers, (source, driving), amp_dtype)
+
+
+def train_batch(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], inputs: tuple[torch.Tensor, ...],
+                amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """One official step on the method's step inputs: the generator-side losses backward jointly and every
+    optimiser but the discriminator's steps, then the discriminator's; returns the losses."""
+    device_type = inputs[0].device.type
+    autocast = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     with autocast:
-        losses, outputs = model.generator_step(source, driving)
+        losses, outputs = model.generator_step(*inputs)
     total = sum(losses.values())
     if not torch.isfinite(total):
         raise AnimbenchError(f"training diverged: generator loss is {float(total)} "
@@ -135,7 +143,7 @@ def train_step(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], s
     if model.uses_gan:
         optimizers["discriminator"].zero_grad(set_to_none=True)  # drop what the generator's losses left there
         with autocast:
-            d_losses = model.discriminator_step(source, driving, outputs)
+            d_losses = model.discriminator_step(*inputs, outputs)
         if d_losses:
             sum(d_losses.values()).backward()
             optimizers["discriminator"].step()
@@ -267,7 +275,7 @@ def train(
     torch.manual_seed(seed)
     model = card.build(cfg, align).to(dev)
     nets = {name: getattr(model, name) for name in model.networks}
-    optimizers = make_optimizers(model, cfg)
+    optimizers = make_optimizers(model, cfg, stage=model.stages[0])
     milestones = list(tp.get("epoch_milestones") or [])
     schedulers = {n: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1) for n, o in optimizers.items()}
     backends = model.training_backends()  # e.g. a perceptual network: fails early when its weights are missing
@@ -337,7 +345,7 @@ def train(
                      "batch_size": global_batch, "batch_size_per_rank": per_rank_batch,
                      "steps_per_epoch": steps_per_epoch, "epoch_milestones": milestones, "checkpoint_freq": freq,
                      "keep_checkpoints": keep_checkpoints,
-                     "learning_rates": model.learning_rates(cfg)},
+                     "learning_rates": model.learning_rates(cfg, model.stages[0])},
         "ddp": {"world_size": world, "backend": dist_info.backend,
                 "sync_batchnorm": dev.type == "cuda" and world > 1},
         "resumed_from": resumed_from, "package_versions": package_versions(), "checkpoints": [],
@@ -385,9 +393,8 @@ def train(
         skip_steps = 0
         for batch in loader:
             torch.manual_seed(step_seed(seed, rank, step))
-            source = batch["source"].to(dev, non_blocking=True)
-            driving = batch["driving"].to(dev, non_blocking=True)
-            values = train_step(model, optimizers, source, driving, amp_dtype)
+            inputs = tuple(t.to(dev, non_blocking=True) for t in model.step_inputs(batch))
+            values = train_batch(model, optimizers, inputs, amp_dtype)
             step += 1
             epoch_step += 1
             steps_run += 1

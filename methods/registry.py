@@ -24,15 +24,15 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-from torch import nn
 
 from methods.config import ConfigSpec
+from methods.interface import Method
 from plumbing.errors import AnimbenchError
 
 # The grid_sample convention of the official weights (torch 1.0 semantics, reference §1.8.1).
 DEFAULT_ALIGN_CORNERS = True
 
-Builder = Callable[[dict | None, bool], nn.Module]
+Builder = Callable[[dict | None, bool], Method]
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def load_model(
     config: str | Path | Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     align_corners: bool | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[Method, dict[str, Any]]:
     """Build a registered method from its config, load an official-layout checkpoint, move to device, eval mode.
 
     Returns the model and its provenance: method, config path + sha256, checkpoint path + sha256, the

@@ -19,6 +19,7 @@ from bench.metrics.fid import (
     StatsAccumulator,
     feature_statistics,
     frechet_distance,
+    merge_moments,
 )
 from plumbing.errors import AnimbenchError
 
@@ -185,3 +186,10 @@ def test_a_wrong_file_under_the_inception_name_is_a_user_error(tmp_path, monkeyp
     with pytest.raises(AnimbenchError, match="not pytorch-fid's FID-Inception state_dict") as err:
         get_metric("fid", verify_hash=False)
     assert "\n" not in str(err.value)
+
+
+def test_chunk_moments_merge_to_the_pooled_covariance():
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    parts = [(len(c), c.mean(0), (c - c.mean(0)).T @ (c - c.mean(0))) for c in np.split(x, [7, 8, 30])]
+    n, mean, m2 = merge_moments(parts)
+    assert n == 50 and np.allclose(mean, x.mean(0)) and np.allclose(m2 / 49, np.cov(x, rowvar=False))

@@ -11,7 +11,6 @@ import pytest
 from animbench.cli import main
 from bench import protocols
 from bench import results as R
-from bench.metrics.fid import merge_moments
 from bench.metrics.pixel import PSNR_CAP_DB
 from bench.metrics.registry import FrameScores, base_description, register_metric
 from bench.results import sample_indices
@@ -203,13 +202,6 @@ def test_quantisation_floors_like_the_official_png_writer():
 
     pred = np.array([0.0, 0.999, 1 / 255, 0.5, 1.0, 1.7, -0.2], np.float32).reshape(1, 1, 7, 1).repeat(3, 3)
     assert quantise(pred)[0, 0, :, 0].tolist() == [0, 254, 1, 127, 255, 255, 0]
-
-
-def test_chunk_moments_merge_to_the_pooled_covariance():
-    x = np.random.default_rng(0).normal(size=(50, 4))
-    parts = [(len(c), c.mean(0), (c - c.mean(0)).T @ (c - c.mean(0))) for c in np.split(x, [7, 8, 30])]
-    n, mean, m2 = merge_moments(parts)
-    assert n == 50 and np.allclose(mean, x.mean(0)) and np.allclose(m2 / 49, np.cov(x, rowvar=False))
 
 
 def test_method_spec_syntax():

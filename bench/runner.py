@@ -2,8 +2,10 @@
 
 The unit of work is (method, chunk of videos): each runs in a Ray task (one GPU per task when the cluster
 has GPUs, one CPU otherwise) or, when workers=1 is asked for, in this process. A task loads its method once per worker
-process, generates each video, quantises the predictions as the official code does, scores them with the
-metric registry and returns per-frame rows; the driver sorts them and hands them to bench.results.
+process, generates each video through methods.infer (the one generation path), quantises the predictions with
+methods.infer.quantise as the official code did, scores them with the metric registry and returns per-frame rows;
+the driver hands them to bench.results, which assembles and writes them. Ray is started through
+plumbing.ray_session, as prep starts it. The run's settings travel as one object (BenchSettings).
 
 Determinism: every video is generated under a seed derived from (seed, method, video), torch runs with
 deterministic algorithms on GPU (CPU inference kernels are deterministic as they are), and rows are sorted, so

@@ -17,7 +17,7 @@ import importlib
 import math
 import os
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,16 +169,22 @@ def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathL
     return units
 
 
-def read_splits(path: str | os.PathLike) -> dict[str, dict[str, str]]:
-    """A split file: csv `video_id,split[,person_id]` -> {video_id: {split, person_id}}, every id checked."""
-    table: dict[str, dict[str, str]] = {}
+def keyed_rows(path: str | os.PathLike, required: Sequence[str], what: str) -> Iterator[tuple[str, dict, str]]:
+    """(video_id, row, 'what path line N') of a CSV keyed by video_id: each id checked, a repeated id refused."""
     lines: dict[str, int] = {}
-    for n, r in enumerate(read_csv_rows(path, ["video_id", "split"], "split file"), start=2):
-        where = f"split file {path} line {n}"
-        vid = check_id(r["video_id"].strip(), field="video_id", where=where)
+    for n, row in enumerate(read_csv_rows(path, required, what), start=2):
+        where = f"{what} {path} line {n}"
+        vid = check_id(row["video_id"].strip(), field="video_id", where=where)
         if vid in lines:
             raise AnimbenchError(f"{where}: video {vid!r} is also on line {lines[vid]}")
         lines[vid] = n
+        yield vid, row, where
+
+
+def read_splits(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """A split file: csv `video_id,split[,person_id]` -> {video_id: {split, person_id}}, every id checked."""
+    table: dict[str, dict[str, str]] = {}
+    for vid, r, where in keyed_rows(path, ["video_id", "split"], "split file"):
         person = (r.get("person_id") or "").strip()
         table[vid] = {"split": check_id(r["split"].strip(), field="split", where=where),
                       "person_id": check_id(person, field="person_id", where=where) if person else ""}

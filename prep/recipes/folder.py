@@ -15,7 +15,7 @@ from typing import Any
 
 from plumbing.errors import AnimbenchError
 from plumbing.ids import check_id
-from prep.recipes import Clip, Unit, media_items, parse_bbox, read_csv_rows, read_splits
+from prep.recipes import Clip, Unit, keyed_rows, media_items, parse_bbox, read_splits
 
 NAME = "folder"
 HELP = "any folder of mp4/gif/mov, png frame folders or Monkey-Net strips (train/ test/ subfolders or a split)"
@@ -25,13 +25,8 @@ SPLIT_DIRS = ("train", "test", "val", "valid", "validation")
 
 def read_boxes(path: str | os.PathLike) -> dict[str, tuple[tuple[int, int, int, int], tuple[int, int] | None]]:
     """A crop-box file: video_id -> (bbox, reference (width, height) or None)."""
-    boxes, lines = {}, {}
-    for n, row in enumerate(read_csv_rows(path, ["video_id", "bbox"], "crop-box file"), start=2):
-        where = f"crop-box file {path} line {n}"
-        vid = check_id(row["video_id"].strip(), field="video_id", where=where)
-        if vid in lines:
-            raise AnimbenchError(f"{where}: video {vid!r} is also on line {lines[vid]}")
-        lines[vid] = n
+    boxes = {}
+    for vid, row, where in keyed_rows(path, ["video_id", "bbox"], "crop-box file"):
         ref = None
         if row.get("width") and row.get("height"):
             try:

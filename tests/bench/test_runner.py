@@ -17,6 +17,7 @@ from bench.results import sample_indices
 from bench.runner import MethodSpec, parse_method_spec, run_bench
 from plumbing.errors import AnimbenchError
 from prep.store import FrameStore, FrameStoreWriter
+from tests.prep.prep_helpers import flip_frame_byte
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE, FRAMES = 32, 5
@@ -316,25 +317,13 @@ def test_bench_and_reconstruct_give_one_number_when_the_store_size_differs_from_
     assert R.Results(tmp_path / "an").frames()["value"].notna().all()
 
 
-def _flip_frame_byte(root: Path, video_id: str, index: int) -> Path:
-    """Flip one byte in the middle of one stored frame's encoded bytes, inside its shard."""
-    data = FrameStore(root).read_encoded(video_id, [index])[0]
-    [shard] = (root / "frames").glob("*.parquet")
-    raw = bytearray(shard.read_bytes())
-    at = raw.find(data)
-    assert at >= 0 and raw.find(data, at + 1) < 0
-    raw[at + len(data) // 2] ^= 0x10
-    shard.write_bytes(bytes(raw))
-    return shard
-
-
 @pytest.fixture(scope="module")
 def corrupt_store(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("corrupt") / "s"
     with FrameStoreWriter(root, {"recipe": "test"}) as w:
         for i in range(3):
             w.add_video(f"vid{i}", _video(i, FRAMES), split="test")
-    return root, _flip_frame_byte(root, "vid2", 3)
+    return root, flip_frame_byte(root, "vid2", 3)
 
 
 def test_a_corrupt_store_fails_in_one_line_naming_the_frame_and_leaves_no_output(corrupt_store, tmp_path, capsys):

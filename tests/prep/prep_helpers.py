@@ -88,3 +88,18 @@ def decode_all(path: str | os.PathLike) -> np.ndarray:
 
     vr = decord.VideoReader(str(path), num_threads=1)
     return vr.get_batch(list(range(len(vr)))).asnumpy()
+
+
+def flip_frame_byte(root: Path, video_id: str, index: int) -> Path:
+    """Flip one byte in the middle of one stored frame's encoded bytes inside its shard (stored raw), as a disk
+    fault would; return the shard."""
+    from prep.store import FrameStore
+
+    data = FrameStore(root).read_encoded(video_id, [index])[0]
+    [shard] = (root / "frames").glob("*.parquet")
+    raw = bytearray(shard.read_bytes())
+    at = raw.find(data)
+    assert at >= 0 and raw.find(data, at + 1) < 0
+    raw[at + len(data) // 2] ^= 0x10
+    shard.write_bytes(bytes(raw))
+    return shard

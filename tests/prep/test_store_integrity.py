@@ -17,6 +17,7 @@ from plumbing.errors import AnimbenchError
 from plumbing.files import sha256_file
 from prep.export import export_png_layout
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter, verify_store
+from tests.prep.prep_helpers import flip_frame_byte
 
 
 def _frames(seed: int, n: int = 40) -> np.ndarray:
@@ -33,25 +34,13 @@ def _store(root: Path, image_format: str = "png") -> Path:
     return root
 
 
-def _flip_frame(root: Path, vid: str, index: int) -> Path:
-    """Flip one byte in the middle of one frame's encoded bytes inside its shard (the bytes are stored raw)."""
-    data = FrameStore(root).read_encoded(vid, [index])[0]
-    [shard] = (root / "frames").glob("*.parquet")
-    raw = bytearray(shard.read_bytes())
-    at = raw.find(data)
-    assert at >= 0 and raw.find(data, at + 1) < 0
-    raw[at + len(data) // 2] ^= 0x10
-    shard.write_bytes(bytes(raw))
-    return shard
-
-
 @pytest.mark.parametrize("image_format", ["png", "jpeg"])
 def test_a_flipped_byte_is_an_error_naming_store_shard_video_and_frame(tmp_path, image_format):
     """Random reads, whole-video reads and streaming reads all refuse the damaged frame; the others still
     read (JPEG decodes corrupt bytes without complaint, so only a checksum can tell)."""
     root = _store(tmp_path / "s", image_format)
     before = FrameStore(root).read("a")
-    shard = _flip_frame(root, "a", 21)
+    shard = flip_frame_byte(root, "a", 21)
     store = FrameStore(root)
     where = rf"store {root}: shard {shard.name}, video 'a', frame 21: "
     for read in (lambda: store.read("a", [3, 21]), lambda: store.read_encoded("a", [21]),
@@ -67,7 +56,7 @@ def test_a_flipped_byte_is_an_error_naming_store_shard_video_and_frame(tmp_path,
 def test_export_of_a_corrupt_store_fails_in_one_line(tmp_path, capsys):
     """`store export` used to print success and write an undecodable PNG."""
     root = _store(tmp_path / "s")
-    _flip_frame(root, "b", 5)
+    flip_frame_byte(root, "b", 5)
     code = cli_main(["store", "export", str(root), "--out", str(tmp_path / "out")])
     out, err = capsys.readouterr()
     assert code == 2 and "exported" not in out
@@ -110,7 +99,7 @@ def test_stores_written_before_per_frame_digests_still_open_and_whole_reads_are_
     _downgrade_to_v1(root)
     frames = FrameStore(root).read("a")
     assert frames.shape == (40, 32, 32, 3) and verify_store(root) == []
-    shard = _flip_frame(root, "a", 30)
+    shard = flip_frame_byte(root, "a", 30)
     store = FrameStore(root)
     assert len(store.read("a", [0, 5])) == 2
     for read in (lambda: store.read("a"), lambda: list(store.iter_frames("a", chunk=16)),

@@ -77,7 +77,7 @@ def _inputs(batch: int, size: int, device: torch.device, variant: str) -> tuple[
 def setup_training(cfg: dict, device: torch.device, variant: str, batch: int) -> Callable[[int], dict]:
     """A function running n official training steps of one variant (returns the last losses)."""
     model = build(cfg, device, variant).train()
-    optimizers = make_optimizers(model, cfg, "fomm")
+    optimizers = make_optimizers(model, cfg)
     source, driving = _inputs(batch, cfg["dataset_params"]["frame_shape"][0], device, variant)
     amp = torch.bfloat16 if variant == "bf16" else None
 

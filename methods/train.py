@@ -106,10 +106,8 @@ def _amp_dtype(amp: str | bool, device: torch.device) -> torch.dtype | None:
     raise AnimbenchError(f"amp {amp!r}: expected auto, bf16 or off")
 
 
-def make_optimizers(model: Method, cfg: Mapping[str, Any], method: str | None = None,
-                    stage: str = "main") -> dict[str, torch.optim.Adam]:
-    """One Adam optimiser per network of the method, with its learning rates for `stage` (`method` is unused:
-    kept for callers that pass the name)."""
+def make_optimizers(model: Method, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, torch.optim.Adam]:
+    """One Adam optimiser per network of the method, with its learning rates for `stage`."""
     betas = tuple(get_path(cfg, "train_params.adam_betas", ADAM_BETAS))
     return {name: torch.optim.Adam(getattr(model, name).parameters(), lr=lr, betas=betas)
             for name, lr in model.learning_rates(cfg, stage).items()}

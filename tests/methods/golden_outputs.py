@@ -47,7 +47,7 @@ def outputs(method: str) -> dict[str, np.ndarray]:
         out["animate"] = animate_video(model, source[0].permute(1, 2, 0).numpy(),
                                        video.permute(0, 2, 3, 1).numpy()).astype(np.float32)
     model.train()
-    optimizers = make_optimizers(model, load_config(CONFIGS[method]), method)
+    optimizers = make_optimizers(model, load_config(CONFIGS[method]))
     torch.manual_seed(5)
     for name, value in train_step(model, optimizers, source, driving).items():
         out[f"loss.{name}"] = np.asarray(value, dtype=np.float64)

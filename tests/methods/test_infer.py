@@ -53,7 +53,7 @@ def checkpoint(tmp_path_factory, store) -> Path:
     torch.manual_seed(0)
     model, _ = load_model("fomm", config=FOMM_TINY)
     model.train()
-    optimizers = make_optimizers(model, load_config(FOMM_TINY), "fomm")
+    optimizers = make_optimizers(model, load_config(FOMM_TINY))
     data = FramePairDataset(store, "train", num_repeats=2, seed=0)
     for step in range(2):
         batch = [data[2 * step], data[2 * step + 1]]

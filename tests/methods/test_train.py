@@ -40,7 +40,7 @@ def test_one_step_lowers_the_loss(method, store):
     model, _ = load_model(method, config=CONFIGS[method])
     model.train()
     cfg = load_config(CONFIGS[method])
-    optimizers = make_optimizers(model, cfg, method)
+    optimizers = make_optimizers(model, cfg)
     batch = [FramePairDataset(store, "train", seed=1)[i] for i in range(2)]
     source = torch.stack([b["source"] for b in batch])
     driving = torch.stack([b["driving"] for b in batch])

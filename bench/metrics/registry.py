@@ -6,6 +6,9 @@ Two kinds of metric:
 
 Canonical input everywhere: uint8 RGB frames shaped (N, H, W, 3), as the frame store holds them; each metric
 converts internally (to [0,1] floats, [-1,1] for LPIPS, 299x299 for FID) and says so in `describe()`.
+A paired metric may also need per-frame inputs besides the frames (`inputs`, names from INPUTS): the pose-transfer
+protocol gives the keypoints the frames were generated from and the face boxes; they arrive as keyword arguments
+of the same name, `metric(pred, gt, keypoints=..., face_boxes=...)`.
 
 Aggregation across frames and videos is the runner's choice (FOMM: frame-weighted mean over all frames;
 Monkey-Net: video-weighted mean of per-video means); `FrameScores` keeps enough per frame for either, for
@@ -30,6 +33,13 @@ from plumbing.errors import AnimbenchError
 from plumbing.files import sha256_file
 
 KINDS = ("paired", "set")
+# Per-frame inputs a paired metric can ask for (MetricSpec.inputs); only the pose-transfer protocol has them.
+INPUTS = {
+    "keypoints": "dict group -> (N, J, 3) float64 x, y, confidence in the prediction's pixels: 'body' (J = 18, 23 "
+                 "or 25), 'face' (70), 'hand_left' and 'hand_right' (21); the pose each frame was generated from",
+    "face_boxes": "(N, 4) int64 (miny, maxy, minx, maxx) face box in the prediction's pixels (end exclusive), "
+                  "-1 where the pose has no head",
+}
 
 
 @dataclass
@@ -102,6 +112,8 @@ class MetricSpec:
     float_input: bool = False
     # how per-frame values pool into means: "mean", or "psnr" (PSNR of the mean squared error; bench.results)
     pooling: str = "mean"
+    # per-frame inputs besides the frames (names from INPUTS), passed as keyword arguments of the same name
+    inputs: tuple[str, ...] = ()
 
 
 _METRICS: dict[str, MetricSpec] = {}
@@ -142,7 +154,7 @@ def base_description(spec: MetricSpec) -> dict[str, Any]:
         "higher_is_better": spec.higher_is_better,
         "backend": backend_version(spec.backend),
         "weights": weights_provenance(spec.needs),
-        "input": "uint8 RGB frames (N, H, W, 3)",
+        "input": "uint8 RGB frames (N, H, W, 3)" + "".join(f"; {k}: {INPUTS[k]}" for k in spec.inputs),
         "protocol_notes": spec.protocol_notes,
     }
 
@@ -151,12 +163,12 @@ class FunctionMetric:
     """A paired metric that is a plain function `fn(pred, gt, **options) -> FrameScores | (N,) array`."""
 
     def __init__(self, spec: MetricSpec, fn: Callable[..., Any], settings: dict[str, Any], options: dict[str, Any]):
-        inspect.signature(fn).bind(None, None, **options)  # unknown options fail here, not mid-run
+        inspect.signature(fn).bind_partial(None, None, **options)  # unknown options fail here, not mid-run
         self.spec, self.fn, self.settings, self.options = spec, fn, settings, options
 
-    def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
-        """Score (N,H,W,3) uint8 pred frames against gt frames, one value per frame."""
-        out = self.fn(pred, gt, **self.options)
+    def __call__(self, pred: np.ndarray, gt: np.ndarray, **inputs: Any) -> FrameScores:
+        """Score (N,H,W,3) uint8 pred frames against gt frames, one value per frame (`inputs`: spec.inputs)."""
+        out = self.fn(pred, gt, **self.options, **inputs)
         return out if isinstance(out, FrameScores) else FrameScores(np.asarray(out))
 
     def describe(self) -> dict[str, Any]:
@@ -166,7 +178,7 @@ class FunctionMetric:
 
 def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: str, needs: tuple[str, ...] = (),
                     protocol_notes: str = "", settings: dict[str, Any] | None = None,
-                    float_input: bool = False, pooling: str = "mean") -> Callable:
+                    float_input: bool = False, pooling: str = "mean", inputs: tuple[str, ...] = ()) -> Callable:
     """Decorator: register a paired function `fn(pred, gt, **options)` or a class whose instances are metrics.
 
     A function is wrapped so that `get_metric(name, **options)(pred, gt)` calls `fn(pred, gt, **options)`
@@ -175,11 +187,15 @@ def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: st
     `accumulator`, `distance` (set). `settings` (functions only) is reported verbatim by `describe()`.
     `float_input`: pred may also be float32 in [0, 1] (the unquantised generator output).
     `pooling`: how frames pool into means (bench.results.POOLINGS): "mean", or "psnr" for a PSNR in dB.
+    `inputs`: per-frame inputs besides the frames (INPUTS), given to the metric as keyword arguments.
     """
     if kind not in KINDS:
         raise ValueError(f"metric {name}: kind {kind!r} not in {KINDS}")
     if pooling not in POOLINGS:
         raise ValueError(f"metric {name}: pooling {pooling!r} not in {sorted(POOLINGS)}")
+    unknown = sorted(set(inputs) - set(INPUTS))
+    if unknown:
+        raise ValueError(f"metric {name}: inputs {unknown} not in {sorted(INPUTS)}")
 
     def deco(obj: Callable) -> Callable:
         if name in _METRICS and _METRICS[name].target is not obj:
@@ -190,7 +206,7 @@ def register_metric(name: str, *, kind: str, higher_is_better: bool, backend: st
         build = obj if is_class else _function_builder(obj, dict(settings or {}))
         doc = (inspect.getdoc(obj) or "").strip().splitlines()
         _METRICS[name] = MetricSpec(name, kind, higher_is_better, backend, tuple(needs), protocol_notes, build,
-                                    doc[0] if doc else "", obj, float_input, pooling)
+                                    doc[0] if doc else "", obj, float_input, pooling, tuple(inputs))
         return obj
 
     return deco

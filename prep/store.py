@@ -9,7 +9,10 @@ Layout of a store directory (readable with plain pyarrow, pandas or DuckDB)::
                            decodes a whole shard
       videos.parquet       one row per video: split, person id, source, fps, original size, crop box, ...
       failures.parquet     one row per unit of work that failed: video id, stage, error class, message
-      manifest.json        written last: schema version, config, per-shard hash and row counts, versions
+      poses/*.parquet      optional keypoints table, one file per frames shard (same name): one row per frame
+                           that has a pose (see below)
+      manifest.json        written last: schema version, config, per-shard hash and row counts, versions,
+                           and the `poses` section when the store has poses
 
 Every file is written under a temporary name and renamed into place, and the manifest is written last, so
 a store whose writer died never opens as complete.
@@ -17,6 +20,26 @@ a store whose writer died never opens as complete.
 Reads check what they read: every frame against its sha256 (schema v2), and every whole video (one call or
 `iter_frames`) against the video's frames_sha256, which schema v1 stores also have. A damaged shard is an
 AnimbenchError naming the store, shard, video and frame, never a silently wrong image.
+
+The keypoints table (`prep ... --poses`): one row per frame with a pose, columns
+
+    video_id      string
+    frame_index   int32     index of the stored frame
+    body          fixed_size_list<float32>[J*3]   J = 18 (COCO_18), 23 (BODY_23) or 25 (BODY_25), as x, y,
+                            confidence per joint, joint after joint
+    face          fixed_size_list<float32>[70*3]   OpenPose's 70 face points (all zeros when undetected)
+    hand_left     fixed_size_list<float32>[21*3]
+    hand_right    fixed_size_list<float32>[21*3]
+    outside       int16     confident points of the row that lie outside the stored frame
+
+Coordinates are the STORED frame's pixels (pixel centres at integers): the crop, pad and resize the frame got
+were applied to the points. A point outside the stored frame keeps its coordinates and confidence (a limb that
+leaves the crop is still drawn up to the edge) and is counted in `outside`; a point with confidence 0 is
+stored as (0, 0, 0), OpenPose's "not detected". Frames without a pose (OpenPose skipped them, no person was
+detected) have no row and are listed under the manifest's `poses.skipped`. `pq.read_table(STORE / "poses")`
+reads the whole table; `np.stack(t["body"].to_numpy(zero_copy_only=False)).reshape(len(t), J, 3)` gives the
+joints. The manifest's `poses` section records the body format, the source, the coordinate space, each pose
+file's hash and each video's pose digest; the store's content_hash covers the poses, and reads check them.
 """
 
 from __future__ import annotations
@@ -25,7 +48,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +70,19 @@ from plumbing.files import (
 )
 from plumbing.provenance import package_versions
 from prep.imagecodec import EncodeOptions, decode_image, encode_image
+from prep.poses.format import FACE_POINTS, HAND_POINTS, PoseFrame, body_format_of
 
-SCHEMA_VERSION = 2  # v2 added the per-frame sha256 column
+SCHEMA_VERSION = 2  # v2 added the per-frame sha256 column (the optional poses table needs no new version)
 READABLE_VERSIONS = (1, 2)  # v1 stores open; their frames are checked per whole video only
 FORMAT_NAME = "animbench-frame-store"
 FRAMES_DIR = "frames"
 VIDEOS_FILE = "videos.parquet"
 FAILURES_FILE = "failures.parquet"
 MANIFEST_FILE = "manifest.json"
+POSES_DIR = "poses"
+POSE_COORDINATES = "store frame pixels"
+POSE_OUTSIDE_RULE = ("points outside the stored frame keep their coordinates and confidence; `outside` counts "
+                     "them per row (inside: -0.5 <= x < width - 0.5 and the same for y)")
 DEFAULT_ROW_GROUP = 16
 DIGEST_PREFIX = 8  # bytes of each frame's sha256 a reader compares: a random corruption passes with p = 2^-64
 
@@ -116,6 +144,54 @@ def _check_frame(frame: np.ndarray, video_id: str, index: int, shape: tuple[int,
         raise AnimbenchError(f"video {video_id!r} frame {index}: size {frame.shape} differs from frame 0 {shape}")
 
 
+POSE_PARTS = (("body", None), ("face", FACE_POINTS), ("hand_left", HAND_POINTS), ("hand_right", HAND_POINTS))
+
+
+def pose_schema(num_joints: int) -> pa.Schema:
+    """The keypoints table's schema for a body of `num_joints` joints (see the module docstring)."""
+    body_format_of(num_joints)
+    return pa.schema([("video_id", pa.string()), ("frame_index", pa.int32())]
+                     + [(name, pa.list_(pa.float32(), 3 * (n or num_joints))) for name, n in POSE_PARTS]
+                     + [("outside", pa.int16())])
+
+
+def count_outside(pose: PoseFrame, width: int, height: int) -> int:
+    """Confident points of a pose outside a width x height frame (pixel centres at integers)."""
+    pts = np.concatenate([pose.body, pose.face, pose.hand_left, pose.hand_right])
+    pts = pts[pts[:, 2] > 0]
+    inside = (pts[:, 0] >= -0.5) & (pts[:, 0] < width - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < height - 0.5)
+    return int((~inside).sum())
+
+
+def _unseen_zeroed(pose: PoseFrame) -> PoseFrame:
+    """The pose with every point of confidence <= 0 set to (0, 0, 0), OpenPose's "not detected"."""
+    parts = []
+    for name, _ in POSE_PARTS:
+        pts = getattr(pose, name).copy()
+        pts[~(pts[:, 2] > 0)] = 0
+        parts.append(pts)
+    return PoseFrame(*parts)
+
+
+def _pose_digest(columns: Mapping[str, np.ndarray]) -> str:
+    """sha256 of one video's pose rows (frame order): frame_index int32, the four parts float32, outside int16,
+    little-endian, column after column: independent of how the rows are sharded or encoded."""
+    h = hashlib.sha256()
+    for name, dtype in (("frame_index", "<i4"), *((n, "<f4") for n, _ in POSE_PARTS), ("outside", "<i2")):
+        h.update(np.ascontiguousarray(columns[name], dtype=dtype).tobytes())
+    return h.hexdigest()
+
+
+def _pose_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """A pose table's columns as arrays: frame_index (n,), parts (n, P, 3), outside (n,)."""
+    n = table.num_rows
+    out = {"frame_index": table.column("frame_index").to_numpy(), "outside": table.column("outside").to_numpy()}
+    for name, _ in POSE_PARTS:
+        flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        out[name] = flat.astype(np.float32).reshape(n, -1, 3)
+    return out
+
+
 class _Writer:
     """What both store writers share: as a context manager, close on success and abort on an error."""
 
@@ -154,6 +230,9 @@ class ShardWriter(_Writer):
         self._rows = 0
         self.videos: list[dict[str, Any]] = []
         self._closed = False
+        self._pose_rows: list[tuple[str, int, PoseFrame, int]] = []
+        self._pose_path = self.path.parent.parent / POSES_DIR / self.path.name
+        self._pose_joints: int | None = None
 
     def add_video(self, video_id: str, frames: Iterable[np.ndarray], **facts: Any) -> dict[str, Any]:
         """Encode and append all frames of one video; return its row for the videos table."""
@@ -184,6 +263,50 @@ class ShardWriter(_Writer):
         )
         self.videos.append(row)
         return row
+
+    def add_poses(self, video_id: str, poses: Mapping[int, PoseFrame], skipped: Mapping[int, str] | None = None
+                  ) -> None:
+        """Keypoints of a video added before (stored frame index -> pose in the stored frame's pixels) and the
+        frames that have none, with the reason; the pose facts go into the video's row under "poses"."""
+        row = next((r for r in self.videos if r["video_id"] == video_id), None)
+        if row is None:
+            raise AnimbenchError(f"poses of video {video_id!r}: add the video's frames first")
+        n, height, width = int(row["num_frames"]), int(row["height"]), int(row["width"])
+        skipped = skipped or {}
+        bad = [i for i in [*poses, *skipped] if not 0 <= int(i) < n]
+        if bad:
+            raise AnimbenchError(f"poses of video {video_id!r}: frame {bad[0]} outside its {n} frames")
+        rows = []
+        for i in sorted(poses):
+            pose = _unseen_zeroed(poses[i])
+            joints = pose.body.shape[0]
+            if self._pose_joints is not None and joints != self._pose_joints:
+                raise AnimbenchError(f"poses of video {video_id!r} frame {i}: {pose.body_format}, but this shard "
+                                     f"holds {body_format_of(self._pose_joints)} bodies (one store, one format)")
+            self._pose_joints = joints
+            rows.append((video_id, int(i), pose, count_outside(pose, width, height)))
+        self._pose_rows.extend(rows)
+        columns = {"frame_index": np.array([r[1] for r in rows], np.int32),
+                   "outside": np.array([r[3] for r in rows], np.int16),
+                   **{name: np.array([getattr(r[2], name) for r in rows], np.float32) for name, _ in POSE_PARTS}}
+        row["poses"] = {"rows": len(rows), "sha256": _pose_digest(columns),
+                        "body_format": rows[0][2].body_format if rows else None,
+                        "outside": int(columns["outside"].sum()),
+                        "skipped": {str(int(i)): str(why) for i, why in sorted(skipped.items())}}
+
+    def _write_poses(self) -> None:
+        if not self._pose_rows:
+            return
+        rows = self._pose_rows
+        data: dict[str, Any] = {"video_id": [r[0] for r in rows],
+                                "frame_index": pa.array([r[1] for r in rows], pa.int32()),
+                                "outside": pa.array([r[3] for r in rows], pa.int16())}
+        schema = pose_schema(int(self._pose_joints))
+        for name, _ in POSE_PARTS:
+            flat = np.stack([getattr(r[2], name) for r in rows]).astype(np.float32).reshape(-1)
+            data[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat), schema.field(name).type.list_size)
+        self._pose_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_table(pa.table(data, schema=schema), self._pose_path, compression="zstd")
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -218,6 +341,7 @@ class ShardWriter(_Writer):
         if self._writer is None:
             raise AnimbenchError(f"shard {self.path}: no frames were written")
         self._writer.close()
+        self._write_poses()  # before the frames shard: a unit is done once its stats file exists anyway
         publish(self._tmp, self.path)
         self._closed = True
         for row in self.videos:
@@ -238,12 +362,50 @@ def _update_video_digest(digest: Any, data: bytes) -> None:
     digest.update(data)
 
 
-def content_hash(video_rows: Iterable[dict[str, Any]]) -> str:
-    """A fingerprint of frame content only (ids and encoded bytes), independent of sharding and order."""
+def content_hash(video_rows: Iterable[dict[str, Any]], poses: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """A fingerprint of frame content (ids and encoded bytes) and, when the store has them, of the poses (each
+    video's pose digest); independent of sharding and order. A store without poses hashes as it always did."""
     h = hashlib.sha256()
     for vid, digest in sorted((r["video_id"], r["frames_sha256"]) for r in video_rows):
         h.update(f"{vid}\t{digest}\n".encode())
+    for vid, facts in sorted((poses or {}).items()):
+        h.update(f"poses\t{vid}\t{facts['sha256']}\n".encode())
     return h.hexdigest()
+
+
+def _pose_section(root: Path, rows: Sequence[dict[str, Any]], used: Sequence[str], poses: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+    """The manifest's `poses` section: format, source, coordinates, per-video digests and skipped frames, and
+    the hash of every pose file."""
+    videos = {r["video_id"]: r.get("poses") or {"rows": 0, "sha256": _pose_digest(_EMPTY_POSES), "body_format":
+                                                 None, "outside": 0, "skipped": {}} for r in rows}
+    formats = sorted({v["body_format"] for v in videos.values() if v["body_format"]})
+    if len(formats) > 1:
+        raise AnimbenchError(f"store {root}: poses mix body formats {', '.join(formats)}; one store holds one "
+                             "(convert BODY_25 with map_25_to_23, or prep the videos into separate stores)")
+    shards = []
+    for name in used:
+        path = root / POSES_DIR / name
+        if path.is_file():
+            shards.append({"name": name, "sha256": sha256_file(path),
+                           "rows": pq.ParquetFile(path).metadata.num_rows, "bytes": path.stat().st_size})
+    total = sum(int(v["rows"]) for v in videos.values())
+    if sum(s["rows"] for s in shards) != total:
+        raise AnimbenchError(f"store {root}: the pose files hold {sum(s['rows'] for s in shards)} rows, the videos "
+                             f"{total}; a pose file is missing or stale")
+    return {
+        **dict(poses), "body_format": formats[0] if formats else None, "coordinates": POSE_COORDINATES,
+        "outside": POSE_OUTSIDE_RULE, "num_frames": total,
+        "outside_points": sum(int(v["outside"]) for v in videos.values()),
+        "num_skipped": sum(len(v["skipped"]) for v in videos.values()),
+        "skipped": {vid: v["skipped"] for vid, v in sorted(videos.items()) if v["skipped"]},
+        "videos": {vid: {"rows": int(v["rows"]), "sha256": v["sha256"]} for vid, v in sorted(videos.items())},
+        "shards": shards,
+    }
+
+
+_EMPTY_POSES = {"frame_index": np.zeros(0, np.int32), "outside": np.zeros(0, np.int16),
+                **{name: np.zeros((0, 0, 3), np.float32) for name, _ in POSE_PARTS}}
 
 
 def finalize_store(
@@ -256,9 +418,11 @@ def finalize_store(
     failures: Sequence[dict[str, Any]] = (),
     timings: dict[str, float] | None = None,
     run: dict[str, Any] | None = None,
+    poses: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the videos and failures tables, hash every shard, then write the manifest (last). `run` records
-    how the writer ran (e.g. the pipeline's Ray nodes and retried units)."""
+    how the writer ran (e.g. the pipeline's Ray nodes and retried units). `poses` (e.g. {"source": ...}) marks
+    a store with a keypoints table: the video rows carry their pose facts (ShardWriter.add_poses)."""
     root = Path(root)
     frames_dir = root / FRAMES_DIR
     seen: set[str] = set()
@@ -286,6 +450,7 @@ def finalize_store(
     splits: dict[str, int] = {}
     for r in rows:
         splits[str(r.get("split"))] = splits.get(str(r.get("split")), 0) + 1
+    pose_section = _pose_section(root, rows, used, poses) if poses is not None else None
     manifest = {
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -297,7 +462,7 @@ def finalize_store(
         "num_frames": int(sum(int(r["num_frames"]) for r in rows)),
         "num_failures": len(failures),
         "splits": splits,
-        "content_hash": content_hash(rows),
+        "content_hash": content_hash(rows, pose_section and pose_section["videos"]),
         "shards": shards,
         "tables": {
             name: {"sha256": sha256_file(root / name), "rows": n}
@@ -307,6 +472,8 @@ def finalize_store(
         "run": run or {},
         "package_versions": package_versions(),
     }
+    if pose_section is not None:
+        manifest["poses"] = pose_section
     atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", root / MANIFEST_FILE)
     return manifest
 
@@ -328,8 +495,9 @@ class FrameStoreWriter(_Writer):
 
     def __init__(self, root: str | os.PathLike, config: dict[str, Any] | None = None, *,
                  encode: EncodeOptions | None = None, row_group_size: int = DEFAULT_ROW_GROUP,
-                 shard_frames: int = 4096, overwrite: bool = False) -> None:
+                 shard_frames: int = 4096, overwrite: bool = False, poses_source: str | None = None) -> None:
         self.root = Path(root)
+        self.poses_source = poses_source  # set: the store has a keypoints table (videos without poses have none)
         _prepare_root(self.root, overwrite)
         self.config = dict(config or {})
         self.encode = encode or EncodeOptions()
@@ -341,13 +509,19 @@ class FrameStoreWriter(_Writer):
         self.failures: list[dict[str, Any]] = []
         self._t0 = time.perf_counter()
 
-    def add_video(self, video_id: str, frames: Iterable[np.ndarray], **facts: Any) -> dict[str, Any]:
-        """Append one video (all its frames) to the current shard."""
+    def add_video(self, video_id: str, frames: Iterable[np.ndarray], *, poses: Mapping[int, PoseFrame] | None = None,
+                  pose_skipped: Mapping[int, str] | None = None, **facts: Any) -> dict[str, Any]:
+        """Append one video (all its frames) to the current shard, with its poses (stored frame index -> pose in
+        the stored frame's pixels) when the store has a keypoints table."""
+        if (poses is not None or pose_skipped) and self.poses_source is None:
+            raise AnimbenchError(f"video {video_id!r}: poses given to a store writer made without poses_source")
         if self._shard is None:
             name = f"shard-{self._shard_no:05d}.parquet"
             self._shard = ShardWriter(self.root / FRAMES_DIR / name, self.encode, self.row_group_size)
             self._shard_no += 1
         row = self._shard.add_video(video_id, frames, **facts)
+        if self.poses_source is not None:
+            self._shard.add_poses(video_id, poses or {}, pose_skipped or {})
         if self._shard.num_rows >= self.shard_frames:
             self.videos.extend(self._shard.close())
             self._shard = None
@@ -365,6 +539,7 @@ class FrameStoreWriter(_Writer):
         return finalize_store(
             self.root, self.videos, config=self.config, encode=self.encode, row_group_size=self.row_group_size,
             failures=self.failures, timings={"write_s": round(time.perf_counter() - self._t0, 3)},
+            poses=None if self.poses_source is None else {"source": self.poses_source},
         )
 
     def abort(self) -> None:
@@ -427,6 +602,35 @@ class FrameStore:
     def fingerprint(self) -> str:
         """The store's content hash (frame bytes and video ids), used as the data fingerprint."""
         return str(self.manifest["content_hash"])
+
+    @property
+    def pose_info(self) -> dict[str, Any] | None:
+        """The manifest's `poses` section (body format, source, coordinates, skipped frames, ...); None when the
+        store has no keypoints table."""
+        return self.manifest.get("poses")
+
+    def poses(self, video_id: str) -> dict[int, PoseFrame]:
+        """Stored frame index -> pose in the stored frame's pixels; frames without a pose are absent. The rows
+        read are checked against the video's pose digest."""
+        info = self.pose_info
+        if info is None:
+            raise AnimbenchError(f"store {self.root}: has no poses (prep it with --poses DIR|synthetic|rtpose|dwpose)")
+        shard = self._row(video_id)["shard"]
+        expected = info["videos"].get(video_id)
+        if expected is None or int(expected["rows"]) == 0:
+            return {}
+        path = self.root / POSES_DIR / shard
+        try:
+            table = pq.read_table(path, filters=[("video_id", "==", video_id)])
+            columns = _pose_columns(table.sort_by("frame_index"))
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise self._damaged(f"{POSES_DIR}/{shard}", video_id, None,
+                                f"cannot read its poses ({_one_line(exc)})") from exc
+        if len(columns["frame_index"]) != int(expected["rows"]) or _pose_digest(columns) != expected["sha256"]:
+            raise self._damaged(f"{POSES_DIR}/{shard}", video_id, None,
+                                "its poses do not match the manifest's pose digest")
+        return {int(i): PoseFrame(columns["body"][k], columns["face"][k], columns["hand_left"][k],
+                                  columns["hand_right"][k]) for k, i in enumerate(columns["frame_index"])}
 
     def videos(self, split: str | None = None) -> list[str]:
         """Video ids, optionally of one split, in stored order."""
@@ -608,8 +812,17 @@ def verify_store(root: str | os.PathLike) -> list[str]:
         if rows != shard["rows"]:
             problems.append(f"shard {shard['name']}: {rows} rows != manifest {shard['rows']}")
     problems += verify_tables(root, manifest)
+    poses = manifest.get("poses")
+    for shard in (poses or {}).get("shards", []):
+        path = root / POSES_DIR / shard["name"]
+        if not path.is_file():
+            problems.append(f"poses {shard['name']}: missing")
+        elif sha256_file(path) != shard["sha256"]:
+            problems.append(f"poses {shard['name']}: sha256 differs from the manifest")
+        elif pq.ParquetFile(path).metadata.num_rows != shard["rows"]:
+            problems.append(f"poses {shard['name']}: row count differs from the manifest")
     if not problems:
         table = pq.read_table(root / VIDEOS_FILE).to_pylist()
-        if content_hash(table) != manifest.get("content_hash"):
-            problems.append("content_hash: the videos table does not match the manifest")
+        if content_hash(table, poses and poses["videos"]) != manifest.get("content_hash"):
+            problems.append("content_hash: the videos table (or the pose digests) does not match the manifest")
     return problems

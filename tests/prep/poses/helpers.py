@@ -1,0 +1,34 @@
+"""Test helpers for the pose module: the edn-sample folder and OpenPose JSON written from a pose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prep.poses.format import PoseFrame
+
+
+def edn_sample(shared_dir: Path) -> Path:
+    """../shared/data/edn-sample (skips when the shared folder lacks it)."""
+    root = shared_dir / "data" / "edn-sample"
+    if not (root / "train" / "keypoints").is_dir():
+        pytest.skip(f"edn-sample not found at {root}")
+    return root
+
+
+def person_json(pose: PoseFrame) -> dict:
+    """One OpenPose JSON person entry from a pose."""
+    return {
+        "pose_keypoints_2d": pose.body.reshape(-1).tolist(),
+        "face_keypoints_2d": pose.face.reshape(-1).tolist(),
+        "hand_left_keypoints_2d": pose.hand_left.reshape(-1).tolist(),
+        "hand_right_keypoints_2d": pose.hand_right.reshape(-1).tolist(),
+    }
+
+
+def write_json(path: Path, *poses: PoseFrame) -> Path:
+    """`<name>_keypoints.json` with one person per pose, as OpenPose writes it."""
+    path.write_text(json.dumps({"version": 1.3, "people": [person_json(p) for p in poses]}))
+    return path

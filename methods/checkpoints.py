@@ -1,8 +1,11 @@
 """The official FOMM / Monkey-Net checkpoint layout: load (including torch 1.0 files), map onto our models, save.
 
 A checkpoint is one `torch.save`d dict with an entry per network (`generator`, `discriminator`, `kp_detector`,
-each a state_dict), the three optimizer state_dicts (`optimizer_<network>`), `epoch`, and for Monkey-Net `it`.
-Any model with attributes `generator`, `kp_detector` and (optionally) `discriminator` can be loaded or saved.
+each a state_dict), the optimizer state_dicts (`optimizer_<network>`), `epoch`, and for Monkey-Net `it`.
+The entries are the model's `networks` (a family's own names, e.g. pose2img's `face_generator`); a model without
+that attribute uses FOMM's three (`NETWORK_ENTRIES`). A family whose official release is a folder of per-network
+files (pose2img's `latest_net_G.pth`, ...) reads it in its `read_checkpoint`; `checkpoint_sha256` of such a folder
+is a digest over its files' (name, sha256) pairs.
 
 Old files: checkpoints written by torch 1.0 keep spectral-norm convs as `weight_orig`, `weight`, `weight_u` with
 no `weight_v`. Our discriminators use `nn.utils.spectral_norm`, whose load pre-hook rebuilds `weight_v` from
@@ -12,6 +15,7 @@ those three, so such state dicts load even through a plain `load_state_dict`; `l
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import warnings
@@ -33,14 +37,48 @@ REQUIRED_ENTRIES = ("generator", "kp_detector")  # inference needs only these; L
 _SHOW = 5  # how many offending keys an error message names
 
 
+def network_names(model: nn.Module) -> tuple[str, ...]:
+    """The checkpoint entries of a model: its `networks`, the keys of a ModuleDict, else FOMM's three."""
+    names = getattr(model, "networks", None)
+    if names is None and isinstance(model, nn.ModuleDict):
+        names = tuple(model.keys())
+    return tuple(names) if names is not None else NETWORK_ENTRIES
+
+
 def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    required: Iterable[str] = REQUIRED_ENTRIES,
+    weights_only: bool = True,
+    map_location: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+) -> dict:
+    """Read an official-layout checkpoint holding the `required` entries; retries with full unpickling only when
+    allow_pickle (trusted files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnimbenchError(f"checkpoint {path}: file not found")
+    ckpt = read_torch_file(path, weights_only=weights_only, map_location=map_location, allow_pickle=allow_pickle)
+    if not isinstance(ckpt, Mapping):
+        raise AnimbenchError(f"checkpoint {path}: expected a dict of entries, got {type(ckpt).__name__}")
+    required = tuple(required)
+    for entry in required:
+        if entry not in ckpt:
+            raise AnimbenchError(
+                f"checkpoint {path}: entry {entry!r} missing (found {sorted(map(str, ckpt))}); "
+                f"expected the official layout with {list(required)}"
+            )
+    return dict(ckpt)
+
+
+def read_torch_file(
     path: str | os.PathLike,
     *,
     weights_only: bool = True,
     map_location: str | torch.device = "cpu",
     allow_pickle: bool = False,
-) -> dict:
-    """Read an official-layout checkpoint; retries with full unpickling only when allow_pickle (trusted files)."""
+) -> Any:
+    """torch.load one file (weights_only unless allow_pickle says the file is trusted); one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise AnimbenchError(f"checkpoint {path}: file not found")
@@ -59,7 +97,7 @@ def load_checkpoint(
         warnings.warn(
             f"checkpoint {path}: weights_only load failed ({detail}); unpickling fully because "
             "allow_pickle=True: only do this for files you trust",
-            stacklevel=2,
+            stacklevel=3,
         )
         try:
             ckpt = torch.load(path, map_location=map_location, weights_only=False)
@@ -68,15 +106,7 @@ def load_checkpoint(
     except (EOFError, OSError, ValueError, RuntimeError, AttributeError) as e:
         raise AnimbenchError(
             f"checkpoint {path}: cannot be read, corrupt or not a torch file ({_first_line(e)})") from None
-    if not isinstance(ckpt, Mapping):
-        raise AnimbenchError(f"checkpoint {path}: expected a dict of entries, got {type(ckpt).__name__}")
-    for entry in REQUIRED_ENTRIES:
-        if entry not in ckpt:
-            raise AnimbenchError(
-                f"checkpoint {path}: entry {entry!r} missing (found {sorted(map(str, ckpt))}); "
-                f"expected the official layout with {list(REQUIRED_ENTRIES)}"
-            )
-    return dict(ckpt)
+    return ckpt
 
 
 def load_into(
@@ -85,16 +115,17 @@ def load_into(
     strict: bool = True,
     entries: Iterable[str] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
-    """Load checkpoint entries onto model.generator / .kp_detector / .discriminator; returns missing/unexpected keys.
+    """Load checkpoint entries onto the model's networks (`network_names`); returns missing/unexpected keys.
 
     `entries` defaults to every network entry the checkpoint has (a missing `discriminator` is fine). Keys and
     shapes are checked before anything is copied, so a mismatch leaves the model untouched.
     """
-    names = [e for e in NETWORK_ENTRIES if e in ckpt] if entries is None else list(entries)
+    known = network_names(model)
+    names = [e for e in known if e in ckpt] if entries is None else list(entries)
     report: dict[str, dict[str, list[str]]] = {}
     for name in names:
-        if name not in NETWORK_ENTRIES:
-            raise AnimbenchError(f"load_into: unknown entry {name!r}; expected one of {list(NETWORK_ENTRIES)}")
+        if name not in known:
+            raise AnimbenchError(f"load_into: unknown entry {name!r}; expected one of {list(known)}")
         if name not in ckpt:
             raise AnimbenchError(f"checkpoint entry {name!r} missing (found {sorted(map(str, ckpt))})")
         module = getattr(model, name, None)
@@ -108,6 +139,33 @@ def load_into(
     for name in names:
         module = getattr(model, name)
         module.load_state_dict(_convert_legacy_spectral_norm(module, ckpt[name]), strict=strict)
+    return report
+
+
+def load_matching(model: nn.Module, ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """pix2pixHD's `--load_pretrain` rule: into every network the model and the checkpoint both have, copy each
+    tensor whose key AND shape match; everything else keeps its value (a new stage's layers stay as initialised).
+
+    Returns {"networks": {entry: {"loaded": n, "skipped": [checkpoint keys not copied], "not_loaded": [model
+    keys left as they were]}}, "absent": [the model's networks the checkpoint lacks]}."""
+    report: dict[str, Any] = {"networks": {}, "absent": []}
+    for name in network_names(model):
+        module = getattr(model, name, None)
+        if module is None:
+            continue
+        if name not in ckpt:
+            report["absent"].append(name)
+            continue
+        state = ckpt[name]
+        if not isinstance(state, Mapping):
+            raise AnimbenchError(f"checkpoint entry {name!r}: expected a state_dict, got {type(state).__name__}")
+        state = _convert_legacy_spectral_norm(module, state)
+        own = module.state_dict()
+        take = {k: v for k, v in state.items()
+                if k in own and torch.is_tensor(v) and tuple(v.shape) == tuple(own[k].shape)}
+        module.load_state_dict(take, strict=False)
+        report["networks"][name] = {"loaded": len(take), "skipped": sorted(k for k in state if k not in take),
+                                    "not_loaded": sorted(k for k in own if k not in take)}
     return report
 
 
@@ -197,18 +255,20 @@ def save_checkpoint(
     epoch: int,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the official layout atomically (temp file + rename); optimizers keyed by network name."""
+    """Write the official layout atomically (temp file + rename): one entry per network of the model
+    (`network_names`), optimizers keyed by network name."""
     path = Path(path)
+    names = network_names(model)
     payload: dict[str, Any] = {}
-    for name in NETWORK_ENTRIES:
+    for name in names:
         module = getattr(model, name, None)
         if module is not None:
             payload[name] = module.state_dict()
     for name, optimizer in (optimizers or {}).items():
         short = name.removeprefix("optimizer_")
-        if short not in NETWORK_ENTRIES:
+        if short not in names:
             raise AnimbenchError(
-                f"save_checkpoint: optimizer {name!r}: expected one of {list(NETWORK_ENTRIES)} (or optimizer_<name>)"
+                f"save_checkpoint: optimizer {name!r}: expected one of {list(names)} (or optimizer_<name>)"
             )
         payload[f"optimizer_{short}"] = optimizer.state_dict()
     payload["epoch"] = int(epoch)
@@ -244,12 +304,24 @@ def _check_plain(key: str, value: Any) -> None:
     )
 
 
-def checkpoint_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a checkpoint file (recorded with every result computed from it)."""
+def checkpoint_sha256(path: str | os.PathLike, pattern: str = "*.pth") -> str:
+    """Hex sha256 of a checkpoint (recorded with every result computed from it): of the file, or for a folder of
+    official per-network files (pose2img's latest_net_G.pth, ...) `folder_sha256` over its `pattern` files."""
     path = Path(path)
+    if path.is_dir():
+        return folder_sha256(sorted(p for p in path.glob(pattern) if p.is_file()))
     if not path.is_file():
         raise AnimbenchError(f"checkpoint {path}: file not found")
     return sha256_file(path)
+
+
+def folder_sha256(files: Iterable[str | os.PathLike]) -> str:
+    """A stable digest of a set of files: sha256 over the sorted lines "<file name> <sha256 of the file>\n"
+    (independent of the folder's path, its listing order and the files' timestamps)."""
+    pairs = sorted((Path(f).name, sha256_file(f)) for f in files)
+    if not pairs:
+        raise AnimbenchError("checkpoint folder: no checkpoint files to digest")
+    return hashlib.sha256("".join(f"{name} {digest}\n" for name, digest in pairs).encode()).hexdigest()
 
 
 def _unpickling_detail(e: BaseException) -> str:

@@ -4,20 +4,36 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
 
 1. Its networks, plain `nn.Module`s with the tensor shapes stated where they change.
 2. A subclass of `Method` holding them under the checkpoint entry names (`kp_detector`, `generator`,
-   `discriminator`, or the family's own: list them in `networks`), with `from_config(cfg, align_corners)`.
-3. Its inference: `reconstruct(source, driving)` and `animate(source, driving_video, mode)`, the same
-   signatures in every family; `animation_mode(relative, adapt_scale)` gives the family's defaults (from its
-   config) as an `AnimationMode`; bad input shapes raise `ShapeError` (`check_reconstruct_shapes`,
-   `check_animate_shapes`).
+   `discriminator`, or the family's own) and listing them in `networks` (a class or an instance attribute: a
+   family whose stages hold different networks sets it per config), with `from_config(cfg, align_corners)`.
+   `required_entries` names what a checkpoint must hold for inference; `discriminators` the networks stepped on
+   the discriminator side of a training step.
+3. Its inference, chosen by `driven_by`:
+   - "video" (FOMM, Monkey-Net, ...): `reconstruct(source, driving)` and `animate(source, driving_video, mode)`,
+     the same signatures in every family; `animation_mode(relative, adapt_scale)` gives the family's defaults
+     (from its config) as an `AnimationMode`; bad input shapes raise `ShapeError` (`check_reconstruct_shapes`,
+     `check_animate_shapes`).
+   - "poses" (pose2img): `pose_condition(pose, frame_size)` (a pose -> its label map and face box),
+     `pose_target(frame)` (a frame -> the ground truth at the generator's resolution), `label_tensor(label)` (a
+     label map as the official loader reads it) and `generate(labels, face_boxes, previous)` (frames made
+     autoregressively, the previous raw output carried between calls). The defaults below render with
+     prep.poses.render at `label_size` / `canvas_size` and resize to `generator_size` as pix2pixHD's loader does;
+     a family overrides what it does differently. methods/infer.py streams `generate` (`generate_poses`,
+     `store_pose_frames`); `animbench animate` takes `--poses` for these families, `--source/--driving` for the
+     others.
 4. Its training hooks, which the one loop in methods/train.py calls and never special-cases:
    `training_dataset(...)` (the samples it trains on: frame pairs by default; a pose family returns poses with
    frames, a latent-pose family K identity frames + a pose frame + a mask, a fine-tuning run a few images of
    one identity), `step_inputs(batch)` (a batch -> the step's arguments), `generator_step(*inputs)` and
    `discriminator_step(*inputs, outputs)` (one step's losses), `learning_rates(cfg, stage)` (one Adam optimiser
-   per network named there), `checkpoint_entries(step)` (what the official checkpoint layout holds beyond
-   networks, optimisers and epoch), and `stages` (EDN's global -> local -> face, MRAA's / TPSMM's "avd" stage
-   after the main one). Today's families have one stage and the loop trains `stages[0]`; running later stages
-   in order is the loop's next step, not a family's.
+   per network named there; a network without one is frozen), `frozen_networks(cfg, epoch)` (networks whose
+   optimiser waits this epoch, e.g. EDN's main discriminator for `niter_fix_main` epochs),
+   `checkpoint_entries(step)` (what the official checkpoint layout holds beyond networks, optimisers and epoch),
+   `official_files()` (files the official code writes beside its checkpoints, e.g. `latest_net_G.pth`), and
+   `stages` with `training_stage(cfg)` (EDN's global -> local -> face: one config per stage, each run started
+   `--init-from` the previous one, whose matching weights `load_pretrained` copies).
+   `read_checkpoint(path)` reads what `animbench ... --checkpoint` names (a file by default; a family may read a
+   folder of official files).
 5. Its card, registered at the bottom of the file: `register_method(MethodCard(name=..., build=...))`.
    methods/registry.py finds the file by itself (any module of methods/ that registers a card), so no shared
    list changes.
@@ -27,12 +43,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 from torch import Tensor, nn
 
-from methods.checkpoints import NETWORK_ENTRIES
+from methods.checkpoints import NETWORK_ENTRIES, REQUIRED_ENTRIES, load_checkpoint, load_matching
 from plumbing.errors import AnimbenchError
+
+if TYPE_CHECKING:
+    from prep.poses.format import PoseFrame
 
 # The reconstruction protocol every family is scored under (source = frame 0, absolute keypoints), named after the
 # paper that defined it; recorded in reconstruction.json.
@@ -93,11 +114,25 @@ class AnimationMode:
 class Method(nn.Module):
     """A family: networks, inference and the training hooks (see the module docstring for how to add one)."""
 
-    # the checkpoint entries holding this family's networks, each trained by its own optimiser
-    networks: ClassVar[tuple[str, ...]] = tuple(NETWORK_ENTRIES)
-    # training stages, in order; the loop trains them one after another
+    # the checkpoint entries holding this family's networks, each trained by its own optimiser (a family may set
+    # it per instance: the networks of its config's stage)
+    networks: tuple[str, ...] = tuple(NETWORK_ENTRIES)
+    # networks stepped on the discriminator side of train_batch (after the generator side)
+    discriminators: ClassVar[tuple[str, ...]] = ("discriminator",)
+    # "video": reconstruct / animate(source, driving); "poses": generate(labels) from rendered poses
+    driven_by: ClassVar[str] = "video"
+    # entries a checkpoint must hold (load_checkpoint's check)
+    required_entries: ClassVar[tuple[str, ...]] = tuple(REQUIRED_ENTRIES)
+    # training stages, in order; a config trains one of them (training_stage)
     stages: ClassVar[tuple[str, ...]] = ("main",)
     align_corners: bool | None = None
+    # pose-driven families: label maps rendered at label_size (W, H) from poses letterboxed into canvas_size, the
+    # generator run at generator_size (W, H); face boxes of face_box_size pixels (see pose_condition)
+    label_size: tuple[int, int] = (1024, 512)
+    canvas_size: tuple[int, int] = (1920, 1080)
+    generator_size: tuple[int, int] = (1024, 512)
+    num_face_keypoints: int = 8
+    face_box_size: int = 128
 
     # --- building ---
     @classmethod
@@ -124,6 +159,53 @@ class Method(nn.Module):
         mode None: `animation_mode()`."""
         raise NotImplementedError
 
+    # --- inference of pose-driven families (driven_by == "poses") ---
+    def pose_condition(self, pose: PoseFrame, frame_size: tuple[int, int]
+                       ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+        """One pose whose pixels refer to a frame of frame_size (W, H) -> (label map uint8 (H, W, 3) RGB at
+        `label_size`, face box (miny, maxy, minx, maxx) in generator pixels or None when the pose has no head)."""
+        from prep.poses.render import face_box, render_label
+
+        label = render_label(pose, tuple(frame_size), tuple(self.label_size),
+                             num_face_keypoints=self.num_face_keypoints, canvas_size=tuple(self.canvas_size))
+        box = face_box(pose, tuple(frame_size), tuple(self.generator_size), canvas_size=tuple(self.canvas_size),
+                       box=self.face_box_size)
+        return label, box
+
+    def pose_target(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) frame -> uint8 (h, w, 3) target at `generator_size`: letterboxed into the canvas and
+        resized to `label_size` (fit_frame, graph_train.py's train_img), then resized as pix2pixHD's loader
+        reads images (PIL bicubic) when the generator runs at another size."""
+        from prep.poses.render import fit_frame
+
+        return _pil_resize(fit_frame(frame, tuple(self.label_size), canvas_size=tuple(self.canvas_size)),
+                           tuple(self.generator_size), "bicubic")
+
+    def label_tensor(self, label: np.ndarray) -> Tensor:
+        """uint8 (H, W, 3) RGB label map -> (3, h, w) float in [0, 1] at `generator_size`, as the official loader
+        reads labels: PIL nearest resize (scale_width) when the sizes differ, then ToTensor (not normalised)."""
+        import torch
+
+        label = np.asarray(label)
+        if label.dtype != np.uint8 or label.ndim != 3 or label.shape[2] != 3:
+            raise ShapeError(f"label_tensor: expected a uint8 (H, W, 3) RGB label map, got {label.dtype} "
+                             f"{label.shape}")
+        label = _pil_resize(label, tuple(self.generator_size), "nearest")
+        return torch.from_numpy(np.ascontiguousarray(label)).permute(2, 0, 1).float().div_(255.0)
+
+    def generate(self, labels: Tensor, face_boxes: Tensor | None = None, previous: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor]:
+        """Frames from labels (T, 3, h, w) in [0, 1], made one after another, each conditioned on the raw output
+        before it (`previous` (1, 3, h, w) in [-1, 1] for the first; None: zeros); face_boxes (T, 4) int
+        (miny, maxy, minx, maxx) in label pixels or None. -> (outputs (T, 3, h, w) raw, unclamped; the last raw
+        output, the next call's `previous`)."""
+        raise AnimbenchError(f"{type(self).__name__}: driven by {self.driven_by}, it does not generate from poses")
+
+    @property
+    def needs_face_boxes(self) -> bool:
+        """True when generate() uses face boxes (the family trains a face residual network)."""
+        return "face_generator" in self.networks
+
     # --- training hooks ---
     @property
     def uses_gan(self) -> bool:
@@ -136,8 +218,16 @@ class Method(nn.Module):
         return False
 
     def learning_rates(self, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, float]:
-        """Network entry -> learning rate of one stage, from the config."""
+        """Network entry -> learning rate of one stage, from the config; networks not named are not trained."""
         raise AnimbenchError(f"{type(self).__name__}: not trainable")
+
+    def training_stage(self, cfg: Mapping[str, Any]) -> str:
+        """The stage a config trains (one of `stages`)."""
+        return self.stages[0]
+
+    def frozen_networks(self, cfg: Mapping[str, Any], epoch: int) -> set[str]:
+        """Networks whose optimiser does not step in this (0-based) epoch."""
+        return set()
 
     def training_dataset(self, store: Any, cfg: Mapping[str, Any], *, num_repeats: int, seed: int,
                          transform: Any) -> Any:
@@ -167,3 +257,29 @@ class Method(nn.Module):
     def checkpoint_entries(self, step: int) -> dict[str, Any]:
         """Entries of the official checkpoint layout beyond networks, optimisers and epoch."""
         return {}
+
+    def official_files(self) -> dict[str, Mapping[str, Tensor]]:
+        """File name -> state_dict the official code writes beside its checkpoints (e.g. latest_net_G.pth);
+        the loop writes them into the run folder at every save."""
+        return {}
+
+    # --- checkpoints ---
+    def read_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """The checkpoint `path` names as entries (network -> state_dict, ...): by default one official-layout
+        file holding `required_entries`; a family may also read a folder of official files."""
+        return load_checkpoint(path, required=self.required_entries, weights_only=True, map_location="cpu")
+
+    def load_pretrained(self, path: str | Path) -> dict[str, Any]:
+        """Start from another run's weights (pix2pixHD's --load_pretrain): read_checkpoint, then copy every tensor
+        whose key AND shape match into each network present; returns what was loaded and skipped."""
+        return load_matching(self, self.read_checkpoint(path))
+
+
+def _pil_resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 at size (W, H) with PIL (`nearest` or `bicubic`); unchanged when already there."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    from PIL import Image
+
+    resample = {"nearest": Image.NEAREST, "bicubic": Image.BICUBIC}[method]
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(tuple(size), resample))

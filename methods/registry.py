@@ -6,6 +6,10 @@ files it loads (file name -> the dataset whose config it needs), and how to buil
 
     model, provenance = load_model("fomm", checkpoint="vox-cpk.pth.tar", config="vox-256.yaml")
 
+The checkpoint is read by the method (`read_checkpoint`: an official-layout file, or a folder of official files
+for a family that ships them so) and loaded strictly into its networks; every network inference needs (all but
+the `discriminators`) must be in it.
+
 Each family registers its card at the bottom of its own file (methods/fomm.py, methods/monkey_net.py,
 methods/baselines.py); this module imports every module of methods/ that does, so a new family is one new file.
 The interface every family implements is methods/interface.py.
@@ -58,10 +62,17 @@ class MethodCard:
         if unknown:
             raise ValueError(f"method {self.name}: checkpoints name datasets without a config: {unknown}")
 
+    @property
+    def driven_by(self) -> str:
+        """"video" or "poses": the inputs the method animates from (its class's `driven_by`, known before building
+        it when the card's builder is the class's `build`)."""
+        owner = getattr(self.build, "__self__", None)
+        return str(getattr(owner, "driven_by", "video")) if isinstance(owner, type) else "video"
+
     def as_dict(self) -> dict[str, Any]:
         """The card as plain data (what `animbench methods --json` prints)."""
         return {"name": self.name, "paper": self.paper, "family": self.family, "trainable": self.trainable,
-                "needs_config": self.needs_config, "configs": dict(self.configs),
+                "needs_config": self.needs_config, "driven_by": self.driven_by, "configs": dict(self.configs),
                 "checkpoints": dict(self.checkpoints), "notes": self.notes}
 
 
@@ -118,7 +129,7 @@ def load_model(
     Returns the model and its provenance: method, config path + sha256, checkpoint path + sha256, the
     grid_sample convention (align_corners), device and dtype. Record it with every output.
     """
-    from methods.checkpoints import checkpoint_sha256, load_checkpoint, load_into
+    from methods.checkpoints import checkpoint_sha256, load_into
     from methods.config import load_config
 
     card = get_method(name)
@@ -141,7 +152,11 @@ def load_model(
     if checkpoint is not None:
         if not card.checkpoints and not card.trainable:
             raise AnimbenchError(f"method {name}: has no weights, so it loads no checkpoint (got {checkpoint})")
-        ckpt = load_checkpoint(checkpoint, weights_only=True, map_location="cpu")
+        ckpt = model.read_checkpoint(checkpoint)
+        needed = [n for n in model.networks if n not in model.discriminators and n not in ckpt]
+        if needed:
+            raise AnimbenchError(f"checkpoint {checkpoint}: has no {needed[0]!r} entry, which this config's model "
+                                 f"needs (found {sorted(k for k in map(str, ckpt) if not k.startswith('optimizer'))})")
         report = load_into(model, ckpt, strict=True)
         epoch = ckpt.get("epoch")
         provenance["checkpoint"] = {

@@ -4,14 +4,23 @@
 
 The loop asks the method (methods/interface.py) for everything family-specific: its training samples
 (`training_dataset`: by default FramePairDataset, `num_repeats` pairs per training video or identity, augmented
-as the config says), its learning rates, one step's losses and its extra checkpoint entries. One step: the
-generator + keypoint losses backward jointly, step every optimiser but the discriminator's, then (when the method
-trains a GAN) the discriminator loss on the detached prediction and its step. One Adam optimiser per network (the
-method's learning rates, betas (0.5, 0.999)) with MultiStepLR (gamma 0.1 at `epoch_milestones`), per epoch.
+as the config says), the stage its config trains (`training_stage`), its learning rates for that stage, one step's
+losses, the networks frozen in an epoch, its extra checkpoint entries and official files. One step: the
+generator-side losses backward jointly, step every optimiser not in `model.discriminators`, then (when the method
+trains a GAN) the discriminator losses on the detached predictions and the discriminators' steps; optimisers of
+`frozen_networks(cfg, epoch)` skip their step. One Adam optimiser per network the stage's learning rates name
+(betas (0.5, 0.999)); a network without one is frozen (requires_grad False). Schedule, per epoch: MultiStepLR
+(gamma 0.1 at `epoch_milestones`), or pix2pixHD's when `train_params.niter_decay` is set: the learning rate
+constant for `niter` epochs, then linearly down to 0 over `niter_decay` epochs (num_epochs defaults to their sum).
+
+`init_from` (`--init-from RUN_OR_CHECKPOINT`) starts from another run's weights: `model.load_pretrained` copies
+every tensor whose key and shape match (pix2pixHD's --load_pretrain), as EDN's local stage starts from its global
+run and its face stage from the local run; what was loaded is recorded in run.json.
 
 Outputs in `out_dir` (only rank 0 writes): `%08d-checkpoint.pth.tar` in the official layout (plus an `animbench`
 entry with the resume position and scheduler states) and `last-checkpoint.pth.tar` (a hard link to the newest),
-TensorBoard logs under `tb/`, and `run.json` (provenance; `status` is "complete" only once training finished).
+the method's `official_files()` (e.g. `latest_net_G.pth`, written atomically at every save), TensorBoard logs
+under `tb/`, and `run.json` (provenance; `status` is "complete" only once training finished).
 
 Randomness: model initialisation from `seed`; pairs and augmentation from (seed, epoch, index); the global torch
 generator (equivariance transforms) is re-seeded from (seed, rank, step) before every step. So a resumed run
@@ -30,8 +39,8 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import nullcontext
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +51,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from methods.checkpoints import load_checkpoint, load_into, save_checkpoint
+from methods.checkpoints import checkpoint_sha256, load_into, save_checkpoint
 from methods.config import get_path, load_config
 from methods.data import make_transform
 from methods.interface import Method
 from methods.registry import DEFAULT_ALIGN_CORNERS, get_method
 from plumbing.errors import AnimbenchError
-from plumbing.files import atomic_path, atomic_write_text
+from plumbing.files import atomic_path, atomic_write_text, sha256_file
+from plumbing.ids import safe_join
 from plumbing.progress import progress_bar
 from plumbing.provenance import package_versions
 from prep.store import FrameStore
@@ -106,11 +116,23 @@ def _amp_dtype(amp: str | bool, device: torch.device) -> torch.dtype | None:
     raise AnimbenchError(f"amp {amp!r}: expected auto, bf16 or off")
 
 
-def make_optimizers(model: Method, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, torch.optim.Adam]:
-    """One Adam optimiser per network of the method, with its learning rates for `stage`."""
+def make_optimizers(model: Method, cfg: Mapping[str, Any], stage: str | None = None) -> dict[str, torch.optim.Adam]:
+    """One Adam optimiser per network the method's learning rates for `stage` name (None: the config's
+    `training_stage`); the method's other networks are frozen (requires_grad False)."""
+    stage = model.training_stage(cfg) if stage is None else stage
+    if stage not in model.stages:
+        raise AnimbenchError(f"training stage {stage!r}: expected one of {list(model.stages)}")
     betas = tuple(get_path(cfg, "train_params.adam_betas", ADAM_BETAS))
+    rates = model.learning_rates(cfg, stage)
+    unknown = sorted(set(rates) - set(model.networks))
+    if unknown:
+        raise AnimbenchError(f"stage {stage}: learning rate for {unknown[0]!r}, which is not one of the model's "
+                             f"networks {list(model.networks)}")
+    for name in model.networks:
+        if name not in rates:
+            getattr(model, name).requires_grad_(False)
     return {name: torch.optim.Adam(getattr(model, name).parameters(), lr=lr, betas=betas)
-            for name, lr in model.learning_rates(cfg, stage).items()}
+            for name, lr in rates.items()}
 
 
 def train_step(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], source: torch.Tensor,
@@ -120,9 +142,10 @@ def train_step(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], s
 
 
 def train_batch(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], inputs: tuple[torch.Tensor, ...],
-                amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+                amp_dtype: torch.dtype | None = None, frozen: Collection[str] = ()) -> dict[str, float]:
     """One official step on the method's step inputs: the generator-side losses backward jointly and every
-    optimiser but the discriminator's steps, then the discriminator's; returns the losses."""
+    optimiser not in `model.discriminators` steps, then (when the method trains a GAN) the discriminator losses
+    and the discriminators' optimisers; optimisers named in `frozen` do not step. Returns the losses."""
     device_type = inputs[0].device.type
     autocast = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     with autocast:
@@ -131,22 +154,59 @@ def train_batch(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], 
     if not torch.isfinite(total):
         raise AnimbenchError(f"training diverged: generator loss is {float(total)} "
                              f"({ {k: float(v) for k, v in losses.items()} })")
-    generator_side = [o for name, o in optimizers.items() if name != "discriminator"]
-    for optimizer in generator_side:
+    generator_side = {n: o for n, o in optimizers.items() if n not in model.discriminators}
+    discriminator_side = {n: o for n, o in optimizers.items() if n in model.discriminators}
+    for optimizer in generator_side.values():
         optimizer.zero_grad(set_to_none=True)
     total.backward(retain_graph=model.retains_generator_graph)
-    for optimizer in generator_side:
-        optimizer.step()
+    for name, optimizer in generator_side.items():
+        if name not in frozen:
+            optimizer.step()
     values = {k: float(v.detach()) for k, v in losses.items()}
-    if model.uses_gan:
-        optimizers["discriminator"].zero_grad(set_to_none=True)  # drop what the generator's losses left there
+    if model.uses_gan and discriminator_side:
+        for optimizer in discriminator_side.values():
+            optimizer.zero_grad(set_to_none=True)  # drop what the generator's losses left there
         with autocast:
             d_losses = model.discriminator_step(*inputs, outputs)
         if d_losses:
             sum(d_losses.values()).backward()
-            optimizers["discriminator"].step()
+            for name, optimizer in discriminator_side.items():
+                if name not in frozen:
+                    optimizer.step()
             values.update({k: float(v.detach()) for k, v in d_losses.items()})
     return values
+
+
+def linear_decay(niter: int, niter_decay: int):
+    """pix2pixHD's learning-rate factor of 0-based epoch e: 1 for the first niter + 1 epochs, then down by
+    1 / niter_decay per epoch (its update_learning_rate runs after every epoch past niter), 0 after the last."""
+
+    def factor(epoch: int) -> float:
+        return max(0.0, 1.0 - max(0, epoch - niter) / niter_decay)
+
+    return factor
+
+
+def make_schedulers(optimizers: Mapping[str, torch.optim.Optimizer], cfg: Mapping[str, Any]
+                    ) -> tuple[dict[str, torch.optim.lr_scheduler.LRScheduler], dict[str, Any]]:
+    """Per-epoch schedulers of the config and their description: pix2pixHD's constant-then-linear decay when
+    train_params.niter_decay is set, else MultiStepLR (gamma 0.1 at epoch_milestones)."""
+    tp = cfg.get("train_params") or {}
+    where = cfg.get("_meta", {}).get("path") or "<config>"
+    milestones = list(tp.get("epoch_milestones") or [])
+    if tp.get("niter_decay") is None:
+        return ({n: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1) for n, o in optimizers.items()},
+                {"kind": "multistep", "epoch_milestones": milestones, "gamma": 0.1})
+    niter, decay = tp.get("niter"), tp.get("niter_decay")
+    for key, value in (("niter", niter), ("niter_decay", decay)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "niter_decay" else 0):
+            raise AnimbenchError(f"{where}: train_params.{key}: expected a whole number of epochs"
+                                 f"{' >= 1' if key == 'niter_decay' else ''}, got {value!r}")
+    if milestones:
+        raise AnimbenchError(f"{where}: train_params: epoch_milestones and niter_decay both set; a run has one "
+                             "schedule (milestones, or pix2pixHD's constant-then-linear decay)")
+    return ({n: torch.optim.lr_scheduler.LambdaLR(o, linear_decay(niter, decay)) for n, o in optimizers.items()},
+            {"kind": "linear_decay", "niter": niter, "niter_decay": decay})
 
 
 class ShardedEpochOrder(Sampler[int]):
@@ -201,10 +261,48 @@ def _params_sha256(nets: Mapping[str, nn.Module]) -> str:
     return h.hexdigest()
 
 
-def _scheduler_state(s: torch.optim.lr_scheduler.MultiStepLR) -> dict:
+def _scheduler_state(s: torch.optim.lr_scheduler.LRScheduler) -> dict:
     state = s.state_dict()
-    state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}  # Counter: not weights_only
+    if "milestones" in state:  # MultiStepLR's Counter: not weights_only
+        state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}
+    if "lr_lambdas" in state:  # LambdaLR: the factor is rebuilt from the config, only its position is state
+        state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
     return state
+
+
+def _restore_scheduler(s: torch.optim.lr_scheduler.LRScheduler, saved: Mapping[str, Any]) -> None:
+    state = dict(saved)
+    if "milestones" in state:
+        state["milestones"] = Counter(state["milestones"])
+    if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
+        state.pop("lr_lambdas", None)
+    s.load_state_dict(state)
+
+
+def _write_official_files(out: Path, files: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, str]:
+    """Each official file (name -> state_dict) written atomically into the run folder; name -> sha256."""
+    written = {}
+    for name, state in files.items():
+        path = safe_join(out, name)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in state.items()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        written[name] = sha256_file(path)
+    return written
+
+
+@contextmanager
+def _unwrapped(model: Method, nets: Mapping[str, nn.Module]) -> Iterator[Method]:
+    """The model with its plain networks (not their DDP wrappers), for the hooks that read state_dicts."""
+    wrapped = {name: getattr(model, name) for name in nets}
+    for name, net in nets.items():
+        setattr(model, name, net)
+    try:
+        yield model
+    finally:
+        for name, net in wrapped.items():
+            setattr(model, name, net)
 
 
 def _prune_checkpoints(out: Path, keep: int, names: list[str]) -> list[str]:
@@ -235,11 +333,14 @@ def train(
     align_corners: bool | None = None,
     keep_checkpoints: int | None = None,
     progress: bool = True,
+    init_from: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train a registered method on a store's train split; returns the run summary (also written to run.json).
 
     keep_checkpoints: keep only the N newest epoch checkpoints (None: every one, as the official code).
     progress: a step N of M bar with ETA on stderr (rank 0); the loss log lines go to stdout either way.
+    init_from: a checkpoint (or official checkpoint folder) whose matching weights start this run
+    (model.load_pretrained; not re-applied on resume, the run's own checkpoint holds them).
     """
     t_start = time.perf_counter()
     card = get_method(method)
@@ -250,10 +351,13 @@ def train(
         raise AnimbenchError(f"keep_checkpoints: expected a positive number of checkpoints, got {keep_checkpoints!r}")
     cfg = load_config(config, method=method)
     tp = cfg["train_params"]
-    for key, given in (("num_epochs", epochs), ("batch_size", batch_size)):
-        if given is None and key not in tp:
+    default_epochs = tp.get("num_epochs")
+    if default_epochs is None and tp.get("niter_decay") is not None:  # pix2pixHD's: niter + niter_decay
+        default_epochs = int(tp.get("niter") or 0) + int(tp["niter_decay"])
+    for key, given, known in (("num_epochs", epochs, default_epochs), ("batch_size", batch_size, tp.get("batch_size"))):
+        if given is None and known is None:
             raise AnimbenchError(f"{cfg['_meta']['path'] or '<config>'}: train_params.{key} missing")
-    num_epochs = int(epochs if epochs is not None else tp["num_epochs"])
+    num_epochs = int(epochs if epochs is not None else default_epochs)
     repeats = int(num_repeats if num_repeats is not None else tp.get("num_repeats", 1))
     global_batch = int(batch_size if batch_size is not None else tp["batch_size"])
     dev = _pick_device(device)
@@ -273,9 +377,9 @@ def train(
     torch.manual_seed(seed)
     model = card.build(cfg, align).to(dev)
     nets = {name: getattr(model, name) for name in model.networks}
-    optimizers = make_optimizers(model, cfg, stage=model.stages[0])
-    milestones = list(tp.get("epoch_milestones") or [])
-    schedulers = {n: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1) for n, o in optimizers.items()}
+    stage = model.training_stage(cfg)
+    optimizers = make_optimizers(model, cfg, stage=stage)
+    schedulers, schedule = make_schedulers(optimizers, cfg)
     backends = model.training_backends()  # e.g. a perceptual network: fails early when its weights are missing
 
     # --- resume ---
@@ -291,7 +395,7 @@ def train(
             if previous.get(key, now) != now:
                 raise AnimbenchError(f"{out}/{RUN_FILE}: {key} {previous[key]!r} differs from this run's {now!r}; "
                                      "resume with the same method, config and store")
-        ckpt = load_checkpoint(last, weights_only=True, map_location="cpu")
+        ckpt = model.read_checkpoint(last)
         load_into(model, ckpt, strict=True)
         for name, opt in optimizers.items():
             if f"optimizer_{name}" in ckpt:
@@ -299,12 +403,16 @@ def train(
         state = ckpt.get("animbench") or {}
         for name, s in schedulers.items():
             if name in state.get("schedulers", {}):
-                sched = dict(state["schedulers"][name])
-                sched["milestones"] = Counter(sched["milestones"])
-                s.load_state_dict(sched)
+                _restore_scheduler(s, state["schedulers"][name])
         start_epoch = int(state.get("next_epoch", int(ckpt["epoch"]) + 1))
         skip_steps, step = int(state.get("epoch_step", 0)), int(state.get("step", 0))
         resumed_from = {"checkpoint": str(last), "epoch": start_epoch, "epoch_step": skip_steps, "step": step}
+        init_record = previous.get("init_from")
+    elif init_from is not None:
+        init_record = {"path": str(init_from), "sha256": checkpoint_sha256(init_from),
+                       "loaded": model.load_pretrained(init_from)}
+    else:
+        init_record = None
 
     if dev.type == "cuda" and world > 1:
         for name in model.networks:
@@ -322,7 +430,7 @@ def train(
     dataset = model.training_dataset(store, cfg, num_repeats=repeats, seed=seed, transform=transform)
     steps_per_epoch = len(ShardedEpochOrder(len(dataset), rank, world, seed, 0)) // per_rank_batch
     if steps_per_epoch == 0:
-        raise AnimbenchError(f"store {store.root}: {len(dataset)} training pairs per epoch, fewer than the batch "
+        raise AnimbenchError(f"store {store.root}: {len(dataset)} training samples per epoch, fewer than the batch "
                              f"size {global_batch}; lower --batch-size or raise --repeats")
     freq = tp.get("checkpoint_freq") or get_path(cfg, "train_params.log_params.cpk_freq_epoch", None)
 
@@ -332,18 +440,23 @@ def train(
                    "content": {k: v for k, v in cfg.items() if k != "_meta"}},
         "config_sha256": cfg["_meta"]["sha256"],
         "store": {"path": str(store.root), "fingerprint": store.fingerprint, "split": "train",
-                  "num_videos": len(dataset.videos), "items_per_epoch": len(dataset)},
+                  "num_videos": len(getattr(dataset, "videos", None) or store.videos("train")),
+                  "items_per_epoch": len(dataset)},
         "store_fingerprint": store.fingerprint,
         "seed": seed, "device": str(dev), "amp": {"requested": str(amp), "dtype": None if amp_dtype is None
                                                   else str(amp_dtype).removeprefix("torch.")},
         "align_corners": align,
         "perceptual_loss": backends,
         "augmentation": transform.describe(),
+        "stage": stage, "networks": list(model.networks),
+        "frozen_networks": sorted(set(model.networks) - set(optimizers)),
+        "init_from": init_record,
         "schedule": {"epochs": num_epochs, "num_repeats": repeats, "max_steps": max_steps,
                      "batch_size": global_batch, "batch_size_per_rank": per_rank_batch,
-                     "steps_per_epoch": steps_per_epoch, "epoch_milestones": milestones, "checkpoint_freq": freq,
-                     "keep_checkpoints": keep_checkpoints,
-                     "learning_rates": model.learning_rates(cfg, model.stages[0])},
+                     "steps_per_epoch": steps_per_epoch, "epoch_milestones": schedule.get("epoch_milestones", []),
+                     "lr_schedule": schedule, "checkpoint_freq": freq, "keep_checkpoints": keep_checkpoints,
+                     "learning_rates": model.learning_rates(cfg, stage)},
+        "official_files": {},
         "ddp": {"world_size": world, "backend": dist_info.backend,
                 "sync_batchnorm": dev.type == "cuda" and world > 1},
         "resumed_from": resumed_from, "package_versions": package_versions(), "checkpoints": [],
@@ -362,11 +475,14 @@ def train(
         if rank != 0:
             return
         path = out / (CHECKPOINT_NAME % epoch)
-        extra = model.checkpoint_entries(step)  # the family's own official entries
+        with _unwrapped(model, nets):
+            extra = model.checkpoint_entries(step)  # the family's own official entries
+            official = model.official_files()
         extra["animbench"] = {"step": step, "next_epoch": next_epoch, "epoch_step": epoch_step, "seed": seed,
                               "schedulers": {n: _scheduler_state(s) for n, s in schedulers.items()}}
         save_checkpoint(path, nn.ModuleDict(nets), optimizers, epoch, extra)
         _link_last(out, path)
+        summary["official_files"] = _write_official_files(out, official)
         if path.name not in summary["checkpoints"]:
             summary["checkpoints"].append(path.name)
         summary["last_checkpoint"] = path.name
@@ -383,16 +499,18 @@ def train(
     for epoch in range(start_epoch, num_epochs):
         if max_steps is not None and step >= max_steps:
             break  # resumed a run that already reached its budget
-        dataset.set_epoch(epoch)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
         order = ShardedEpochOrder(len(dataset), rank, world, seed, epoch, skip=skip_steps * per_rank_batch)
         loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=order, num_workers=num_workers,
                             drop_last=True, pin_memory=dev.type == "cuda")
         epoch_step = skip_steps
         skip_steps = 0
+        frozen = model.frozen_networks(cfg, epoch)
         for batch in loader:
             torch.manual_seed(step_seed(seed, rank, step))
             inputs = tuple(t.to(dev, non_blocking=True) for t in model.step_inputs(batch))
-            values = train_batch(model, optimizers, inputs, amp_dtype)
+            values = train_batch(model, optimizers, inputs, amp_dtype, frozen=frozen)
             step += 1
             epoch_step += 1
             steps_run += 1
@@ -418,10 +536,11 @@ def train(
             save(epoch, epoch, epoch_step)  # mid-epoch: resume continues inside this epoch
             break
         for name, s in schedulers.items():
-            if name != "discriminator" or model.uses_gan:  # an untrained discriminator's schedule stays put
+            if name not in model.discriminators or model.uses_gan:  # an untrained discriminator's stays put
                 s.step()
         if writer is not None:
-            writer.add_scalar("lr/generator", optimizers["generator"].param_groups[0]["lr"], step)
+            for name, optimizer in optimizers.items():
+                writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
         if stopped or epoch + 1 == num_epochs or (freq and (epoch + 1) % int(freq) == 0):
             save(epoch, epoch + 1, 0)
         if stopped:

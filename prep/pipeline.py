@@ -39,6 +39,7 @@ from prep.store import (
     FAILURES_FILE,
     FRAMES_DIR,
     MANIFEST_FILE,
+    POSES_DIR,
     VIDEOS_FILE,
     failure_row,
     finalize_store,
@@ -296,7 +297,13 @@ def _restore_work(root: Path, record: dict[str, Any], units: Sequence[Unit]) -> 
                      "decoded": 0, "timings": {}} for u in units}
     by_shard = {f"{unit_name(u.key)}.parquet": u.key for u in units}
     owner = {vid: u.key for u in units for vid in unit_video_ids(u)}
+    pose_facts = manifest.get("poses", {})
     for video in pq.read_table(root / VIDEOS_FILE).to_pylist():
+        if pose_facts:  # the per-video pose facts the next finalize needs (they live in the manifest)
+            vid = video["video_id"]
+            facts = pose_facts["videos"][vid]
+            video["poses"] = {**facts, "body_format": pose_facts.get("body_format") if facts["rows"] else None,
+                              "skipped": pose_facts.get("skipped", {}).get(vid, {})}
         key = by_shard.get(str(video["shard"]))
         if key is None:
             raise AnimbenchError(f"--resume {root}: shard {video['shard']} is no unit's; use --overwrite")
@@ -365,12 +372,16 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
     check_unique(units)
     if any(u.detect for u in units):
         check_detector(config.detector, config.detector_weights)
+    if config.poses is not None:
+        from prep.poses.sources import check_pose_source
+
+        check_pose_source(config.poses, units)
     if workers is not None and workers < 1:
         raise AnimbenchError(f"--workers {workers}: expected 1 or more")
     root = Path(out)
     # what must match for --resume: the settings and the units (ids, clips), not where the inputs live
     plan = json.dumps([[u.key, u.kind, [list(vars(c).values()) for c in u.clips]] for u in units], default=str)
-    settings = {k: v for k, v in config.as_dict().items() if k not in ("download", "download_timeout")}
+    settings = {k: v for k, v in config.as_dict().items() if k not in ("download", "download_timeout", "pose_device")}
     record = {"recipe": config.recipe, "config": settings, "units": len(units),
               "units_sha1": hashlib.sha1(plan.encode()).hexdigest()}
     _prepare(root, record, resume, overwrite, units)
@@ -412,16 +423,22 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
         if stats.get("attempts", 1) > 1:
             retried[unit.key] = stats["attempts"]
     used = {str(v["shard"]) for v in videos}
-    for shard in (root / FRAMES_DIR).glob("*.parquet"):
+    for shard in [*(root / FRAMES_DIR).glob("*.parquet"), *(root / POSES_DIR).glob("*.parquet")]:
         if shard.name not in used:  # left by units that now fail or by an earlier set of inputs
             shard.unlink()
+    poses = None
+    if config.poses is not None:
+        from prep.poses.sources import source_name
+
+        poses = {"source": source_name(config.poses)}
     failures.sort(key=lambda f: (f["video_id"], f["stage"]))
     timings = {f"{s}_s": round(totals.get(f"{s}_s", 0.0), 3) for s in STAGES}
     wall = time.perf_counter() - began
     timings.update(ray_start_s=round(ray_start_s, 3), wall_s=round(wall, 3))
     manifest = finalize_store(root, videos, config=record, encode=config.encode,
                               row_group_size=config.row_group_size, failures=failures, timings=timings,
-                              run={"nodes": dict(sorted(nodes.items())), "retried": dict(sorted(retried.items()))})
+                              run={"nodes": dict(sorted(nodes.items())), "retried": dict(sorted(retried.items()))},
+                              poses=poses)
     shutil.rmtree(root / WORK_DIR, ignore_errors=True)  # only an unfinished store needs it
     return PrepSummary(store=str(root), units=len(units), run=ran, skipped=len(units) - ran, videos=len(videos),
                        frames=int(manifest["num_frames"]), failures=failures, wall_s=round(wall, 3),

@@ -44,6 +44,10 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--retries", type=int, default=1, help="retries of a video whose worker died (default 1)")
     g.add_argument("--decoder", choices=BACKENDS, default="auto", help="decord, pyav, or auto (decord, else PyAV)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--poses", default=None, metavar="DIR|BACKEND",
+                   help="fill the store's keypoints table: a folder of OpenPose outputs (DIR/<video id>/), "
+                        "'synthetic' (an `animbench synth` set's ground truth), or a detector: rtpose, dwpose")
+    g.add_argument("--pose-device", default="cpu", help="where a pose detector runs (default cpu)")
     o = p.add_argument_group("output")
     size = defaults.get("size", 256)
     o.add_argument("--size", type=int, default=size,
@@ -64,7 +68,8 @@ def plan_and_config(args: argparse.Namespace):
     units = recipe.plan_from_args(args)
     config = PrepConfig(recipe=args.recipe, size=args.size, pad=args.pad, pad_value=args.pad_value,
                         encode=EncodeOptions(args.image_format, args.jpeg_quality, args.png_compression),
-                        row_group_size=args.row_group_size, decoder=args.decoder, **recipe.config_from_args(args))
+                        row_group_size=args.row_group_size, decoder=args.decoder, poses=args.poses,
+                        pose_device=args.pose_device, **recipe.config_from_args(args))
     return units, config
 
 

@@ -22,7 +22,7 @@ from prep.store import failure_row
 if TYPE_CHECKING:
     from prep.worker import PrepConfig
 
-STAGES = ("download", "decode", "detect", "crop", "encode", "write")
+STAGES = ("download", "decode", "detect", "crop", "poses", "encode", "write")
 
 
 class StageTimer:
@@ -74,6 +74,27 @@ def scaled_box(clip: Clip, w: int, h: int) -> tuple[int, int, int, int]:
     ref_w, ref_h = clip.ref_size or (w, h)
     left, top, right, bot = clip.bbox
     return int(left / (ref_w / w)), int(top / (ref_h / h)), int(right / (ref_w / w)), int(bot / (ref_h / h))
+
+
+def stored_affine(width: int, height: int, clip: Clip, config: PrepConfig, border: str | None
+                  ) -> tuple[float, float, float, float]:
+    """(sx, sy, dx, dy): where crop_pad_resize puts a point of a width x height frame, x' = x * sx + dx and
+    y' = y * sy + dy, with pixel centres at integers on both sides (a resize by s maps x to (x + 0.5) s - 0.5)."""
+    x0, y0, w, h = 0, 0, width, height
+    if clip.bbox is not None:
+        left, top, right, bot = scaled_box(clip, width, height)
+        if border is not None:  # the padded box keeps its size and origin
+            x0, y0, w, h = left, top, right - left, bot - top
+        else:  # the crop is clamped to the frame
+            x0, y0 = max(left, 0), max(top, 0)
+            w, h = min(right, width) - x0, min(bot, height) - y0
+    if config.pad and w != h:
+        side = max(w, h)
+        x0, y0, w, h = x0 - (side - w) // 2, y0 - (side - h) // 2, side, side
+    sx = sy = 1.0
+    if config.size and (h, w) != (config.size, config.size):
+        sx, sy = config.size / w, config.size / h
+    return sx, sy, (0.5 - x0) * sx - 0.5, (0.5 - y0) * sy - 0.5
 
 
 def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: str | None

@@ -399,7 +399,8 @@ def _pose_section(root: Path, rows: Sequence[dict[str, Any]], used: Sequence[str
         "outside_points": sum(int(v["outside"]) for v in videos.values()),
         "num_skipped": sum(len(v["skipped"]) for v in videos.values()),
         "skipped": {vid: v["skipped"] for vid, v in sorted(videos.items()) if v["skipped"]},
-        "videos": {vid: {"rows": int(v["rows"]), "sha256": v["sha256"]} for vid, v in sorted(videos.items())},
+        "videos": {vid: {"rows": int(v["rows"]), "sha256": v["sha256"], "outside": int(v["outside"])}
+                   for vid, v in sorted(videos.items())},
         "shards": shards,
     }
 

@@ -31,7 +31,7 @@ from prep.detect import (
 )
 from prep.imagecodec import EncodeOptions
 from prep.recipes import Clip, Unit
-from prep.stages import StageTimer, crop_pad_resize, fetch, scaled_box
+from prep.stages import StageTimer, crop_pad_resize, fetch, scaled_box, stored_affine
 from prep.store import DEFAULT_ROW_GROUP, ShardWriter, failure_row
 
 Report = Callable[[str, int], None]  # (stage, frames done): the worker's heartbeat
@@ -55,6 +55,8 @@ class PrepConfig:
     download: bool = False
     download_format: str = "bv*[ext=mp4]/b[ext=mp4]/bv*/b"  # video only: the crops need no audio
     download_timeout: float = 60.0
+    poses: str | None = None  # --poses: a folder of OpenPose outputs, 'synthetic', 'rtpose' or 'dwpose'
+    pose_device: str = "cpu"  # where a pose detector runs
 
     def __post_init__(self) -> None:
         if self.size < 0:
@@ -105,6 +107,8 @@ class UnitProcessor:
         self.config = config
         self._detector = None
         self._border: str | None = None
+        self._pose_source = None  # the --poses source (holds a loaded pose detector), made on first use
+        self._clip_poses: dict = {}  # video id -> ClipPoses of the clips being written
 
     @property
     def detector(self):
@@ -229,6 +233,7 @@ class UnitProcessor:
                     plan.append((clip, lo, hi))
             writer = ShardWriter(shard_path, self.config.encode, self.config.row_group_size, timer=self._timer)
             try:
+                self._open_poses(unit, plan)
                 failures = self._write(source, plan, writer)
             except _Redo as redo:
                 writer.abort()
@@ -266,12 +271,50 @@ class UnitProcessor:
         return None
 
     def _transform(self, frame: np.ndarray, clip: Clip) -> np.ndarray:
-        """The crop stage, timed; an empty crop aborts the clip (ValueError), as a half-written clip must."""
+        """The crop stage, timed; an empty crop aborts the clip (ValueError), as a half-written clip must. With
+        --poses, the stored frame's pose is taken here too (source frame and stored frame in hand)."""
         with self._timer("crop"):
             out, error = crop_pad_resize(frame, clip, self.config, self._border)
         if error is not None:
             raise ValueError(error)
+        poses = self._clip_poses.get(clip.video_id)
+        if poses is not None:
+            with self._timer("poses"):
+                try:
+                    poses.add(frame, out)
+                except AnimbenchError as exc:  # an unreadable pose file: this video fails, the others go on
+                    raise _Redo({clip.video_id: failure_row(clip.video_id, "poses", exc)}) from exc
         return out
+
+    def _open_poses(self, unit: Unit, plan: list[tuple[Clip, int, int | None]]) -> None:
+        """A pose reader per planned clip (fresh for every attempt at the unit)."""
+        self._clip_poses = {}
+        if self.config.poses is None:
+            return
+        if self._pose_source is None:
+            from prep.poses.sources import PoseSource
+
+            self._pose_source = PoseSource(self.config.poses, self.config.pose_device)
+        for clip, lo, _ in plan:
+            def affine(w: int, h: int, clip: Clip = clip) -> tuple[float, float, float, float]:
+                return stored_affine(w, h, clip, self.config, self._border)
+
+            with self._timer("poses"):
+                try:
+                    self._clip_poses[clip.video_id] = self._pose_source.open_clip(unit, clip, lo, affine)
+                except AnimbenchError as exc:  # e.g. a malformed pose file: this clip fails, the others go on
+                    raise _Redo({clip.video_id: failure_row(clip.video_id, "poses", exc)}) from exc
+
+    def _attach_poses(self, writer: ShardWriter, clip: Clip, num_frames: int) -> None:
+        """Hand a written clip's poses to the shard; a pose count that does not match its frames redoes the
+        unit without the clip (a failure row, stage "poses")."""
+        poses = self._clip_poses.get(clip.video_id)
+        if poses is None:
+            return
+        why = poses.problem(num_frames)
+        if why is not None:
+            raise _Redo({clip.video_id: failure_row(clip.video_id, "poses", "PoseCountMismatch", why)})
+        writer.add_poses(clip.video_id, poses.poses, poses.skipped)
 
     def _facts(self, clip: Clip, source: FrameSource, frame_shape: tuple[int, ...], lo: int) -> dict[str, Any]:
         h, w = frame_shape[:2]
@@ -305,6 +348,7 @@ class UnitProcessor:
         with self._timer("encode"):  # pulling frames (decode, crop) and Parquet writes time as their own stages
             row = writer.add_video(clip.video_id, beating(frames if shape is not None else transformed()),
                                    source_path=self._path)
+        self._attach_poses(writer, clip, int(row["num_frames"]))
         row.update(self._facts(clip, source, shapes[0], lo))
         if row["end"] is None:
             row["end"] = int(row["start"]) + int(row["num_frames"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from bench.protocols import PROTOCOLS
+
 METHODS_HELP = ("methods to bench, comma-separated or the option repeated: [LABEL:]NAME[=CHECKPOINT][@CONFIG], "
                 "e.g. 'fomm=vox-cpk.pth.tar@vox-256.yaml,copy-source,oracle'; LABEL names the rows when one "
                 "method appears twice ('fomm-ep50:fomm=ep50.pth.tar@vox-256.yaml')")
@@ -17,11 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `bench`."""
     p = sub.add_parser("bench", help="run methods over a frame store under a protocol and score them",
                        description="Run registered methods over a frame store split (reconstruction: FOMM's "
-                                   "protocol; animation: cross-identity pairs), score every frame, and write "
+                                   "protocol; animation: cross-identity pairs; pose-transfer: Everybody Dance "
+                                   "Now's, each posed frame generated from its own pose), score every frame, and write "
                                    "per-frame / per-video Parquet tables, bootstrap CIs and paired comparisons.")
     p.add_argument("--methods", action="append", required=True, metavar="SPECS", help=METHODS_HELP)
     p.add_argument("--store", required=True, help="frame store directory (animbench prep ...)")
-    p.add_argument("--protocol", choices=("reconstruction", "animation"), required=True)
+    p.add_argument("--protocol", choices=PROTOCOLS, required=True,
+                   help="reconstruction and animation run video-driven methods, pose-transfer pose-driven ones")
     p.add_argument("--protocol-variant", choices=("legacy", "clean"), default="legacy",
                    help="legacy keeps the published evaluation code's quirks (default), clean fixes them")
     p.add_argument("--metrics", required=True, help="comma-separated metric names (animbench metrics lists them)")

@@ -10,6 +10,14 @@
   method's configured animation mode (FOMM animate_params: relative keypoints and jacobians). There is no
   ground truth, so only distribution (FID) and identity metrics apply; identity metrics compare each
   generated frame with the source frame.
+- pose-transfer (Everybody Dance Now's evaluation, reference §1.12): for each test video of a store with poses
+  (the trained subject's held-out frames), every frame with a pose is generated from its OWN pose by a pose-driven
+  method (methods.infer.store_pose_frames: the method's label map and face box of the pose, generated in frame
+  order, each frame conditioned on the previous output) and compared with the real frame brought to the
+  generator's resolution by the method (pose_target). Frames without a pose are not generated. There is no source
+  frame (the subject lives in the trained weights): rows carry source_frame -1. Metrics that need the input
+  pose get it in the prediction's pixels: the keypoints (stored-frame pixels mapped through the method's own
+  letterbox and resize, measured by `target_geometry`) and the face boxes the method used.
 
 Predictions are quantised as the official code saves them, floor(255 * pred), before any metric: the papers'
 pose and identity metrics read those PNGs, and the frame store holds uint8 frames too. The quantisation is
@@ -27,11 +35,15 @@ from typing import Any
 
 import numpy as np
 
+from bench.pose_transfer import GEOMETRY_RULE
 from plumbing.errors import AnimbenchError
 from prep.recipes import read_csv_rows
 from prep.store import FrameStore
 
-PROTOCOLS = ("reconstruction", "animation")
+PROTOCOLS = ("reconstruction", "animation", "pose-transfer")
+# which methods each protocol runs: Method.driven_by
+DRIVEN_BY = {"reconstruction": "video", "animation": "video", "pose-transfer": "poses"}
+NO_SOURCE_FRAME = -1  # pose-transfer rows: the method holds the subject, no source frame is given
 VARIANTS = ("legacy", "clean")
 QUANTISATION = (
     "floor(255*clip(pred,0,1)) to uint8, as the official code's (255*x).astype(uint8) PNGs, for every metric except "
@@ -54,7 +66,7 @@ class Item:
 
 
 def check_protocol(protocol: str) -> str:
-    """Return the protocol (reconstruction, animation), or raise a one-line error naming it."""
+    """Return the protocol (reconstruction, animation, pose-transfer), or raise a one-line error naming it."""
     if protocol not in PROTOCOLS:
         raise AnimbenchError(f"--protocol {protocol!r}: expected one of {list(PROTOCOLS)}")
     return protocol
@@ -67,10 +79,23 @@ def check_variant(variant: str, where: str = "--protocol-variant") -> str:
     return variant
 
 
-def check_metrics(protocol: str, metrics: list[str]) -> None:
-    """Animation has no ground truth: refuse metrics that would need one, naming them."""
+def check_driven_by(protocol: str, method: str, driven_by: str) -> None:
+    """A pose-driven method runs under pose-transfer only, a video-driven one never: a one-line error naming both."""
+    if DRIVEN_BY[protocol] != driven_by:
+        fits = [p for p, d in DRIVEN_BY.items() if d == driven_by]
+        raise AnimbenchError(f"method {method} is driven by {driven_by} and cannot run under the {protocol} "
+                             f"protocol (its protocols: {fits or 'none'})")
+
+
+def check_metrics(protocol: str, metrics: list[str], inputs: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Animation has no ground truth: refuse metrics that would need one, naming them. `inputs` (metric -> the
+    per-frame inputs it needs besides the frames): only pose-transfer has the input poses."""
     if not metrics:
         raise AnimbenchError("--metrics: give at least one metric")
+    needy = sorted(m for m, needs in (inputs or {}).items() if needs)
+    if needy and protocol != "pose-transfer":
+        raise AnimbenchError(f"--metrics {','.join(needy)}: need the input poses, which only the pose-transfer "
+                             f"protocol has (not {protocol})")
     if protocol == "animation":
         bad = [m for m in metrics if not any(fnmatch.fnmatch(m, p) for p in ANIMATION_METRICS)]
         if bad:
@@ -102,6 +127,15 @@ def reconstruction_items(store: FrameStore, split: str = "test", limit: int | No
     """One item per video of the split (sorted ids): source frame 0, driven by its own frames."""
     vids = _split_videos(store, split)[:limit]
     return [Item(v, v, 0, v) for v in vids]
+
+
+def pose_transfer_items(store: FrameStore, split: str = "test", limit: int | None = None) -> list[Item]:
+    """One item per video of the split (sorted ids), each generated from its own poses; the store must have poses."""
+    if store.pose_info is None:
+        raise AnimbenchError(f"store {store.root}: has no poses, and the pose-transfer protocol generates every frame "
+                             "from its pose (prep it with --poses DIR|synthetic|rtpose|dwpose)")
+    vids = _split_videos(store, split)[:limit]
+    return [Item(v, v, NO_SOURCE_FRAME, v) for v in vids]
 
 
 def _resolve(name: str, ids: set[str]) -> str | None:
@@ -171,6 +205,14 @@ def describe(protocol: str, variant: str, *, pairs: str | None = None, skipped_p
     if protocol == "reconstruction":
         d["frames"] = "source = frame 0 of each video; every frame t (t = 0 included) driven, absolute keypoints"
         d["compared_with"] = "the ground-truth frame t"
+    elif protocol == "pose-transfer":
+        d["frames"] = ("every frame of each test video that has a pose, generated from its own pose in frame order "
+                       "(methods.infer.store_pose_frames: label map + face box, each frame conditioned on the "
+                       "previous output); no source frame (source_frame -1)")
+        d["compared_with"] = ("the real frame at the generator's resolution (the method's pose_target), rounded to "
+                              "uint8; crop and pose metrics get the input keypoints in the prediction's pixels and "
+                              "the method's face boxes")
+        d["keypoint_mapping"] = GEOMETRY_RULE
     else:
         d["frames"] = ("source = frame `frame` of the source video; every frame of the driving video driven, in "
                        "the method's configured animation mode (recorded per method)")

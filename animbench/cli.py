@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bench import commands as bench_commands
     from methods import cli as methods_cli
     from prep import cli as prep_cli
+    from prep.poses import cli as pose_cli
     from reports import cli as reports_cli
 
     parser = argparse.ArgumentParser(
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dataset preparation and benchmark harness for image animation.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (prep_cli, methods_cli, bench_commands, reports_cli):
+    for module in (prep_cli, pose_cli, methods_cli, bench_commands, reports_cli):
         module.register(sub)
     return parser
 

@@ -4,20 +4,9 @@ import numpy as np
 import pytest
 
 from plumbing.errors import AnimbenchError
-from prep.poses.format import PoseFrame, empty_pose
+from prep.poses.format import PoseFrame
 from prep.poses.normalize import NormParams, fit_norm_params, normalize_poses, pose_stats
-
-
-def standing(toe: float, height: float, x: float = 960.0, left_ear: bool = True) -> PoseFrame:
-    """BODY_23: nose `height` px straight above the ankles' midpoint, both ankles on row `toe`."""
-    pose = empty_pose("BODY_23")
-    body = pose.body.copy()
-    body[18] = (x, toe - height, 0.9)  # nose
-    body[10] = (x - 10, toe, 0.8)  # right ankle
-    body[15] = (x + 10, toe, 0.8)  # left ankle
-    if left_ear:
-        body[22] = (x + 5, toe - height, 0.7)
-    return PoseFrame(body, pose.face, pose.hand_left, pose.hand_right)
+from tests.prep.poses.helpers import standing
 
 
 def video(rows: dict[float, float], repeat: int = 1000) -> list[PoseFrame]:

@@ -6,8 +6,8 @@ norm included (`weight_orig`, `weight_u`, `weight_v`: torch's hook API, whose ev
 without a power iteration, as driving with the EMA weights needs).
 
 Conventions (official sizes):
-- images are RGB float in [0, 1], 256x256, with NO mean/std normalisation, for both encoders and the
-  discriminator; the discriminator sees masked images (`rgb * mask`, background black);
+- images are RGB float in [0, 1], 256x256, with NO mean/std normalisation; the discriminator sees masked images
+  (background black): targets `image * mask` in [0, 1], fakes `fake_rgbs` in (-0.25, 1.25);
 - identity frames `enc_rgbs` (B, K, 3, 256, 256), K = 8 in meta-learning; pose frame (B, 3, 256, 256);
 - identity embedding (B, 512) = mean over the K frames of ResNeXt-50 outputs; pose embedding (B, 256);
 - the generator returns rgb in (-0.25, 1.25), a mask in (0, 1) and `fake_rgbs = rgb * mask`;
@@ -30,6 +30,7 @@ import torchvision
 from torch import Tensor, nn
 
 from methods.interface import ShapeError
+from plumbing.errors import AnimbenchError
 
 SN_EPS = 1e-4  # every official spectral_norm call passes eps=1e-4 ...
 FINETUNED_EMBED_SN_EPS = 1e-12  # ... except the one re-wrapping D's fine-tuned embedding (torch's default)
@@ -180,8 +181,8 @@ class Generator(nn.Module):
         super().__init__()
         num_up = math.log2(image_size / constant_size)
         if not num_up.is_integer() or num_up < 0:
-            raise ValueError(f"latent_pose generator: image_size {image_size} must be constant_size "
-                             f"{constant_size} times a power of 2")
+            raise AnimbenchError(f"latent_pose generator: image_size {image_size} must be constant_size "
+                                 f"{constant_size} times a power of 2")
         widths = [min(num_channels * 2 ** (int(num_up) - i), max_num_channels) for i in range(int(num_up) + 1)]
         self.identity_embedding_size = identity_embedding_size
         if finetuned:  # a fine-tuned checkpoint's generator; its value comes with the state_dict
@@ -247,7 +248,7 @@ class DiscriminatorResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, H, W) -> (B, C_out, H/2, W/2) when downsampling."""
-        x = F.relu(x)
+        x = F.relu(x)  # what the official in-place ReLU leaves in x; block.0 then finds nothing left to clip
         return self.block(x) + (x if self.skip is None else self.skip(x))
 
 
@@ -279,20 +280,27 @@ class Discriminator(nn.Module):
             self.blocks.append(DiscriminatorResBlock(c_in, c_out, downsample=i < num_down))
             c_in = c_out
         self.linear = _sn(nn.Linear(embed_channels, 1))
+        self.finetuned = finetuned  # a fine-tuned checkpoint's discriminator: one row, filled by the state_dict
         embed = nn.Embedding(1 if finetuned else num_labels, embed_channels)
         nn.init.uniform_(embed.weight, -0.1, 0.1)
         self.embed = _sn(embed, FINETUNED_EMBED_SN_EPS if finetuned else SN_EPS)
 
     def enable_finetuning(self, embeds: Tensor) -> None:
-        """Replace the label embeddings by one row, `embeds` (1, 512), re-wrapped in spectral norm (eps 1e-12)."""
+        """Replace the label embeddings by one row, `embeds` (1, 512), re-wrapped in spectral norm (eps 1e-12);
+        once fine-tuned, only the row's value changes (u and v stay), as in the official code."""
         weight = self.embed.weight_orig
+        if self.finetuned:
+            with torch.no_grad():
+                weight.copy_(embeds.detach().reshape(1, self.embed_channels))
+            return
         row = nn.Embedding(1, self.embed_channels, device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             row.weight.copy_(embeds.detach().reshape(1, self.embed_channels))
         self.embed = _sn(row, FINETUNED_EMBED_SN_EPS)
+        self.finetuned = True
 
     def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """images (B, 3, 256, 256) masked, in [0, 1]; labels (B,) int64 -> (scores (B,), 7 feature maps)."""
+        """images (B, 3, 256, 256), masked; labels (B,) int64 -> (scores (B,), 7 feature maps)."""
         feats = [self.down_block(images) + self.skip(images)]  # (B, 64, 128, 128)
         for block in self.blocks:
             feats.append(block(feats[-1]))  # ... -> (B, 512, 4, 4)

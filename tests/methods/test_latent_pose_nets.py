@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from methods.interface import ShapeError
 from methods.latent_pose import AdaIN, Discriminator, DiscriminatorResBlock, Embedder, Generator
+from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_LABELS = 98_000  # rows of the release's data/splits/train.csv: one label per video
@@ -144,6 +146,8 @@ def test_finetuned_generator_uses_its_own_identity():
         assert torch.equal(a, b) and torch.equal(a, c)
     with pytest.raises(ShapeError, match="identity embedding"):
         Generator(**SMALL_G)(pose)
+    with pytest.raises(AnimbenchError, match="image_size 48 must be constant_size 4 times a power of 2"):
+        Generator(**{**SMALL_G, "image_size": 48})
 
 
 def test_discriminator_projection_and_features():
@@ -181,10 +185,26 @@ def test_discriminator_finetuning_keeps_one_row():
     disc.enable_finetuning(embeds)
     assert _shapes(disc, "embed.") == {"embed.weight_orig": (1, 16), "embed.weight_u": (1,), "embed.weight_v": (16,)}
     assert torch.equal(disc.embed.weight_orig, embeds)
-    sn_hook = next(h for h in disc.embed._forward_pre_hooks.values() if hasattr(h, "eps"))
-    assert sn_hook.eps == 1e-12
+    assert _sn_eps(disc.embed) == [1e-12]
     assert disc(torch.rand(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))[0].shape == (2,)
+    u = disc.embed.weight_u.clone()
+    disc.enable_finetuning(2 * embeds)  # again: the row's value changes, its u and v stay
+    assert torch.equal(disc.embed.weight_orig, 2 * embeds) and torch.equal(disc.embed.weight_u, u)
     assert list(_shapes(Discriminator(**SMALL_D, finetuned=True))) == list(_shapes(disc))
+
+
+def _sn_eps(module: torch.nn.Module) -> list[float]:
+    """The eps of every spectral-norm hook under `module` (one per spectral-normed layer)."""
+    return [h.eps for m in module.modules() for h in m._forward_pre_hooks.values()
+            if isinstance(h, SpectralNorm)]
+
+
+def test_spectral_norm_eps_is_1e4_everywhere():
+    """Every official spectral_norm call passes eps=1e-4 (25 layers in G, 22 in D, the label embedding included)."""
+    with torch.device("meta"):
+        generator, disc = Generator(), Discriminator(NUM_LABELS)
+    assert _sn_eps(generator) == [1e-4] * 25
+    assert _sn_eps(disc) == [1e-4] * 22
 
 
 def test_eval_mode_spectral_norm_uses_the_stored_u_and_v():

@@ -16,7 +16,7 @@ contrast, saturation, blur-on-uint8, noise and elastic ops are defined different
 (bit-identical to Pillow's round trip on the astronaut at qualities 3, 17, 31), rests on image codecs that
 torchvision 0.29 deprecates. imgaug itself is a thin layer over OpenCV and Pillow, so each op here calls the
 OpenCV or Pillow primitive imgaug calls, with imgaug 0.4's parameters, kernels, border modes and uint8 rounding
-(its LUTs truncate, so ours do). No new dependency (albumentations is not needed). Ranges:
+(its contrast and multiply LUTs truncate, so ours do). No new dependency (albumentations is not needed). Ranges:
 
 | op | imgaug 0.4 | here |
 |---|---|---|
@@ -25,7 +25,7 @@ OpenCV or Pillow primitive imgaug calls, with imgaug 0.4's parameters, kernels, 
 | Emboss | α U(0, 1), strength U(0, 0.5); kernel (1-α)·identity + α·[[-1-s,-s,0],[-s,1,s],[0,s,1+s]] | same |
 | edge blend | BlendAlphaSimplexNoise(EdgeDetect α U(0, 0.15)): a blob mask from simplex noise (grid side U{2..16}, upscaled nearest/linear/cubic p .05/.6/.35, 1-3 iterations by max, sigmoid with threshold N(0, 5)) | **differs**: the same mask recipe over uniform *value* noise instead of OpenSimplex noise (opensimplex is not a dependency); the edge image and its α range are imgaug's |
 | AdditiveGaussianNoise | σ U(0, 12.75) per image, one noise value per pixel shared by the channels | same (rounded to the nearest grey level) |
-| Add | value U(-10, 10) per image, per channel for half the images | same (LUT: truncated) |
+| Add | value U(-10, 10) per image, per channel for half the images, rounded to an integer | same |
 | AddToSaturation | integer U{-20..20} added to S of cv2 HSV (hue 0-179), clipped | same |
 | JpegCompression | compression U(70, 99) -> quality round(1 + 99·(1 - c/101)) = 3..31 (strong!) | same (Pillow) |
 | Multiply | U(0.5, 1.5) per image | same (LUT: truncated) |
@@ -53,7 +53,8 @@ _IDENTITY3 = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], np.float32)
 
 
 class Augmented(NamedTuple):
-    """One augmented triplet and what was applied (op names in order; the shift in pixels or None)."""
+    """One augmented triplet and what was applied: the chosen op names in order (`elastic` even when its own
+    50 % coin left the image as it was) and the shift (tx, ty) in pixels, or None."""
 
     pose_input: np.ndarray  # uint8 (H, W, 3)
     target: np.ndarray  # uint8 (H, W, 3)
@@ -148,10 +149,10 @@ def gaussian_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def add(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Add U(-10, 10): one value per image, or per channel for half the images."""
+    """Add U(-10, 10), rounded to an integer: one value per image, or per channel for half the images."""
     per_channel = rng.random() < 0.5
     values = rng.uniform(-10.0, 10.0, image.shape[2]) if per_channel else np.full(image.shape[2], rng.uniform(-10, 10))
-    return _lut(image, np.arange(256, dtype=np.float32)[:, None] + values[None, :].astype(np.float32))
+    return _lut(image, np.arange(256, dtype=np.int16)[:, None] + np.round(values).astype(np.int16)[None, :])
 
 
 def add_to_saturation(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

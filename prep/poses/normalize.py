@@ -208,7 +208,8 @@ def normalize_poses(source: Sequence[PoseFrame | None], params: NormParams, *, f
     Frames before the first one with valid stats are dropped; a later frame without valid stats reuses the last
     (b, s); None frames (no single person) are left out. Each output is the confident median of `median_window`
     consecutive kept frames and stands at the window's centre frame, so the first and last window//2 kept
-    frames get None. The anchor is (frame width // 2, the lower ankle row of the first valid frame)."""
+    frames get None. The anchor is (frame width // 2, the lower ankle row of the first valid frame).
+    BODY_25 poses come out as BODY_23 (map_25_to_23), as the official script needs them."""
     if params.t_max == params.t_hor:
         raise AnimbenchError("norm_params: t_max equals t_hor; expected a source toe range of non-zero height")
     if median_window < 1:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from plumbing.errors import AnimbenchError
 from prep.poses.format import PoseFrame
 
 OFFICIAL_CANVAS = (1920, 1080)  # (W, H)
@@ -193,10 +194,12 @@ def face_box(pose: PoseFrame, frame_size=OFFICIAL_CANVAS, out_size=(1024, 512), 
              box=128) -> tuple[int, int, int, int] | None:
     """The facetexts128 box (miny, maxy, minx, maxx) in out_size pixels: +-70 canvas px around the head centre,
     scaled to out_size, then grown or shifted to box x box inside the image (makebox128); None without a head."""
+    (cw, ch), (ow, oh) = canvas_size, out_size
+    if box > min(ow, oh):
+        raise AnimbenchError(f"face box {box} px does not fit the {ow}x{oh} label map; expected box <= {min(ow, oh)}")
     center = face_center(_on_canvas(pose, frame_size, canvas_size))
     if center is None:
         return None
-    (cw, ch), (ow, oh) = canvas_size, out_size
     scale_x, scale_y = float(ow) / float(cw), float(oh) / float(ch)
     buffer = FACE_BOX_BUFFER * ch / 1080  # 70 on the official canvas
     cx, cy = center

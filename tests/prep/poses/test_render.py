@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from plumbing.errors import AnimbenchError
 from prep.poses.format import PoseFrame, empty_pose
 from prep.poses.openpose import read_openpose_file, read_openpose_folder
 from prep.poses.render import face_box, fit_frame, letterbox, render_canvas, render_label
@@ -81,6 +82,9 @@ def test_face_box_edges_and_missing_head():
     # y: [int(230*0.4741)=109, int(370*0.4741)=175] (66) -> maxy 175+31=206, miny 78
     assert face_box(body_r) == (78, 206, 415, 543)
     assert face_box(pose) is None
+    with pytest.raises(AnimbenchError, match="face box 128 px does not fit the 64x32 label map"):
+        face_box(pose, out_size=(64, 32), canvas_size=(128, 64))
+    assert face_box(body_r, frame_size=(128, 64), out_size=(64, 32), canvas_size=(128, 64), box=16) is not None
 
 
 @pytest.mark.parametrize("body_format, joint, bgr", [

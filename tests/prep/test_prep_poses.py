@@ -79,6 +79,12 @@ def test_synthetic_ground_truth_after_crop_and_resize(bodies, tmp_path, ray_sess
             assert np.abs(pose.body[seen, 0] - ex[k][seen]).max() < 0.5
             assert np.abs(pose.body[seen, 1] - ey[k][seen]).max() < 0.5
             assert not pose.face.any() and not pose.hand_left.any()
+    # --resume of the finished store rebuilds its work state, poses included: the same store comes out
+    before = store.manifest
+    assert cli_main(["prep", "synthetic", "--src", str(bodies), "--out", str(out), "--workers", "1", "--size", "40",
+                     "--poses", "synthetic", "--no-progress", "--resume"]) == 0
+    after = FrameStore(out).manifest
+    assert after["content_hash"] == before["content_hash"] and after["poses"] == before["poses"]
 
 
 def _json_frame(path: Path, people: list[np.ndarray]) -> None:

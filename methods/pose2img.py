@@ -304,12 +304,12 @@ class PoseView:
         if label.dtype != np.uint8 or label.ndim != 3 or label.shape[2] != 3:
             raise AnimbenchError(f"label map: expected uint8 (H, W, 3) RGB, got {label.dtype} {label.shape}")
         label = _pil_resize(label, self.loader_size((label.shape[1], label.shape[0])), "nearest")
-        return torch.from_numpy(np.ascontiguousarray(label)).permute(2, 0, 1).float().div_(255.0)
+        return torch.from_numpy(np.array(label, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
     @staticmethod
     def image_tensor(image: np.ndarray) -> Tensor:
         """uint8 (h, w, 3) -> (3, h, w) float in [-1, 1] (ToTensor + Normalize(0.5, 0.5))."""
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0).mul_(2).sub_(1)
+        return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255.0).mul_(2).sub_(1)
 
 
 class PosePairDataset(torch.utils.data.Dataset):

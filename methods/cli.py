@@ -16,6 +16,16 @@ def _bool(text: str) -> bool:
     return value
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 1920x1080), got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+    return width, height
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the methods subcommands."""
     p = sub.add_parser("methods", help="list the registered methods: paper, configs, official checkpoints")
@@ -45,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs); loss lines stay")
     p.add_argument("--align-corners", type=_bool, default=None, metavar="true|false",
                    help="grid_sample convention (default true: the official weights' torch 1.0 semantics)")
+    p.add_argument("--init-from", metavar="PATH",
+                   help="start from this checkpoint's (or official checkpoint folder's) weights: every tensor whose "
+                        "key and shape match (e.g. EDN's local stage from its global run)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("reconstruct", help="FOMM's reconstruction protocol on a store split (absolute keypoints)")
@@ -61,12 +74,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_reconstruct)
 
-    p = sub.add_parser("animate", help="animate a source image by a driving video")
+    p = sub.add_parser("animate", help="animate a source image by a driving video, or generate frames from poses")
     p.add_argument("method")
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", help="official-layout checkpoint, or (pose2img) an official checkpoint folder")
     p.add_argument("--config")
-    p.add_argument("--source", required=True, help="source image (png, jpg, ...)")
-    p.add_argument("--driving", required=True, help="driving video (any container FFmpeg reads: mp4, mov, mkv, gif)")
+    p.add_argument("--source", help="video-driven families: source image (png, jpg, ...)")
+    p.add_argument("--driving",
+                   help="video-driven families: driving video (any container FFmpeg reads: mp4, mov, mkv, gif)")
+    p.add_argument("--poses", help="pose-driven families: a folder of label maps (png), of OpenPose keypoint files "
+                                   "(<name>_pose.yml / <name>_keypoints.json), or a frame store with poses")
+    p.add_argument("--normalize-to", metavar="TARGET",
+                   help="pose-driven: globally normalise the poses to this target subject's OpenPose folder")
+    p.add_argument("--face-boxes", metavar="DIR",
+                   help="pose-driven, label maps: facetexts128 .txt files named as the label maps (default: "
+                        "<P>_facetexts128 or ../test_facetexts128 beside P when present)")
+    p.add_argument("--video", help="pose-driven, frame store: the video id (default: the first test video)")
+    p.add_argument("--frame-size", type=_size, metavar="WxH",
+                   help="pose-driven, OpenPose files: the frame size their pixels refer to (default 1920x1080)")
     p.add_argument("--out", required=True,
                    help="OUT.mp4, OUT.gif, OUT.npy (raw float32 frames) or OUT/ (a directory of %%07d.png)")
     mode = p.add_mutually_exclusive_group()
@@ -114,7 +138,7 @@ def _train(args: argparse.Namespace) -> int:
                     max_steps=args.max_steps, batch_size=args.batch_size, device=args.device, amp=args.amp,
                     resume=args.resume, seed=args.seed, num_workers=args.workers, log_every=args.log_every,
                     align_corners=args.align_corners, keep_checkpoints=args.keep_checkpoints,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, init_from=args.init_from)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         keys = ("status", "method", "steps", "final_losses", "last_checkpoint", "steps_per_s", "wall_s")
         print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
@@ -135,12 +159,23 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    from methods.infer import animate
+    from methods.infer import animate, animate_poses, check_animate_inputs
 
-    record = animate(args.method, args.source, args.driving, args.out, checkpoint=args.checkpoint,
-                     config=args.config, relative=args.relative, adapt_scale=args.adapt_scale,
-                     align_corners=args.align_corners, device=args.device, fps=args.fps, overwrite=args.overwrite,
-                     progress=not args.no_progress)
-    print(json.dumps({k: record[k] for k in ("output", "format", "num_frames", "frame_size", "fps", "mode")},
-                     indent=2))
+    pose_options = {"normalize_to": args.normalize_to, "face_boxes": args.face_boxes, "video": args.video,
+                    "frame_size": args.frame_size}
+    video_options = {"relative": args.relative, "adapt_scale": args.adapt_scale,
+                     "align_corners": args.align_corners}
+    if check_animate_inputs(args.method, args.source, args.driving, args.poses, pose_options=pose_options,
+                            video_options=video_options) == "poses":
+        record = animate_poses(args.method, args.poses, args.out, checkpoint=args.checkpoint, config=args.config,
+                               device=args.device, fps=args.fps, overwrite=args.overwrite,
+                               progress=not args.no_progress, **pose_options)
+        keys = ("output", "format", "num_frames", "frame_size", "fps", "poses")
+    else:
+        record = animate(args.method, args.source, args.driving, args.out, checkpoint=args.checkpoint,
+                         config=args.config, relative=args.relative, adapt_scale=args.adapt_scale,
+                         align_corners=args.align_corners, device=args.device, fps=args.fps,
+                         overwrite=args.overwrite, progress=not args.no_progress)
+        keys = ("output", "format", "num_frames", "frame_size", "fps", "mode")
+    print(json.dumps({k: record[k] for k in keys}, indent=2, default=str))
     return 0

@@ -168,9 +168,9 @@ class Method(nn.Module):
 
         label = render_label(pose, tuple(frame_size), tuple(self.label_size),
                              num_face_keypoints=self.num_face_keypoints, canvas_size=tuple(self.canvas_size))
-        box = face_box(pose, tuple(frame_size), tuple(self.generator_size), canvas_size=tuple(self.canvas_size),
-                       box=self.face_box_size)
-        return label, box
+        box = face_box(pose, tuple(frame_size), tuple(self.label_size), canvas_size=tuple(self.canvas_size),
+                       box=self.face_box_size)  # facetexts128: in label pixels
+        return label, scale_box(box, (label.shape[1], label.shape[0]), tuple(self.generator_size))
 
     def pose_target(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (H, W, 3) frame -> uint8 (h, w, 3) target at `generator_size`: letterboxed into the canvas and
@@ -191,14 +191,14 @@ class Method(nn.Module):
             raise ShapeError(f"label_tensor: expected a uint8 (H, W, 3) RGB label map, got {label.dtype} "
                              f"{label.shape}")
         label = _pil_resize(label, tuple(self.generator_size), "nearest")
-        return torch.from_numpy(np.ascontiguousarray(label)).permute(2, 0, 1).float().div_(255.0)
+        return torch.from_numpy(np.array(label, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
     def generate(self, labels: Tensor, face_boxes: Tensor | None = None, previous: Tensor | None = None
                  ) -> tuple[Tensor, Tensor]:
         """Frames from labels (T, 3, h, w) in [0, 1], made one after another, each conditioned on the raw output
         before it (`previous` (1, 3, h, w) in [-1, 1] for the first; None: zeros); face_boxes (T, 4) int
-        (miny, maxy, minx, maxx) in label pixels or None. -> (outputs (T, 3, h, w) raw, unclamped; the last raw
-        output, the next call's `previous`)."""
+        (miny, maxy, minx, maxx) in generator pixels, a row of -1s for a frame without a head, or None. ->
+        (outputs (T, 3, h, w) raw, unclamped; the last raw output, the next call's `previous`)."""
         raise AnimbenchError(f"{type(self).__name__}: driven by {self.driven_by}, it does not generate from poses")
 
     @property
@@ -273,6 +273,18 @@ class Method(nn.Module):
         """Start from another run's weights (pix2pixHD's --load_pretrain): read_checkpoint, then copy every tensor
         whose key AND shape match into each network present; returns what was loaded and skipped."""
         return load_matching(self, self.read_checkpoint(path))
+
+
+def scale_box(box: tuple[int, int, int, int] | None, from_size: tuple[int, int], to_size: tuple[int, int]
+              ) -> tuple[int, int, int, int] | None:
+    """A (miny, maxy, minx, maxx) box of an image of from_size (W, H) in an image of to_size (W, H): the corner
+    and the extent scaled and rounded (so every box of one size keeps one size); None stays None."""
+    if box is None or tuple(from_size) == tuple(to_size):
+        return None if box is None else tuple(int(v) for v in box)
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    miny, maxy, minx, maxx = (int(v) for v in box)
+    y0, x0 = round(miny * sy), round(minx * sx)
+    return y0, y0 + round((maxy - miny) * sy), x0, x0 + round((maxx - minx) * sx)
 
 
 def _pil_resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:

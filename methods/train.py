@@ -274,9 +274,7 @@ def _restore_scheduler(s: torch.optim.lr_scheduler.LRScheduler, saved: Mapping[s
     state = dict(saved)
     if "milestones" in state:
         state["milestones"] = Counter(state["milestones"])
-    if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
-        state.pop("lr_lambdas", None)
-    s.load_state_dict(state)
+    s.load_state_dict(state)  # LambdaLR: lr_lambdas saved as None, so the factor built from the config stays
 
 
 def _write_official_files(out: Path, files: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, str]:

@@ -1,0 +1,190 @@
+"""What `animbench animate --poses P` reads for a pose-driven family: label maps, OpenPose keypoints or a store.
+
+P is one of
+- a folder of label maps (`*.png`, sorted by name, read as RGB as the official loader does), with face boxes from
+  facetexts128 `.txt` files of the same names (`--face-boxes DIR`, else a sibling `<P>_facetexts128` or
+  `../test_facetexts128` folder when present; required only when the model uses face boxes);
+- a folder of OpenPose outputs (`<name>_pose.yml` + face / hand files, or `<name>_keypoints.json`), read with
+  prep.poses.openpose; frames with several people are skipped as the official code does, and recorded;
+- a frame store with a keypoints table (its `manifest.json`): one video's poses, in the stored frames' pixels.
+
+Each reader yields `PoseItem`s in frame order; methods/infer.py renders the poses (model.pose_condition) and
+generates the frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plumbing.errors import AnimbenchError
+
+if TYPE_CHECKING:
+    from prep.poses.format import PoseFrame
+
+LABELS, OPENPOSE, STORE = "label_maps", "openpose", "store"
+FACE_BOX_FOLDERS = ("{name}_facetexts128", "../test_facetexts128")  # beside P, as EDN's data folders
+EXPECTED = ("a folder of label maps (*.png), a folder of OpenPose keypoint files (<name>_pose.yml or "
+            "<name>_keypoints.json) or a frame store with poses (manifest.json)")
+
+
+@dataclass
+class PoseItem:
+    """One frame to generate: its name, and either a rendered label map or a pose (with its frame's size)."""
+
+    name: str
+    label: np.ndarray | None = None  # uint8 (H, W, 3) RGB label map
+    face_box: tuple[int, int, int, int] | None = None  # (miny, maxy, minx, maxx) in label pixels
+    pose: PoseFrame | None = None
+    frame_size: tuple[int, int] | None = None  # (W, H) the pose's pixels refer to
+
+
+def pose_input_kind(path: str | os.PathLike) -> str:
+    """LABELS, OPENPOSE or STORE for a --poses folder; one-line error for anything else."""
+    root = Path(path)
+    if not root.is_dir():
+        raise AnimbenchError(f"--poses {root}: not a folder; expected {EXPECTED}")
+    if (root / "manifest.json").is_file():
+        return STORE
+    from prep.poses.openpose import frame_name
+
+    names = [p.name for p in root.iterdir() if p.is_file()]
+    if any(frame_name(n) is not None for n in names):
+        return OPENPOSE
+    if any(n.lower().endswith(".png") for n in names):
+        return LABELS
+    raise AnimbenchError(f"--poses {root}: holds none of the inputs expected: {EXPECTED}")
+
+
+def label_files(path: str | os.PathLike) -> list[Path]:
+    """The label maps of a folder, sorted by file name (the official loader's order)."""
+    files = sorted(p for p in Path(path).iterdir() if p.is_file() and p.name.lower().endswith(".png"))
+    if not files:
+        raise AnimbenchError(f"--poses {path}: no .png label maps")
+    return files
+
+
+def read_label(path: Path) -> np.ndarray:
+    """A label map as uint8 (H, W, 3) RGB (PIL's convert('RGB'), as the official loader)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise AnimbenchError(f"label map {path}: cannot be read ({e})") from None
+
+
+def find_face_box_folder(labels_dir: str | os.PathLike, given: str | os.PathLike | None) -> Path | None:
+    """--face-boxes DIR when given (it must exist), else `<P>_facetexts128` or `<P>/../test_facetexts128`."""
+    labels_dir = Path(labels_dir)
+    if given is not None:
+        if not Path(given).is_dir():
+            raise AnimbenchError(f"--face-boxes {given}: not a folder of facetexts128 .txt files")
+        return Path(given)
+    for pattern in FACE_BOX_FOLDERS:
+        candidate = (labels_dir.parent / pattern.format(name=labels_dir.name)) if "{name}" in pattern \
+            else labels_dir / pattern
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def read_face_box(path: Path) -> tuple[int, int, int, int]:
+    """A facetexts128 file: "miny maxy minx maxx" integers."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise AnimbenchError(f"face box {path}: cannot be read ({e.strerror})") from None
+    parts = text.split()
+    if len(parts) != 4 or not all(p.lstrip("-").isdigit() for p in parts):
+        raise AnimbenchError(f"face box {path}: line 1: expected four integers 'miny maxy minx maxx', got {text!r}")
+    miny, maxy, minx, maxx = (int(p) for p in parts)
+    if not (miny < maxy and minx < maxx):
+        raise AnimbenchError(f"face box {path}: line 1: expected miny < maxy and minx < maxx, got {text.strip()!r}")
+    return miny, maxy, minx, maxx
+
+
+def label_items(path: str | os.PathLike, face_box_dir: Path | None, need_boxes: bool) -> Iterator[PoseItem]:
+    """The label maps of a folder in name order, each with its face box (from face_box_dir, when given)."""
+    files = label_files(path)
+    if need_boxes and face_box_dir is None:
+        raise AnimbenchError(f"--poses {path}: the model has a face generator, so it needs face boxes: pass "
+                             f"--face-boxes DIR (facetexts128 .txt files named as the label maps) or place them "
+                             f"in {Path(path).name}_facetexts128/ beside it")
+    for file in files:
+        box = None
+        if face_box_dir is not None:
+            box_file = face_box_dir / (file.stem + ".txt")
+            if not box_file.is_file():
+                raise AnimbenchError(f"face box {box_file}: missing (every label map of {path} needs one in "
+                                     f"{face_box_dir})")
+            box = read_face_box(box_file)
+        yield PoseItem(name=file.stem, label=read_label(file), face_box=box)
+
+
+def openpose_poses(path: str | os.PathLike) -> tuple[list[str], list[PoseFrame], dict[str, str]]:
+    """Frame names, poses (name order) and skipped frames (name -> reason) of an OpenPose folder."""
+    from prep.poses.openpose import read_openpose_folder
+
+    folder = read_openpose_folder(path)
+    if not folder.frames:
+        raise AnimbenchError(f"--poses {path}: every frame was skipped (first: "
+                             f"{next(iter(folder.skipped.items()), ('', ''))[1]})")
+    names = sorted(folder.frames)
+    return names, [folder.frames[n] for n in names], dict(folder.skipped)
+
+
+def store_poses(path: str | os.PathLike, video: str | None) -> tuple[str, list[str], list[PoseFrame],
+                                                                        tuple[int, int], dict[str, Any]]:
+    """(video id, frame names, poses in frame order, stored frame size (W, H), video facts) of a frame store's
+    video (`video`; None: the first test video, else the first video)."""
+    from prep.store import FrameStore
+
+    store = FrameStore(path)
+    if store.pose_info is None:
+        raise AnimbenchError(f"--poses {path}: the frame store has no poses (prep it with --poses DIR|BACKEND)")
+    if video is None:
+        videos = store.videos("test") or store.videos()
+        if not videos:
+            raise AnimbenchError(f"--poses {path}: the frame store has no videos")
+        video = videos[0]
+    elif video not in store.videos():
+        raise AnimbenchError(f"--video {video}: not in the frame store {path} (videos: {store.videos()[:5]} ...)")
+    poses = store.poses(video)
+    if not poses:
+        raise AnimbenchError(f"--poses {path}: video {video} has no poses")
+    info = store.info(video)
+    indices = sorted(poses)
+    return (video, [f"{i:07d}" for i in indices], [poses[i] for i in indices],
+            (int(info["width"]), int(info["height"])), info)
+
+
+def normalized(names: Sequence[str], poses: Sequence[PoseFrame], target: str | os.PathLike,
+               frame_size: tuple[int, int]) -> tuple[list[str], list[PoseFrame], dict[str, Any]]:
+    """graph_posenorm.py's global normalisation of `poses` to the target subject's OpenPose folder: the fitted
+    parameters, then each frame moved (frames before the first valid one dropped, as the official script)."""
+    from prep.poses.normalize import fit_norm_params, normalize_poses
+    from prep.poses.openpose import read_openpose_folder
+
+    target_poses = list(read_openpose_folder(target).frames.values())
+    if not target_poses:
+        raise AnimbenchError(f"--normalize-to {target}: no usable target poses")
+    params = fit_norm_params(target_poses, list(poses))
+    moved = normalize_poses(list(poses), params, frame_size=frame_size)
+    kept = [(n, p) for n, p in zip(names, moved, strict=True) if p is not None]
+    if not kept:
+        raise AnimbenchError(f"--normalize-to {target}: no source frame has the joints normalisation needs")
+    record = {"target": str(target), "params": _as_plain(params), "dropped": len(names) - len(kept)}
+    return [n for n, _ in kept], [p for _, p in kept], record
+
+
+def _as_plain(params: Any) -> dict[str, float]:
+    from dataclasses import asdict, is_dataclass
+
+    return {k: float(v) for k, v in asdict(params).items()} if is_dataclass(params) else dict(params)

@@ -196,3 +196,47 @@ def test_failed_save_keeps_the_previous_file(trained, tmp_path):
         save_checkpoint(target, model, None, epoch=1, extra={"generator": 1})
     assert checkpoint_sha256(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.pth.tar"]
+
+
+def test_folder_checkpoint_digest_is_stable(tmp_path):
+    """A folder of official per-network files: sha256 over sorted (name, sha256) pairs, nothing else."""
+    from methods.checkpoints import folder_sha256
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, order in ((a, ("G", "D")), (b, ("D", "G"))):  # written in another order, at another time
+        folder.mkdir()
+        for short in order:
+            torch.save({"w": torch.arange(4.0) * (short == "G")}, folder / f"latest_net_{short}.pth")
+    (b / "loss_log.txt").write_text("not a checkpoint file")
+    digest = checkpoint_sha256(a)
+    pairs = sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in a.glob("*.pth"))
+    assert digest == hashlib.sha256("".join(f"{n} {h}\n" for n, h in pairs).encode()).hexdigest()
+    assert checkpoint_sha256(b) == digest == folder_sha256(sorted(a.glob("*.pth")))
+    os.utime(a / "latest_net_G.pth", (0, 0))
+    assert checkpoint_sha256(a) == digest
+    torch.save({"w": torch.ones(4)}, b / "latest_net_D.pth")
+    assert checkpoint_sha256(b) != digest
+    (a / "latest_net_D.pth").rename(a / "latest_net_Dx.pth")  # a file's name is part of the digest
+    assert checkpoint_sha256(a) != digest
+    with pytest.raises(AnimbenchError, match="no checkpoint files"):
+        checkpoint_sha256(tmp_path / "a" / "..", pattern="*.none")
+
+
+def test_load_checkpoint_required_entries_and_model_networks(tmp_path):
+    """A family's own entries: load_checkpoint(required=...), load_into / save_checkpoint on model.networks."""
+    holder = torch.nn.Module()
+    holder.networks = ("generator", "face_generator")
+    holder.generator, holder.face_generator = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
+    path = save_checkpoint(tmp_path / "c.pth.tar", holder, {"face_generator": torch.optim.Adam(
+        holder.face_generator.parameters())}, epoch=1)
+    with pytest.raises(AnimbenchError, match="entry 'kp_detector' missing"):
+        load_checkpoint(path)  # FOMM's default requirement
+    ckpt = load_checkpoint(path, required=("generator",))
+    assert {"generator", "face_generator", "optimizer_face_generator", "epoch"} == set(ckpt)
+    other = torch.nn.Module()
+    other.networks = ("generator", "face_generator")
+    other.generator, other.face_generator = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
+    assert set(load_into(other, ckpt)) == {"generator", "face_generator"}
+    assert torch.equal(other.face_generator.weight, holder.face_generator.weight)
+    with pytest.raises(AnimbenchError, match="unknown entry 'kp_detector'"):
+        load_into(other, ckpt, entries=["kp_detector"])

@@ -17,10 +17,16 @@ TINY = {"fomm": REPO / "configs/fomm-tiny.yaml", "monkey_net": REPO / "configs/m
 
 
 def _model(name: str) -> Method:
-    return load_model(name, config=TINY.get(name))[0]
+    card = get_method(name)
+    config = TINY.get(name) or (card.configs.get("tiny") if card.needs_config else None)
+    return load_model(name, config=config)[0]
 
 
-@pytest.mark.parametrize("name", list_methods())
+VIDEO_DRIVEN = [n for n in list_methods() if get_method(n).driven_by == "video"]
+POSE_DRIVEN = [n for n in list_methods() if get_method(n).driven_by == "poses"]
+
+
+@pytest.mark.parametrize("name", VIDEO_DRIVEN)
 def test_every_method_implements_the_interface(name):
     model = _model(name)
     assert isinstance(model, Method) and type(model).card is get_method(name)
@@ -30,7 +36,26 @@ def test_every_method_implements_the_interface(name):
     assert model.animate(source, video, mode).shape == (2, 3, 64, 64)
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", POSE_DRIVEN)
+def test_every_pose_driven_method_generates_from_label_maps(name):
+    import numpy as np
+
+    model = _model(name)
+    assert isinstance(model, Method) and type(model).card is get_method(name) and model.driven_by == "poses"
+    width, height = model.label_size
+    label = np.full((height, width, 3), 255, np.uint8)
+    labels = torch.stack([model.label_tensor(label)] * 2)
+    h, w = labels.shape[-2:]
+    assert (w, h) == tuple(model.generator_size) and 0 <= labels.min() <= labels.max() <= 1
+    boxes = torch.full((2, 4), -1, dtype=torch.int64) if model.needs_face_boxes else None
+    outputs, previous = model.generate(labels, boxes)
+    assert outputs.shape == (2, 3, h, w) and previous.shape == (1, 3, h, w)
+    assert model.pose_target(np.zeros((height, width, 3), np.uint8)).shape == (h, w, 3)
+    with pytest.raises(AnimbenchError, match="label"):
+        model.label_tensor(label[..., 0])
+
+
+@pytest.mark.parametrize("name", VIDEO_DRIVEN)
 def test_bad_shapes_raise_the_same_error_in_every_family(name):
     model = _model(name)
     frames = torch.rand(2, 3, 64, 64)

@@ -341,8 +341,9 @@ def test_official_files_init_from_and_folder_checkpoints(tiny_pose, pose_store, 
     assert report["networks"]["discriminator"]["not_loaded"] == ["0.bias", "0.weight", "2.weight"]
     assert torch.equal(fresh.generator[2].bias, ckpt["generator"]["2.bias"])
     assert torch.equal(fresh.discriminator[2].bias, ckpt["discriminator"]["2.bias"])
-    run = train(NAME, pose_store, face_cfg, tmp_path / "face", init_from=base, max_steps=1, log_every=0,
-                progress=False)
+    assert main(["train", NAME, "--store", str(pose_store), "--config", str(face_cfg), "--out", str(tmp_path / "face"),
+                 "--init-from", str(base), "--max-steps", "1", "--log-every", "0", "--no-progress"]) == 0
+    run = json.loads((tmp_path / "face" / "run.json").read_text())
     assert run["init_from"]["path"] == str(base) and run["init_from"]["sha256"] == prov["checkpoint"]["sha256"]
     assert run["init_from"]["loaded"]["networks"]["generator"]["loaded"] == 4
     assert run["frozen_networks"] == ["generator"] and run["stage"] == "face"
@@ -512,3 +513,76 @@ def test_wrong_inputs_are_one_line_errors(tiny_pose, tmp_path, capsys):
         assert main(args + ["--out", str(tmp_path / "o.npy")]) == 2, args
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+
+
+# --- end to end with the first family that uses these hooks ------------------------------------------------
+
+POSE2IMG_TINY = Path(__file__).resolve().parents[2] / "configs/pose2img-tiny.yaml"
+
+
+def test_pose2img_tiny_trains_writes_official_files_and_animates_from_them(pose_store, tmp_path):
+    run = tmp_path / "run"
+    summary = train("pose2img", pose_store, POSE2IMG_TINY, run, max_steps=2, log_every=0, progress=False)
+    assert summary["stage"] == "global" and summary["schedule"]["lr_schedule"]["kind"] == "linear_decay"
+    assert set(summary["official_files"]) == {"latest_net_G.pth", "latest_net_D.pth"}
+    from_folder, prov = load_model("pose2img", checkpoint=run, config=POSE2IMG_TINY)
+    from_file, _ = load_model("pose2img", checkpoint=run / "last-checkpoint.pth.tar", config=POSE2IMG_TINY)
+    assert prov["checkpoint"]["sha256"] == folder_sha256([run / "latest_net_G.pth", run / "latest_net_D.pth"])
+    for a, b in zip(from_folder.parameters(), from_file.parameters(), strict=True):
+        assert torch.equal(a, b)
+    out = tmp_path / "edn.npy"
+    assert main(["animate", "pose2img", "--checkpoint", str(run), "--config", str(POSE2IMG_TINY), "--poses",
+                 str(pose_store), "--out", str(out), "--no-progress"]) == 0
+    rows = list(store_pose_frames(from_folder, FrameStore(pose_store), "test2", chunk=3))
+    frames = np.load(out)
+    assert frames.shape == (4, *rows[0]["prediction"].shape) and frames.dtype == np.float32
+    assert np.array_equal(np.clip(frames, 0, 1), np.stack([r["prediction"] for r in rows]))
+    labels = [from_folder.pose_condition(r["pose"], (FRAME_W, FRAME_H))[0] for r in rows]
+    assert np.array_equal(frames, _direct(from_folder, labels, None))
+
+
+def _standing(t: int, height: float, seed: int) -> PoseFrame:
+    """BODY_25 nose, ears, neck and ankles of a person walking towards the camera (lower toes are closer)."""
+    rng = np.random.default_rng([seed, t])
+    body = np.zeros((25, 3), np.float32)
+    toe = 18 + 0.25 * t + rng.uniform(0, 0.2)
+    x = 20 + 0.5 * t
+    body[0], body[17], body[18] = (x, toe - height, 0.9), (x - 1, toe - height, 0.9), (x + 1, toe - height, 0.9)
+    body[1] = (x, toe - 0.8 * height, 0.9)
+    body[11], body[14] = (x - 2, toe, 0.9), (x + 2, toe - 0.3, 0.9)
+    return PoseFrame(body, np.zeros((70, 3)), np.zeros((21, 3)), np.zeros((21, 3)))
+
+
+def _write_openpose(folder: Path, poses: list[PoseFrame]) -> Path:
+    folder.mkdir()
+    for t, p in enumerate(poses):
+        person = {"pose_keypoints_2d": p.body.ravel().tolist(), "face_keypoints_2d": p.face.ravel().tolist(),
+                  "hand_left_keypoints_2d": p.hand_left.ravel().tolist(),
+                  "hand_right_keypoints_2d": p.hand_right.ravel().tolist()}
+        (folder / f"f{t:04d}_keypoints.json").write_text(json.dumps({"people": [person]}))
+    return folder
+
+
+def test_animate_normalizes_openpose_files_to_a_target(tiny_pose, tmp_path):
+    from prep.poses.normalize import fit_norm_params, normalize_poses
+
+    torch.manual_seed(4)
+    model = TinyPose("base").eval()
+    from methods.checkpoints import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.pth.tar", model, None, epoch=0)
+    source = [_standing(t, 8.0, 0) for t in range(40)]
+    target = [_standing(t, 12.0, 1) for t in range(40)]
+    src_dir, tgt_dir = _write_openpose(tmp_path / "src", source), _write_openpose(tmp_path / "tgt", target)
+    out = tmp_path / "norm.npy"
+    assert main(["animate", NAME, "--checkpoint", str(ckpt), "--config", str(_config(tmp_path)), "--poses",
+                 str(src_dir), "--normalize-to", str(tgt_dir), "--frame-size", "64x32", "--out", str(out),
+                 "--no-progress"]) == 0
+    params = fit_norm_params(target, source)
+    moved = [p for p in normalize_poses(source, params, frame_size=(FRAME_W, FRAME_H)) if p is not None]
+    labels = [model.pose_condition(p, (FRAME_W, FRAME_H))[0] for p in moved]
+    assert np.array_equal(np.load(out), _direct(model, labels, None))
+    record = json.loads((tmp_path / "norm.npy.json").read_text())["normalization"]
+    assert record["target"] == str(tgt_dir) and record["dropped"] == 40 - len(moved)
+    assert record["params"] == pytest.approx({k: float(v) for k, v in vars(params).items()})
+    assert params.s_close > 1.2  # the target is taller: the source is scaled up

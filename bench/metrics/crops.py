@@ -9,7 +9,8 @@ carolineec/EverybodyDanceNow asks how the crops were made and has no answer), so
   included, clipped to the frame, and widened to at least MIN_CROP pixels (the SSIM window) where the frame
   allows; the same box on prediction and target.
 - face box: the 128x128 box the method's own face stage uses (EDN's facetexts128: nose-centred, clamped to the
-  image), clipped to the frame; frames without one (or whose clipped box is under MIN_CROP) are skipped and counted.
+  image), clipped to the frame; frames without one (or whose clipped box is smaller than the metric takes:
+  SSIM_MIN_CROP, LPIPS_MIN_CROP) are skipped and counted.
 
 The arithmetic is plain numpy over arrays first (`body_box`, `crop_scores`); the registered metrics reuse the
 full-frame SSIM (bench.metrics.pixel) and LPIPS (bench.metrics.lpips_metric) on each crop.
@@ -30,8 +31,9 @@ from plumbing.errors import AnimbenchError
 
 MIN_CONFIDENCE = 0.05  # OpenPose's hand threshold in EDN's renderer; lower-confidence points are noise
 BODY_MARGIN = 0.1  # of the box's longer side, added on every side
-# the smallest crop both metrics accept: SSIM's window is 11 px, LPIPS-Alex's pools leave nothing under 31 px
-MIN_CROP = max(2 * SSIM_RADIUS + 1, 31)
+SSIM_MIN_CROP = 2 * SSIM_RADIUS + 1  # 11: the SSIM window
+LPIPS_MIN_CROP = 31  # AlexNet's pools leave nothing of a smaller crop
+MIN_CROP = max(SSIM_MIN_CROP, LPIPS_MIN_CROP)  # body boxes are widened to this: one box for both metrics
 GROUPS = ("body", "face", "hand_left", "hand_right")
 NO_BOX = (-1, -1, -1, -1)
 
@@ -43,7 +45,8 @@ BODY_RULE = (f"person box: bounding box of the input keypoints with confidence >
              "EDN released no evaluation code (carolineec/EverybodyDanceNow issue #3): this crop rule is ours")
 FACE_RULE = ("face box: the method's 128x128 face box (EDN facetexts128: nose-centred, +-70 px of the 1080p frame "
              "scaled, grown to 128x128 and clamped to the image), clipped to the frame; the same box on prediction "
-             f"and target; frames without a face box, or whose clipped box is under {MIN_CROP} px, are skipped and counted")
+             "and target; frames without a face box, or whose clipped box is smaller than the metric takes (SSIM "
+             f"{SSIM_MIN_CROP} px, LPIPS {LPIPS_MIN_CROP} px), are skipped and counted")
 
 
 def all_points(keypoints: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -117,7 +120,7 @@ def crop_scores(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray,
 
 
 def _ssim_on(boxes: np.ndarray, pred: np.ndarray, gt: np.ndarray, device: str) -> FrameScores:
-    return crop_scores(pred, gt, boxes, lambda p, g: float(ssim(p, g, device=device)[0]), min_size=MIN_CROP)
+    return crop_scores(pred, gt, boxes, lambda p, g: float(ssim(p, g, device=device)[0]), min_size=SSIM_MIN_CROP)
 
 
 SSIM_NOTE = "SSIM exactly as the full-frame `ssim` metric (Gaussian 11x11, sigma 1.5, RGB averaged) on the crop; "
@@ -134,7 +137,7 @@ def ssim_body(pred: np.ndarray, gt: np.ndarray, *, keypoints: Mapping[str, np.nd
 
 
 @register_metric("ssim_face", kind="paired", higher_is_better=True, backend="torch", inputs=("face_boxes",),
-                 settings={"box": "128x128 face box of the method (facetexts128)", "min_crop": MIN_CROP},
+                 settings={"box": "128x128 face box of the method (facetexts128)", "min_crop": SSIM_MIN_CROP},
                  protocol_notes=SSIM_NOTE + FACE_RULE)
 def ssim_face(pred: np.ndarray, gt: np.ndarray, *, face_boxes: np.ndarray, device: str = "cpu") -> FrameScores:
     """SSIM on the 128x128 face box (EDN's face crop), per frame; frames without a face box skipped."""
@@ -159,12 +162,12 @@ class _LPIPSCrop(LPIPSMetric):
             x, y = _to_signed_unit(p, self.device), _to_signed_unit(g, self.device)
             return float(self.distance(x, y)[0])
 
-        return crop_scores(pred, gt, self.boxes(pred, inputs), score, min_size=MIN_CROP)
+        return crop_scores(pred, gt, self.boxes(pred, inputs), score, min_size=LPIPS_MIN_CROP)
 
     def describe(self) -> dict[str, Any]:
         """LPIPS provenance plus the crop rule."""
         d = super().describe()
-        d["settings"] = {**d["settings"], "crop": self.rule, "min_crop": MIN_CROP}
+        d["settings"] = {**d["settings"], "crop": self.rule, "min_crop": LPIPS_MIN_CROP}
         return d
 
 

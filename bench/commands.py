@@ -96,11 +96,12 @@ def _metrics(args: argparse.Namespace) -> int:
     if args.describe:
         print(json.dumps({n: describe_metric(n) for n in names}, indent=2, default=str))
         return 0
+    width = max([16, *map(len, names)])
     for n in names:
         s = metric_spec(n)
         files = ", ".join(f"{f} ({_status_word(f)})" for f in s.needs) or "-"
         arrow = "higher is better" if s.higher_is_better else "lower is better"
-        print(f"{n:16s} {s.kind:6s} {arrow:16s} {s.backend:16s} weights: {files}")
+        print(f"{n:{width}s} {s.kind:6s} {arrow:16s} {s.backend:16s} weights: {files}")
         if s.summary:
-            print(f"{'':16s} {s.summary}")
+            print(f"{'':{width}s} {s.summary}")
     return 0

@@ -22,6 +22,7 @@ from bench.metrics.pose_distance import (
     MissedDetectionsBody,
     PoseDistanceBody,
     body_as_coco18,
+    detected_groups,
     pose_distance_from_keypoints,
 )
 from bench.pose_transfer import target_geometry
@@ -29,12 +30,14 @@ from bench.runner import MethodSpec, run_bench
 from methods.infer import quantise, store_pose_frames
 from methods.registry import load_model
 from plumbing.errors import AnimbenchError
+from prep.poses.detectors import make_pose_detector
 from prep.poses.format import PoseFrame
 from prep.poses.render import letterbox
 from prep.store import FrameStore, FrameStoreWriter
 from prep.synth_body import BodySubject, sample_body_look, sample_body_motion
 from prep.synth_draw import background
 from tests.bench import test_backends, test_lpips
+from tests.prep.poses.test_detectors import dw_model  # noqa: F401 - the tiny DWPose ONNX fixture
 
 weights_root, weights_env, rtpose_file = test_backends.weights_root, test_backends.weights_env, \
     test_backends.rtpose_file
@@ -355,3 +358,32 @@ def test_method_and_protocol_must_match_and_the_store_must_have_poses(body_store
     code = main(["bench", "--methods", f"pose2img={checkpoint}@{TINY}", "--store", str(body_store.root),
                  "--protocol", "animation", "--metrics", "fid", "--out", str(tmp_path / "e"), "--workers", "1"])
     assert code == 2
+
+
+def test_whole_body_pose_distance_per_group_with_dwpose(dw_model, monkeypatch):  # noqa: F811
+    """DWPose (a tiny ONNX model with the real one's inputs and outputs: fixed points, two below its 0.3
+    threshold) on the generated frames: every given point 5 px from its detection; undetected points missed."""
+    monkeypatch.setenv("ANIMBENCH_WEIGHTS", str(dw_model[0].parent))
+    frames = np.zeros((2, 64, 48, 3), np.uint8)
+    detected = make_pose_detector("dwpose").pose(frames[0])
+    given = {}
+    for group in ("body", "face", "hand_left", "hand_right"):
+        pts = np.array(getattr(detected, group), np.float64)
+        pts[pts[:, 2] == 0] = (10.0, 10.0, 0.0)  # undetected: given anyway, so missed
+        pts[:, :2] += (3.0, 4.0)
+        pts[:, 2] = 1.0
+        given[group] = np.repeat(pts[None], 2, axis=0)
+    found = detected_groups([detected])
+    for name, parts in (("pose_distance_dwpose_body", ["body"]), ("pose_distance_dwpose_face", ["face"]),
+                        ("pose_distance_dwpose_hands", ["hand_left", "hand_right"]),
+                        ("pose_distance_dwpose", ["body", "face", "hand_left", "hand_right"])):
+        scores = get_metric(name)(frames, frames, keypoints=given)
+        np.testing.assert_allclose(scores.values, 5.0)
+        missed = sum(int((found[g][0] == -1).all(-1).sum()) for g in parts)
+        assert scores.fields["missed"].tolist() == [missed, missed], name
+    assert found["body"][0, 6].tolist() == [-1, -1]  # COCO L-elbow: the tiny model scores it below 0.3
+    total = get_metric("missed_detections_dwpose")(frames, frames, keypoints=given)
+    # the left elbow, face point 37 and the right pupil (scored by the lowest of the right eye contour, 37 included)
+    assert total.values.tolist() == [3.0, 3.0] and total.fields["given"].tolist() == [18 + 70 + 42] * 2
+    d = get_metric("pose_distance_dwpose_face").describe()
+    assert d["settings"]["group"] == "face" and d["weights"][0]["name"] == "dw-ll_ucoco_384.onnx"

@@ -139,13 +139,16 @@ def install_from(src_dir: str | os.PathLike) -> list[tuple[str, str]]:
 
 
 # --- the manifest ------------------------------------------------------------------------------------------
-# Backends add their files here, next to one another, so `animbench weights list` shows everything.
+# Every file is declared here, next to one another, so `animbench weights list` shows everything whatever was
+# imported; "users" names each loss / metric / prep or animate option that loads the file.
+DWPOSE_FILE = "dw-ll_ucoco_384.onnx"
 _TORCHVISION = "https://download.pytorch.org/models/"
 for _w in (
-    WeightFile("vgg19-dcbb9e9d.pth", "torch_hub", ("loss:perceptual_vgg19",), _TORCHVISION + "vgg19-dcbb9e9d.pth",
-               sha256_prefix="dcbb9e9d", description="torchvision VGG19 ImageNet (FOMM perceptual pyramid loss)"),
-    WeightFile("alexnet-owt-7be5be79.pth", "torch_hub", ("metric:lpips",), _TORCHVISION + "alexnet-owt-7be5be79.pth",
-               sha256_prefix="7be5be79", description="torchvision AlexNet trunk for LPIPS(net='alex')"),
+    WeightFile("vgg19-dcbb9e9d.pth", "torch_hub", ("loss:perceptual_vgg19", "loss:pose2img_vgg19"),
+               _TORCHVISION + "vgg19-dcbb9e9d.pth", sha256_prefix="dcbb9e9d",
+               description="torchvision VGG19 ImageNet (FOMM perceptual pyramid loss, pix2pixHD's VGG loss)"),
+    WeightFile("alexnet-owt-7be5be79.pth", "torch_hub", ("metric:lpips", "metric:lpips_body", "metric:lpips_face"),
+               _TORCHVISION + "alexnet-owt-7be5be79.pth", sha256_prefix="7be5be79", description="torchvision AlexNet trunk for LPIPS(net='alex')"),
     WeightFile("vgg16-397923af.pth", "torch_hub", ("metric:lpips_vgg",), _TORCHVISION + "vgg16-397923af.pth",
                sha256_prefix="397923af", description="torchvision VGG16 trunk for LPIPS(net='vgg')"),
     # pytorch-fid's FID-Inception; sha256 and size (95,628,359 bytes) as published by genforce's inception.py
@@ -162,7 +165,9 @@ for _w in (
     WeightFile("reid_model.pth", "animbench", ("metric:aed_body",),
                "pose-evaluation README: reid_baseline/reid_model.pth (yadi.sk/d/jAPhvFEFp6qzIw)",
                description="layumi ft_net ResNet-50 Market-1501 (751 classes) state_dict; sha256 unknown"),
-    WeightFile("pose_model.pth", "animbench", ("metric:akd_body", "metric:mkr"),
+    WeightFile("pose_model.pth", "animbench", ("metric:akd_body", "metric:mkr", "metric:pose_distance_body",
+                                              "metric:missed_detections_body", "prep:poses-rtpose",
+                                              "animate:pose-backend-rtpose"),
                "pose-evaluation README: pose_estimation/network/weight/pose_model.pth (yadi.sk/d/0L-PgAaGRKgkJA)",
                description="rtpose VGG19 6-stage CPM (CMU pose_iter_440000 converted), state_dict; sha256 unknown"),
     # face-alignment 1.5 file names; the hex in the name is the sha256 prefix (torch.hub convention).
@@ -175,5 +180,12 @@ for _w in (
     WeightFile("w600k_r50.onnx", "insightface:buffalo_l", ("metric:identity_error",),
                "insightface buffalo_l model pack (buffalo_l.zip from deepinsight/insightface releases)",
                description="ArcFace ResNet-50 (WebFace600K) recogniser, 112x112 -> 512; sha256 unknown"),
+    # DWPose whole-body pose (prep --poses dwpose, animate --pose-backend dwpose, the *_dwpose metrics)
+    WeightFile(DWPOSE_FILE, "animbench",
+               ("prep:poses-dwpose", "animate:pose-backend-dwpose", "metric:pose_distance_dwpose",
+                "metric:pose_distance_dwpose_body", "metric:pose_distance_dwpose_face", "metric:pose_distance_dwpose_hands",
+                "metric:missed_detections_dwpose"),
+               "https://huggingface.co/yzd-v/DWPose/blob/main/dw-ll_ucoco_384.onnx (DWPose, IDEA-Research)",
+               description="DWPose RTMPose-l whole-body 384x288 ONNX, 133 COCO-WholeBody points; sha256 unknown"),
 ):
     register_weight(_w)

@@ -33,11 +33,7 @@ from prep.poses.format import FACE_POINTS, HAND_POINTS, PoseFrame
 DETECTORS = ("rtpose", "dwpose")
 BODY_FORMAT = {"rtpose": "COCO_18", "dwpose": "BODY_25"}
 
-DWPOSE_FILE = "dw-ll_ucoco_384.onnx"
-weights.register_weight(weights.WeightFile(
-    DWPOSE_FILE, "animbench", ("prep:poses-dwpose",),
-    "https://huggingface.co/yzd-v/DWPose/blob/main/dw-ll_ucoco_384.onnx (DWPose, IDEA-Research)",
-    description="DWPose RTMPose-l whole-body 384x288 ONNX, 133 COCO-WholeBody points; sha256 unknown"))
+DWPOSE_FILE = weights.DWPOSE_FILE  # declared in the manifest with the other weight files
 DW_INPUT = (288, 384)  # model input (width, height)
 DW_SPLIT = 2.0  # SimCC bins per input pixel
 DW_MEAN = np.array([123.675, 116.28, 103.53], np.float32)

@@ -88,7 +88,7 @@ def test_a_metric_with_missing_weights_is_described_with_the_one_line_reason(hom
     assert main(["metrics", "lpips", "--describe"]) == 0
     status = json.loads(capsys.readouterr().out)["lpips"]["status"]
     assert status == (f"not built: missing weight file {ALEX}: place it in {homes['torch_hub']} (needed by "
-                      f"metric:lpips; get it from https://download.pytorch.org/models/{ALEX}; "
+                      f"metric:lpips, metric:lpips_body, metric:lpips_face; get it from https://download.pytorch.org/models/{ALEX}; "
                       "or run `animbench weights install --from DIR`)")
 
 
@@ -117,3 +117,40 @@ def test_metrics_describe_works_on_a_fresh_install(homes, capsys):
     assert described["ssim"]["settings"]["win_size"] == 11 and "status" not in described["ssim"]
     assert main(["metrics", "fid", "--describe"]) == 0
     assert "pt_inception-2015-12-05-6726825d.pth" in json.loads(capsys.readouterr().out)["fid"]["status"]
+
+
+def test_list_names_every_user_of_the_pose_files(homes, capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    rtpose = _line(out, "pose_model.pth")
+    for user in ("metric:akd_body", "metric:mkr", "metric:pose_distance_body", "metric:missed_detections_body",
+                 "prep:poses-rtpose", "animate:pose-backend-rtpose"):
+        assert user in rtpose
+    dwpose = _line(out, "dw-ll_ucoco_384.onnx")
+    assert dwpose.startswith("missing") and str(homes["animbench"]) in dwpose
+    for user in ("prep:poses-dwpose", "animate:pose-backend-dwpose", "metric:pose_distance_dwpose",
+                 "metric:missed_detections_dwpose"):
+        assert user in dwpose
+    assert "metric:lpips_body" in _line(out, ALEX) and "metric:lpips_face" in _line(out, ALEX)
+    assert main(["weights", "verify", "metric:pose_distance_dwpose_hands"]) == 1
+    assert "missing weight file dw-ll_ucoco_384.onnx" in capsys.readouterr().out
+
+
+def test_the_manifest_alone_declares_every_file():
+    """`weights list` needs no backend imported: plumbing.weights declares the DWPose file itself."""
+    import subprocess
+    import sys
+
+    code = "from plumbing import weights; print(sorted(weights.WEIGHTS))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert "dw-ll_ucoco_384.onnx" in out and "pose_model.pth" in out
+
+
+def test_every_metric_weight_file_names_the_metric_among_its_users():
+    from bench.metrics import list_metrics, metric_spec
+    from plumbing import weights
+
+    for name in list_metrics():
+        for file in metric_spec(name).needs:
+            assert f"metric:{name}" in weights.get(file).users, (name, file)

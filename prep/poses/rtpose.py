@@ -12,7 +12,6 @@ R-ankle, L-hip, L-knee, L-ankle, R-eye, L-eye, R-ear, L-ear.
 
 from __future__ import annotations
 
-import pickle
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch import nn
 
 from plumbing import weights
 from plumbing.errors import AnimbenchError
+from plumbing.state_dicts import load_exact, read_state_dict
 
 WEIGHT_FILE = "pose_model.pth"
 NUM_JOINTS = 18
@@ -132,26 +132,7 @@ def joints_from_heatmaps(heat: np.ndarray, thre1: float = THRE1) -> np.ndarray:
 
 def load_weights(net: RtPoseNet, path: str | Path) -> None:
     """Load a pose_model.pth state_dict into `net`: every key and shape must match (one-line error otherwise)."""
-    try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:  # torch 0.x pickles of this user-placed file, as the original loads it
-            state = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise AnimbenchError(f"weight file {path}: not a torch checkpoint ({str(exc).splitlines()[0]})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise AnimbenchError(f"weight file {path}: expected a state_dict (name -> tensor), got {type(state).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # files saved from DataParallel
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own
-             if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        parts = [f"{len(items)} {label} (e.g. {items[0]})"
-                 for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)) if items]
-        raise AnimbenchError(f"weight file {path}: keys do not match {type(net).__name__}: {'; '.join(parts)}")
-    net.load_state_dict(state)
+    load_exact(net, read_state_dict(path), path)
 
 
 class RtPoseKeypoints:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     store = sub.add_parser("store", help="inspect, verify or export a frame store")
     ssub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    p = ssub.add_parser("info", help="summarise a store (videos, frames, splits, encoding, config)")
+    p = ssub.add_parser("info", help="summarise a store (videos, frames, splits, encoding, config, poses)")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=_store_info)
@@ -80,7 +80,24 @@ def _store_info(args: argparse.Namespace) -> int:
         print(f"recipe       {recipe}")
     sizes = store.videos_table.groupby(["height", "width"]).size()
     print("frame sizes  " + ", ".join(f"{h}x{w}: {n}" for (h, w), n in sizes.items()))
+    if store.pose_info is not None:
+        print("poses        " + pose_summary(store.pose_info))
     return 0
+
+
+def pose_summary(info: dict) -> str:
+    """One line about a store's keypoints table: body format, source, frames with poses, skipped frames."""
+    with_poses = sum(1 for v in info["videos"].values() if int(v["rows"]))
+    line = (f"{info.get('body_format') or 'none'} from {info.get('source', 'unknown source')}: "
+            f"{info['num_frames']} frames with poses in {with_poses} of {len(info['videos'])} videos, "
+            f"{info['num_skipped']} skipped")
+    if info["num_skipped"]:
+        vid, frames = next(iter(info["skipped"].items()))
+        index, why = next(iter(frames.items()))
+        line += f" (e.g. {vid} frame {index}: {why})"
+    if info.get("outside_points"):
+        line += f", {info['outside_points']} confident points outside their frame"
+    return line
 
 
 def _store_verify(args: argparse.Namespace) -> int:

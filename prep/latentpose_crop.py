@@ -21,6 +21,12 @@ The crop, in the official order:
    quirk, so a 150 px face in a 271 px window is shrunk with bicubic), area otherwise.
 
 Channel order does not matter to any step (the official script runs it on cv2's BGR frames).
+
+Foreground masks get the same window with the official loader's mask variant of step 4 (`pad_to_window(...,
+mask=True)`, from `crop_with_padding(..., segmentation=True)`): the sides and the bottom are padded by
+replicating the edge, the top with zeros (nothing is above a head), the same blur is applied, and the fade goes
+to 0 and only horizontally (m of the left/right padding alone). Masks are resized with OpenCV's default
+bilinear filter, as the loader resizes them (`latentpose_crop_mask`, `crop_frame_mask`, `load_cropped_mask`).
 """
 
 from __future__ import annotations
@@ -69,11 +75,16 @@ def latentpose_window(box: Sequence[float], scale: float = LATENTPOSE_SCALE) -> 
     return x0, y0, x1 + 1, y1 + 1
 
 
-def pad_to_window(image: np.ndarray, top: int, left: int, bottom: int, right: int) -> np.ndarray:
+def pad_to_window(image: np.ndarray, top: int, left: int, bottom: int, right: int, mask: bool = False
+                  ) -> np.ndarray:
     """uint8 (H, W[, C]) -> uint8 (bottom - top, right - left[, C]): the window, its part outside the image
-    filled by reflect-101 padding that is blurred and faded to the median colour (module docstring, step 4)."""
+    filled by reflect-101 padding that is blurred and faded to the median colour (module docstring, step 4).
+    mask=True: a (H, W) foreground mask, padded by replicating the sides and bottom and with zeros on top,
+    blurred the same way and faded horizontally to 0 (the official loader's segmentation variant)."""
     if image.dtype != np.uint8:
         raise AnimbenchError(f"latent-pose crop: image dtype {image.dtype}, expected uint8")
+    if mask and image.ndim != 2:
+        raise AnimbenchError(f"latent-pose crop: a mask must be (H, W), got shape {image.shape}")
     h_img, w_img = image.shape[:2]
     t_in, b_in = max(0, top), min(bottom, h_img)
     l_in, r_in = max(0, left), min(right, w_img)
@@ -84,7 +95,11 @@ def pad_to_window(image: np.ndarray, top: int, left: int, bottom: int, right: in
     pad_t, pad_b, pad_l, pad_r = t_in - top, bottom - b_in, l_in - left, right - r_in
     if pad_t + pad_b + pad_l + pad_r == 0:
         return inside
-    padded = cv2.copyMakeBorder(inside, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REFLECT101)
+    if mask:
+        padded = cv2.copyMakeBorder(inside, 0, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+        padded = cv2.copyMakeBorder(padded, pad_t, 0, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    else:
+        padded = cv2.copyMakeBorder(inside, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REFLECT101)
 
     # m: 1 at the window edge, 0 at the image edge, negative inside the image (float32, as officially)
     h, w = padded.shape[:2]
@@ -94,16 +109,19 @@ def pad_to_window(image: np.ndarray, top: int, left: int, bottom: int, right: in
     m_r = (w - 1 - x) / pad_r if pad_r else inf_x
     m_t = y / pad_t if pad_t else inf_y
     m_b = (h - 1 - y) / pad_b if pad_b else inf_y
-    m = np.maximum(1.0 - np.minimum(m_l, m_r), 1.0 - np.minimum(m_t, m_b))
+    m_horizontal = 1.0 - np.minimum(m_l, m_r)
+    m = np.maximum(m_horizontal, 1.0 - np.minimum(m_t, m_b))
 
     blurred = cv2.GaussianBlur(padded, (0, 0), h * 0.016)  # on uint8, as officially (reflect-101 border)
     out = padded.astype(np.float32) / 255.0
     blurred = blurred.astype(np.float32) / 255.0
     if out.ndim == 2:
         out, blurred = out[..., None], blurred[..., None]
-    m = m[..., None]
-    out += (blurred - out) * np.clip(m * 3.0 + 1.0, 0.0, 1.0)
-    out += (np.median(out, axis=(0, 1)) - out) * np.clip(m, 0.0, 1.0)
+    out += (blurred - out) * np.clip(m[..., None] * 3.0 + 1.0, 0.0, 1.0)
+    if mask:  # fade to 0, horizontally only
+        out -= out * np.clip(np.broadcast_to(m_horizontal, (h, w))[..., None], 0.0, 1.0)
+    else:
+        out += (np.median(out, axis=(0, 1)) - out) * np.clip(m[..., None], 0.0, 1.0)
     out *= 255.0
     out = np.clip(np.round(out), 0, 255).astype(np.uint8)
     return out.reshape(padded.shape)
@@ -116,6 +134,20 @@ def latentpose_crop(image: np.ndarray, box: Sequence[float], size: int = LATENTP
     face_height = float(box[3]) - float(box[1])
     interpolation = cv2.INTER_CUBIC if size > face_height else cv2.INTER_AREA
     return cv2.resize(window, (size, size), interpolation=interpolation)
+
+
+def latentpose_crop_mask(mask: np.ndarray, box: Sequence[float], size: int = LATENTPOSE_SIZE) -> np.ndarray:
+    """uint8 (H, W) foreground mask and the face box of its frame -> uint8 (size, size): the image's window with
+    the mask variant of the padding, resized bilinear (cv2's default, as the official loader resizes masks)."""
+    left, top, right, bottom = latentpose_window(box)
+    window = pad_to_window(mask, top, left, bottom, right, mask=True)
+    return cv2.resize(window, (size, size))
+
+
+def crop_frame_mask(mask: np.ndarray, box: Sequence[float], size: int = LATENTPOSE_SIZE) -> np.ndarray:
+    """A full-frame uint8 (H, W) mask -> uint8 (size, size), cut as `crop_frame` cut its frame (`box` is the
+    box crop_frame returned: it is in the pixels of the frame downscaled for detection, as the mask is here)."""
+    return latentpose_crop_mask(downscale_for_detection(mask), box, size)
 
 
 def crop_frame(image: np.ndarray, detector, size: int = LATENTPOSE_SIZE) -> tuple[np.ndarray, Box]:
@@ -153,3 +185,14 @@ def read_cropped(path, size: int = LATENTPOSE_SIZE) -> np.ndarray:
     if image is None:
         raise AnimbenchError(f"{path}: not a readable image (expected a latent-pose crop, .jpg or .png)")
     return load_cropped(image, size)
+
+
+def load_cropped_mask(mask: np.ndarray, size: int = LATENTPOSE_SIZE) -> np.ndarray:
+    """uint8 (H, W) mask of an image that already is a latent-pose crop -> float32 (size, size) in [0, 1]: what
+    the official loader does to its segmentation (`load_cropped`'s window, the mask variant of the padding,
+    bilinear resize, / 255)."""
+    if mask.ndim != 2 or mask.dtype != np.uint8 or min(mask.shape) < 3:
+        raise AnimbenchError(f"latent-pose mask: shape {mask.shape} {mask.dtype}, expected uint8 (H >= 3, W >= 3)")
+    height = mask.shape[0]
+    window = pad_to_window(mask[1:-1, 1:-1], -1, -1, height, height, mask=True)
+    return cv2.resize(window, (size, size)).astype(np.float32) / 255.0

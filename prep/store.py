@@ -11,8 +11,12 @@ Layout of a store directory (readable with plain pyarrow, pandas or DuckDB)::
       failures.parquet     one row per unit of work that failed: video id, stage, error class, message
       poses/*.parquet      optional keypoints table, one file per frames shard (same name): one row per frame
                            that has a pose (see below)
+      masks/*.parquet      optional foreground masks, one file per frames shard: one row per frame
+      crop_boxes/*.parquet optional latent-pose crop face boxes, one file per frames shard: one row per frame
       manifest.json        written last: schema version, config, per-shard hash and row counts, versions,
-                           and the `poses` section when the store has poses
+                           and the `poses` / `masks` / `crop_boxes` sections of the optional tables
+
+The masks and crop-boxes tables are described in prep/store_tables.py (their schemas and helpers live there).
 
 Every file is written under a temporary name and renamed into place, and the manifest is written last, so
 a store whose writer died never opens as complete.
@@ -70,7 +74,30 @@ from plumbing.files import (
 )
 from plumbing.provenance import package_versions
 from prep.imagecodec import EncodeOptions, decode_image, encode_image
-from prep.poses.format import FACE_POINTS, HAND_POINTS, PoseFrame, body_format_of
+from prep.poses.format import PoseFrame, body_format_of
+from prep.store_tables import (  # noqa: F401 - pose_schema, count_outside, POSE_* are part of the store's API
+    CROP_BOXES,
+    EMPTY_POSES,
+    FRAME_TABLES,
+    MASK_VALUES,
+    MASKS,
+    POSE_COORDINATES,
+    POSE_OUTSIDE_RULE,
+    POSE_PARTS,
+    POSES_DIR,
+    check_masks,
+    count_outside,
+    frame_table,
+    frame_table_section,
+    pose_columns,
+    pose_digest,
+    pose_schema,
+    pose_section,
+    read_frame_table,
+    unseen_zeroed,
+    verify_frame_tables,
+    write_frame_table,
+)
 
 SCHEMA_VERSION = 2  # v2 added the per-frame sha256 column (the optional poses table needs no new version)
 READABLE_VERSIONS = (1, 2)  # v1 stores open; their frames are checked per whole video only
@@ -79,10 +106,6 @@ FRAMES_DIR = "frames"
 VIDEOS_FILE = "videos.parquet"
 FAILURES_FILE = "failures.parquet"
 MANIFEST_FILE = "manifest.json"
-POSES_DIR = "poses"
-POSE_COORDINATES = "store frame pixels"
-POSE_OUTSIDE_RULE = ("points outside the stored frame keep their coordinates and confidence; `outside` counts "
-                     "them per row (inside: -0.5 <= x < width - 0.5 and the same for y)")
 DEFAULT_ROW_GROUP = 16
 DIGEST_PREFIX = 8  # bytes of each frame's sha256 a reader compares: a random corruption passes with p = 2^-64
 
@@ -144,52 +167,6 @@ def _check_frame(frame: np.ndarray, video_id: str, index: int, shape: tuple[int,
         raise AnimbenchError(f"video {video_id!r} frame {index}: size {frame.shape} differs from frame 0 {shape}")
 
 
-POSE_PARTS = (("body", None), ("face", FACE_POINTS), ("hand_left", HAND_POINTS), ("hand_right", HAND_POINTS))
-
-
-def pose_schema(num_joints: int) -> pa.Schema:
-    """The keypoints table's schema for a body of `num_joints` joints (see the module docstring)."""
-    body_format_of(num_joints)
-    return pa.schema([("video_id", pa.string()), ("frame_index", pa.int32())]
-                     + [(name, pa.list_(pa.float32(), 3 * (n or num_joints))) for name, n in POSE_PARTS]
-                     + [("outside", pa.int16())])
-
-
-def count_outside(pose: PoseFrame, width: int, height: int) -> int:
-    """Confident points of a pose outside a width x height frame (pixel centres at integers)."""
-    pts = np.concatenate([pose.body, pose.face, pose.hand_left, pose.hand_right])
-    pts = pts[pts[:, 2] > 0]
-    inside = (pts[:, 0] >= -0.5) & (pts[:, 0] < width - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < height - 0.5)
-    return int((~inside).sum())
-
-
-def _unseen_zeroed(pose: PoseFrame) -> PoseFrame:
-    """The pose with every point of confidence <= 0 set to (0, 0, 0), OpenPose's "not detected"."""
-    parts = []
-    for name, _ in POSE_PARTS:
-        pts = getattr(pose, name).copy()
-        pts[~(pts[:, 2] > 0)] = 0
-        parts.append(pts)
-    return PoseFrame(*parts)
-
-
-def _pose_digest(columns: Mapping[str, np.ndarray]) -> str:
-    """sha256 of one video's pose rows (frame order): frame_index int32, the four parts float32, outside int16,
-    little-endian, column after column: independent of how the rows are sharded or encoded."""
-    h = hashlib.sha256()
-    for name, dtype in (("frame_index", "<i4"), *((n, "<f4") for n, _ in POSE_PARTS), ("outside", "<i2")):
-        h.update(np.ascontiguousarray(columns[name], dtype=dtype).tobytes())
-    return h.hexdigest()
-
-
-def _pose_columns(table: pa.Table) -> dict[str, np.ndarray]:
-    """A pose table's columns as arrays: frame_index (n,), parts (n, P, 3), outside (n,)."""
-    n = table.num_rows
-    out = {"frame_index": table.column("frame_index").to_numpy(), "outside": table.column("outside").to_numpy()}
-    for name, _ in POSE_PARTS:
-        flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        out[name] = flat.astype(np.float32).reshape(n, -1, 3)
-    return out
 
 
 class _Writer:
@@ -233,6 +210,7 @@ class ShardWriter(_Writer):
         self._pose_rows: list[tuple[str, int, PoseFrame, int]] = []
         self._pose_path = self.path.parent.parent / POSES_DIR / self.path.name
         self._pose_joints: int | None = None
+        self._frame_parts: dict[str, list[dict[str, list]]] = {name: [] for name in FRAME_TABLES}
 
     def add_video(self, video_id: str, frames: Iterable[np.ndarray], **facts: Any) -> dict[str, Any]:
         """Encode and append all frames of one video; return its row for the videos table."""
@@ -278,7 +256,7 @@ class ShardWriter(_Writer):
             raise AnimbenchError(f"poses of video {video_id!r}: frame {bad[0]} outside its {n} frames")
         rows = []
         for i in sorted(poses):
-            pose = _unseen_zeroed(poses[i])
+            pose = unseen_zeroed(poses[i])
             joints = pose.body.shape[0]
             if self._pose_joints is not None and joints != self._pose_joints:
                 raise AnimbenchError(f"poses of video {video_id!r} frame {i}: {pose.body_format}, but this shard "
@@ -289,10 +267,36 @@ class ShardWriter(_Writer):
         columns = {"frame_index": np.array([r[1] for r in rows], np.int32),
                    "outside": np.array([r[3] for r in rows], np.int16),
                    **{name: np.array([getattr(r[2], name) for r in rows], np.float32) for name, _ in POSE_PARTS}}
-        row["poses"] = {"rows": len(rows), "sha256": _pose_digest(columns),
+        row["poses"] = {"rows": len(rows), "sha256": pose_digest(columns),
                         "body_format": rows[0][2].body_format if rows else None,
                         "outside": int(columns["outside"].sum()),
                         "skipped": {str(int(i)): str(why) for i, why in sorted(skipped.items())}}
+
+    def _video_row(self, video_id: str, what: str) -> dict[str, Any]:
+        row = next((r for r in self.videos if r["video_id"] == video_id), None)
+        if row is None:
+            raise AnimbenchError(f"{what} of video {video_id!r}: add the video's frames first")
+        return row
+
+    def add_masks(self, video_id: str, masks: Sequence[np.ndarray]) -> None:
+        """Foreground masks of a video added before: one uint8 (H, W) mask per stored frame, in frame order,
+        at the stored frame's size (0 background .. 255 foreground)."""
+        row = self._video_row(video_id, "masks")
+        masks = check_masks(video_id, masks, int(row["num_frames"]), int(row["height"]), int(row["width"]))
+        columns, digest = frame_table(MASKS, video_id, masks)
+        self._frame_parts[MASKS].append(columns)
+        row[MASKS] = {"rows": len(masks), "sha256": digest}
+
+    def add_crop_boxes(self, video_id: str, boxes: Sequence[Sequence[float]], ratio: float = 1.0) -> None:
+        """The face box each stored frame of a video was cropped around (--crop latentpose), in the pixels of
+        the frame the detector saw, which was the source frame scaled by `ratio`."""
+        row = self._video_row(video_id, "crop boxes")
+        if len(boxes) != int(row["num_frames"]):
+            raise AnimbenchError(f"crop boxes of video {video_id!r}: {len(boxes)} boxes for {row['num_frames']} "
+                                 "frames")
+        columns, digest = frame_table(CROP_BOXES, video_id, boxes)
+        self._frame_parts[CROP_BOXES].append(columns)
+        row[CROP_BOXES] = {"rows": len(boxes), "sha256": digest, "ratio": float(ratio)}
 
     def _write_poses(self) -> None:
         if not self._pose_rows:
@@ -342,6 +346,8 @@ class ShardWriter(_Writer):
             raise AnimbenchError(f"shard {self.path}: no frames were written")
         self._writer.close()
         self._write_poses()  # before the frames shard: a unit is done once its stats file exists anyway
+        for name, parts in self._frame_parts.items():
+            write_frame_table(name, parts, self.path.parent.parent / name / self.path.name, _atomic_write_table)
         publish(self._tmp, self.path)
         self._closed = True
         for row in self.videos:
@@ -362,51 +368,21 @@ def _update_video_digest(digest: Any, data: bytes) -> None:
     digest.update(data)
 
 
-def content_hash(video_rows: Iterable[dict[str, Any]], poses: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """A fingerprint of frame content (ids and encoded bytes) and, when the store has them, of the poses (each
-    video's pose digest); independent of sharding and order. A store without poses hashes as it always did."""
+def content_hash(video_rows: Iterable[dict[str, Any]], poses: Mapping[str, Mapping[str, Any]] | None = None,
+                 **tables: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """A fingerprint of frame content (ids and encoded bytes) and, when the store has them, of the poses and of
+    the per-frame tables (`masks=`, `crop_boxes=`: each video's digest); independent of sharding and order. A
+    store without them hashes as it always did."""
     h = hashlib.sha256()
     for vid, digest in sorted((r["video_id"], r["frames_sha256"]) for r in video_rows):
         h.update(f"{vid}\t{digest}\n".encode())
     for vid, facts in sorted((poses or {}).items()):
         h.update(f"poses\t{vid}\t{facts['sha256']}\n".encode())
+    for name in sorted(tables):
+        for vid, facts in sorted((tables[name] or {}).items()):
+            h.update(f"{name}\t{vid}\t{facts['sha256']}\n".encode())
     return h.hexdigest()
 
-
-def _pose_section(root: Path, rows: Sequence[dict[str, Any]], used: Sequence[str], poses: Mapping[str, Any]
-                  ) -> dict[str, Any]:
-    """The manifest's `poses` section: format, source, coordinates, per-video digests and skipped frames, and
-    the hash of every pose file."""
-    videos = {r["video_id"]: r.get("poses") or {"rows": 0, "sha256": _pose_digest(_EMPTY_POSES), "body_format":
-                                                 None, "outside": 0, "skipped": {}} for r in rows}
-    formats = sorted({v["body_format"] for v in videos.values() if v["body_format"]})
-    if len(formats) > 1:
-        raise AnimbenchError(f"store {root}: poses mix body formats {', '.join(formats)}; one store holds one "
-                             "(convert BODY_25 with map_25_to_23, or prep the videos into separate stores)")
-    shards = []
-    for name in used:
-        path = root / POSES_DIR / name
-        if path.is_file():
-            shards.append({"name": name, "sha256": sha256_file(path),
-                           "rows": pq.ParquetFile(path).metadata.num_rows, "bytes": path.stat().st_size})
-    total = sum(int(v["rows"]) for v in videos.values())
-    if sum(s["rows"] for s in shards) != total:
-        raise AnimbenchError(f"store {root}: the pose files hold {sum(s['rows'] for s in shards)} rows, the videos "
-                             f"{total}; a pose file is missing or stale")
-    return {
-        **dict(poses), "body_format": formats[0] if formats else None, "coordinates": POSE_COORDINATES,
-        "outside": POSE_OUTSIDE_RULE, "num_frames": total,
-        "outside_points": sum(int(v["outside"]) for v in videos.values()),
-        "num_skipped": sum(len(v["skipped"]) for v in videos.values()),
-        "skipped": {vid: v["skipped"] for vid, v in sorted(videos.items()) if v["skipped"]},
-        "videos": {vid: {"rows": int(v["rows"]), "sha256": v["sha256"], "outside": int(v["outside"])}
-                   for vid, v in sorted(videos.items())},
-        "shards": shards,
-    }
-
-
-_EMPTY_POSES = {"frame_index": np.zeros(0, np.int32), "outside": np.zeros(0, np.int16),
-                **{name: np.zeros((0, 0, 3), np.float32) for name, _ in POSE_PARTS}}
 
 
 def finalize_store(
@@ -420,10 +396,14 @@ def finalize_store(
     timings: dict[str, float] | None = None,
     run: dict[str, Any] | None = None,
     poses: Mapping[str, Any] | None = None,
+    masks: Mapping[str, Any] | None = None,
+    crop_boxes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the videos and failures tables, hash every shard, then write the manifest (last). `run` records
     how the writer ran (e.g. the pipeline's Ray nodes and retried units). `poses` (e.g. {"source": ...}) marks
-    a store with a keypoints table: the video rows carry their pose facts (ShardWriter.add_poses)."""
+    a store with a keypoints table: the video rows carry their pose facts (ShardWriter.add_poses); `masks` and
+    `crop_boxes` (their manifest facts) mark a store with those tables (ShardWriter.add_masks /
+    add_crop_boxes)."""
     root = Path(root)
     frames_dir = root / FRAMES_DIR
     seen: set[str] = set()
@@ -451,7 +431,9 @@ def finalize_store(
     splits: dict[str, int] = {}
     for r in rows:
         splits[str(r.get("split"))] = splits.get(str(r.get("split")), 0) + 1
-    pose_section = _pose_section(root, rows, used, poses) if poses is not None else None
+    poses_facts = pose_section(root, rows, used, poses) if poses is not None else None
+    tables = {name: frame_table_section(root, name, rows, used, facts)
+              for name, facts in ((MASKS, masks), (CROP_BOXES, crop_boxes)) if facts is not None}
     manifest = {
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -463,7 +445,8 @@ def finalize_store(
         "num_frames": int(sum(int(r["num_frames"]) for r in rows)),
         "num_failures": len(failures),
         "splits": splits,
-        "content_hash": content_hash(rows, pose_section and pose_section["videos"]),
+        "content_hash": content_hash(rows, poses_facts and poses_facts["videos"],
+                                     **{name: t["videos"] for name, t in tables.items()}),
         "shards": shards,
         "tables": {
             name: {"sha256": sha256_file(root / name), "rows": n}
@@ -473,8 +456,9 @@ def finalize_store(
         "run": run or {},
         "package_versions": package_versions(),
     }
-    if pose_section is not None:
-        manifest["poses"] = pose_section
+    if poses_facts is not None:
+        manifest["poses"] = poses_facts
+    manifest.update(tables)
     atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", root / MANIFEST_FILE)
     return manifest
 
@@ -496,9 +480,12 @@ class FrameStoreWriter(_Writer):
 
     def __init__(self, root: str | os.PathLike, config: dict[str, Any] | None = None, *,
                  encode: EncodeOptions | None = None, row_group_size: int = DEFAULT_ROW_GROUP,
-                 shard_frames: int = 4096, overwrite: bool = False, poses_source: str | None = None) -> None:
+                 shard_frames: int = 4096, overwrite: bool = False, poses_source: str | None = None,
+                 masks: Mapping[str, Any] | None = None) -> None:
         self.root = Path(root)
         self.poses_source = poses_source  # set: the store has a keypoints table (videos without poses have none)
+        # set (the manifest facts, e.g. {"source": ..., "backend": ...}): every video has a mask per frame
+        self.masks_facts = None if masks is None else {**masks, "values": MASK_VALUES}
         _prepare_root(self.root, overwrite)
         self.config = dict(config or {})
         self.encode = encode or EncodeOptions()
@@ -511,11 +498,17 @@ class FrameStoreWriter(_Writer):
         self._t0 = time.perf_counter()
 
     def add_video(self, video_id: str, frames: Iterable[np.ndarray], *, poses: Mapping[int, PoseFrame] | None = None,
-                  pose_skipped: Mapping[int, str] | None = None, **facts: Any) -> dict[str, Any]:
+                  pose_skipped: Mapping[int, str] | None = None, masks: Sequence[np.ndarray] | None = None,
+                  **facts: Any) -> dict[str, Any]:
         """Append one video (all its frames) to the current shard, with its poses (stored frame index -> pose in
-        the stored frame's pixels) when the store has a keypoints table."""
+        the stored frame's pixels) when the store has a keypoints table, and its masks (one uint8 (H, W) per
+        frame) when it has a masks table."""
         if (poses is not None or pose_skipped) and self.poses_source is None:
             raise AnimbenchError(f"video {video_id!r}: poses given to a store writer made without poses_source")
+        if (masks is None) != (self.masks_facts is None):
+            raise AnimbenchError(f"video {video_id!r}: " + ("masks given to a store writer made without masks"
+                                                            if masks is not None else "no masks given to a store "
+                                                            "writer made with masks (every video needs them)"))
         if self._shard is None:
             name = f"shard-{self._shard_no:05d}.parquet"
             self._shard = ShardWriter(self.root / FRAMES_DIR / name, self.encode, self.row_group_size)
@@ -523,6 +516,8 @@ class FrameStoreWriter(_Writer):
         row = self._shard.add_video(video_id, frames, **facts)
         if self.poses_source is not None:
             self._shard.add_poses(video_id, poses or {}, pose_skipped or {})
+        if masks is not None:
+            self._shard.add_masks(video_id, masks)
         if self._shard.num_rows >= self.shard_frames:
             self.videos.extend(self._shard.close())
             self._shard = None
@@ -540,7 +535,7 @@ class FrameStoreWriter(_Writer):
         return finalize_store(
             self.root, self.videos, config=self.config, encode=self.encode, row_group_size=self.row_group_size,
             failures=self.failures, timings={"write_s": round(time.perf_counter() - self._t0, 3)},
-            poses=None if self.poses_source is None else {"source": self.poses_source},
+            poses=None if self.poses_source is None else {"source": self.poses_source}, masks=self.masks_facts,
         )
 
     def abort(self) -> None:
@@ -623,15 +618,52 @@ class FrameStore:
         path = self.root / POSES_DIR / shard
         try:
             table = pq.read_table(path, filters=[("video_id", "==", video_id)])
-            columns = _pose_columns(table.sort_by("frame_index"))
+            columns = pose_columns(table.sort_by("frame_index"))
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise self._damaged(f"{POSES_DIR}/{shard}", video_id, None,
                                 f"cannot read its poses ({_one_line(exc)})") from exc
-        if len(columns["frame_index"]) != int(expected["rows"]) or _pose_digest(columns) != expected["sha256"]:
+        if len(columns["frame_index"]) != int(expected["rows"]) or pose_digest(columns) != expected["sha256"]:
             raise self._damaged(f"{POSES_DIR}/{shard}", video_id, None,
                                 "its poses do not match the manifest's pose digest")
         return {int(i): PoseFrame(columns["body"][k], columns["face"][k], columns["hand_left"][k],
                                   columns["hand_right"][k]) for k, i in enumerate(columns["frame_index"])}
+
+    @property
+    def mask_info(self) -> dict[str, Any] | None:
+        """The manifest's `masks` section (source, backend, weights sha256, values, per-video digests); None
+        when the store has no masks table."""
+        return self.manifest.get(MASKS)
+
+    def masks(self, video_id: str) -> dict[int, np.ndarray]:
+        """Stored frame index -> foreground mask, float32 (H, W) in [0, 1] (the stored uint8 / 255) at the
+        stored frame's size; the rows read are checked against the video's mask digest."""
+        if self.mask_info is None:
+            raise AnimbenchError(f"store {self.root}: has no masks (prep it with --masks synthetic|DIR|graphonomy)")
+        idx, items = self._frame_table(MASKS, video_id)
+        return {i: m.astype(np.float32) / np.float32(255.0) for i, m in zip(idx, items, strict=True)}
+
+    def crop_boxes(self, video_id: str) -> np.ndarray:
+        """float32 (T, 4): the face box (left, top, right, bottom) each stored frame was cropped around by
+        --crop latentpose, in the pixels of the frame the detector saw (the source frame x the video's `ratio`
+        in `manifest["crop_boxes"]["videos"]`)."""
+        if self.manifest.get(CROP_BOXES) is None:
+            raise AnimbenchError(f"store {self.root}: has no crop boxes (prep it with --crop latentpose)")
+        _, items = self._frame_table(CROP_BOXES, video_id)
+        return np.stack(items) if items else np.zeros((0, 4), np.float32)
+
+    def _frame_table(self, name: str, video_id: str) -> tuple[list[int], list[Any]]:
+        shard = self._row(video_id)["shard"]
+        expected = self.manifest[name]["videos"].get(video_id)
+        if expected is None or int(expected["rows"]) == 0:
+            return [], []
+        try:
+            idx, items, digest = read_frame_table(self.root / name / shard, name, video_id)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise self._damaged(f"{name}/{shard}", video_id, None, f"cannot read its {name} ({_one_line(exc)})"
+                                ) from exc
+        if len(idx) != int(expected["rows"]) or digest != expected["sha256"]:
+            raise self._damaged(f"{name}/{shard}", video_id, None, f"its {name} do not match the manifest's digest")
+        return idx, items
 
     def videos(self, split: str | None = None) -> list[str]:
         """Video ids, optionally of one split, in stored order."""
@@ -813,17 +845,12 @@ def verify_store(root: str | os.PathLike) -> list[str]:
         if rows != shard["rows"]:
             problems.append(f"shard {shard['name']}: {rows} rows != manifest {shard['rows']}")
     problems += verify_tables(root, manifest)
-    poses = manifest.get("poses")
-    for shard in (poses or {}).get("shards", []):
-        path = root / POSES_DIR / shard["name"]
-        if not path.is_file():
-            problems.append(f"poses {shard['name']}: missing")
-        elif sha256_file(path) != shard["sha256"]:
-            problems.append(f"poses {shard['name']}: sha256 differs from the manifest")
-        elif pq.ParquetFile(path).metadata.num_rows != shard["rows"]:
-            problems.append(f"poses {shard['name']}: row count differs from the manifest")
+    problems += verify_frame_tables(root, manifest)
     if not problems:
         table = pq.read_table(root / VIDEOS_FILE).to_pylist()
-        if content_hash(table, poses and poses["videos"]) != manifest.get("content_hash"):
-            problems.append("content_hash: the videos table (or the pose digests) does not match the manifest")
+        poses = manifest.get("poses")
+        tables = {name: manifest[name]["videos"] for name in FRAME_TABLES if manifest.get(name)}
+        if content_hash(table, poses and poses["videos"], **tables) != manifest.get("content_hash"):
+            problems.append("content_hash: the videos table (or the pose / mask / box digests) does not match the "
+                            "manifest")
     return problems

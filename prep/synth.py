@@ -5,6 +5,9 @@ Layout of the output folder::
     OUT/videos/<video_id>.mp4      h264 (libx264, yuv420p, one thread, fixed GOP and crf): byte-reproducible
     OUT/keypoints/<video_id>.npy   float32 (num_frames, K, 2): x, y in full-frame pixels (pixel centres at
                                    integers); faces K=68 (iBUG order), bodies K=18 (OpenPose order)
+    OUT/masks/<video_id>.npy       faces only: uint8 (num_frames, height, width), the foreground of each frame
+                                   (255 on the person drawn: shoulders, neck, ears, face, hair; 0 on the
+                                   background; antialiased like the frame)
     OUT/metadata.csv               the official vox-metadata format, one row (clip) per video
     OUT/synth.json                 written last: arguments, keypoint layout, identities, videos, file hashes
 
@@ -36,7 +39,8 @@ SYNTH_JSON = "synth.json"
 METADATA_CSV = "metadata.csv"
 PARTIAL_MARKER = ".synth-partial"
 METADATA_COLUMNS = ("video_id", "start", "end", "bbox", "fps", "width", "height", "partition", "person_id")
-KINDS = {"faces": 1, "bodies": 2}  # the kind is part of every random stream's key
+KINDS = {"faces": 1, "bodies": 2}
+MASK_VALUES = "uint8 foreground: 255 person (shoulders, neck, ears, face, hair), 0 background, antialiased"  # the kind is part of every random stream's key
 ENCODING = {"codec": "libx264", "pix_fmt": "yuv420p", "crf": 18, "preset": "fast", "gop_seconds": 2,
             "threads": 1}
 CROP_INCREASE = 0.1  # the crop box grows by this fraction on each side, as the official crop scripts do
@@ -166,7 +170,7 @@ def _prepare_out(out: Path) -> None:
     marker.write_text(f"`{GENERATOR}` is writing this folder; it is complete once {SYNTH_JSON} exists\n")
     manifest.unlink(missing_ok=True)  # from here on the old output no longer looks complete
     (out / METADATA_CSV).unlink(missing_ok=True)
-    for sub, suffix in (("videos", ".mp4"), ("keypoints", ".npy")):
+    for sub, suffix in (("videos", ".mp4"), ("keypoints", ".npy"), ("masks", ".npy")):
         (out / sub).mkdir(exist_ok=True)
         for p in (out / sub).iterdir():
             if p.is_file() and (p.suffix == suffix or ".tmp-" in p.name):
@@ -209,11 +213,17 @@ def make_synthetic(out: str | os.PathLike, *, kind: str = "faces", num_videos: i
         keypoints = np.stack([g["kp"] for g in geometries]).astype(np.float32)
         _write_bytes_atomic(root / kp_rel, lambda f, a=keypoints: np.save(f, a))
         files[video_rel], files[kp_rel] = sha256_file(root / video_rel), sha256_file(root / kp_rel)
+        extra = {}
+        if kind == "faces":
+            mask_rel = f"masks/{vid}.npy"
+            masks = np.stack([subject.render_mask(g) for g in geometries])
+            _write_bytes_atomic(root / mask_rel, lambda f, a=masks: np.save(f, a))
+            files[mask_rel], extra["masks"] = sha256_file(root / mask_rel), mask_rel
         rows.append([vid, start, end, "-".join(map(str, bbox)), fps_text, width, height,
                      person["partition"], person["person_id"]])
         videos.append({"video_id": vid, "person_id": person["person_id"], "partition": person["partition"],
                        "num_frames": num_frames, "start": start, "end": end, "bbox": list(bbox),
-                       "video": video_rel, "keypoints": kp_rel, "motion": motion})
+                       "video": video_rel, "keypoints": kp_rel, **extra, "motion": motion})
     csv = "\n".join(",".join(map(str, r)) for r in [list(METADATA_COLUMNS), *rows]) + "\n"
     _write_bytes_atomic(root / METADATA_CSV, lambda f: f.write(csv.encode()))
     files[METADATA_CSV] = sha256_file(root / METADATA_CSV)
@@ -224,6 +234,8 @@ def make_synthetic(out: str | os.PathLike, *, kind: str = "faces", num_videos: i
         "generator": GENERATOR, "version": SYNTH_VERSION, "kind": kind, "arguments": args,
         "keypoints": {**layout, "shape": [num_frames, subject_cls.num_keypoints, 2], "dtype": "float32",
                       "units": "x, y in full-frame pixels; pixel centres at integers"},
+        **({"masks": {"shape": [num_frames, height, width], "dtype": "uint8", "values": MASK_VALUES}}
+           if kind == "faces" else {}),
         "encoding": ENCODING,
         "versions": package_versions(("av", "numpy", "opencv-python-headless")),
         "identities": people, "videos": videos, "files": files,

@@ -211,6 +211,18 @@ class FaceSubject:
                 _fill_textured(canvas, g[key], self.hair_tex, to_tex)
         return _downsample(canvas)
 
+    def render_mask(self, g: Geometry) -> np.ndarray:
+        """The subject's foreground (height, width) uint8 of a geometry: 255 on every pixel `render` draws the
+        person on (shoulders, neck, ears, face, hair), 0 on the background, antialiased as the frame is."""
+        s = g["sizes"][0]
+        canvas = np.zeros(self.bg.shape[:2], np.uint8)
+        for key in ("shoulders", "neck", "hair_back", "ear_l", "ear_r", "face", "hair_front", "hair_top"):
+            if key in g:
+                _poly(canvas, g[key], (255,))
+        for key, width in (("ear_l", 0.02 * s), ("ear_r", 0.02 * s), ("face", 0.02 * s)):
+            _line(canvas, g[key], (255,), width, closed=True)
+        return _downsample(canvas)
+
     def _eye(self, canvas: np.ndarray, eye: np.ndarray, iris: np.ndarray, r: float, lid: float) -> None:
         iris_col = tuple(self.look["iris"])
 

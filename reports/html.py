@@ -1,5 +1,6 @@
 """A self-contained HTML report of a results directory: leaderboard, comparisons, provenance, per-video table
-and qualitative grids (source | driving or ground truth | each method), images embedded as data URIs."""
+and qualitative grids (source | driving or ground truth | each method; pose-transfer: ground truth | each
+method, as it has no source frame), images embedded as data URIs."""
 
 from __future__ import annotations
 
@@ -103,12 +104,19 @@ def _per_video(results: Results, max_rows: int) -> str:
     return "".join(parts)
 
 
+# what the "_driving" samples are under each protocol, and which protocols give the method a source frame
+# (pose-transfer does not: the method holds the subject and is driven by the poses of the stored frames)
+INPUT_LABELS = {"reconstruction": "ground truth", "animation": "driving", "pose-transfer": "ground truth"}
+NO_SOURCE_PROTOCOLS = ("pose-transfer",)
+
+
 def _grids(results: Results, max_videos: int, max_frames: int) -> str:
-    driving_label = "ground truth" if results.manifest.get("run", {}).get("protocol", {}).get(
-        "name") == "reconstruction" else "driving"
+    protocol = results.manifest.get("run", {}).get("protocol", {}).get("name")
+    driving_label = INPUT_LABELS.get(protocol, "driving")
+    with_source = protocol not in NO_SOURCE_PROTOCOLS
     parts = []
     for video in results.sample_videos()[:max_videos]:
-        source = results.sample_frames("_source", video)
+        source = results.sample_frames("_source", video) if with_source else []
         head = "".join(f"<th>{escape(m)}</th>" for m in results.methods)
         rows = []
         driving = results.sample_frames("_driving", video)[:max_frames]
@@ -116,9 +124,11 @@ def _grids(results: Results, max_videos: int, max_frames: int) -> str:
             preds = [results.root / "samples" / m / sample_dir_name(video) / drv.name for m in results.methods]
             cells = "".join(f"<td>{_img(p) if p.is_file() else '–'}</td>" for p in preds)
             # the source frame is the same for every row: embedded once
-            src = f"<td rowspan='{len(driving)}'>{_img(source[0]) if source else '–'}</td>" if i == 0 else ""
+            src = f"<td rowspan='{len(driving)}'>{_img(source[0]) if source else '–'}</td>" \
+                if with_source and i == 0 else ""
             rows.append(f"<tr><td>{drv.stem.lstrip('0') or '0'}</td>{src}<td>{_img(drv)}</td>{cells}</tr>")
-        parts.append(f"<h3>{escape(video)}</h3><table class='grid'><tr><th>frame</th><th>source</th>"
+        source_head = "<th>source</th>" if with_source else ""
+        parts.append(f"<h3>{escape(video)}</h3><table class='grid'><tr><th>frame</th>{source_head}"
                      f"<th>{driving_label}</th>{head}</tr>{''.join(rows)}</table>")
     return "<h2>Samples</h2>" + "".join(parts) if parts else ""
 

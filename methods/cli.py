@@ -82,13 +82,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--driving",
                    help="video-driven families: driving video (any container FFmpeg reads: mp4, mov, mkv, gif)")
     p.add_argument("--poses", help="pose-driven families: a folder of label maps (png), of OpenPose keypoint files "
-                                   "(<name>_pose.yml / <name>_keypoints.json), or a frame store with poses")
+                                   "(<name>_pose.yml / <name>_keypoints.json), a frame store with poses, or a "
+                                   "video (with --pose-backend)")
     p.add_argument("--normalize-to", metavar="TARGET",
                    help="pose-driven: globally normalise the poses to this target subject's OpenPose folder")
     p.add_argument("--face-boxes", metavar="DIR",
                    help="pose-driven, label maps: facetexts128 .txt files named as the label maps (default: "
                         "<P>_facetexts128 or ../test_facetexts128 beside P when present)")
     p.add_argument("--video", help="pose-driven, frame store: the video id (default: the first test video)")
+    p.add_argument("--pose-backend", metavar="rtpose|dwpose",
+                   help="pose-driven, a video as --poses: the detector that finds each frame's pose (its weight file "
+                        "placed by the user: see `animbench weights list`)")
     p.add_argument("--frame-size", type=_size, metavar="WxH",
                    help="pose-driven, OpenPose files: the frame size their pixels refer to (default 1920x1080)")
     p.add_argument("--out", required=True,
@@ -162,7 +166,7 @@ def _animate(args: argparse.Namespace) -> int:
     from methods.infer import animate, animate_poses, check_animate_inputs
 
     pose_options = {"normalize_to": args.normalize_to, "face_boxes": args.face_boxes, "video": args.video,
-                    "frame_size": args.frame_size}
+                    "frame_size": args.frame_size, "pose_backend": args.pose_backend}
     video_options = {"relative": args.relative, "adapt_scale": args.adapt_scale,
                      "align_corners": args.align_corners}
     if check_animate_inputs(args.method, args.source, args.driving, args.poses, pose_options=pose_options,

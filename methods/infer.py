@@ -560,6 +560,16 @@ POSE_CHUNK = 16  # label maps per model.generate call; frames inside a call are 
 NO_FACE_BOX = (-1, -1, -1, -1)  # a face_boxes row for a frame without a head (no face residual there)
 
 
+def _weight_facts(backend: str) -> dict[str, str]:
+    """The detector's weight file as provenance: its path and sha256."""
+    from plumbing.files import sha256_file
+    from plumbing.weights import locate
+    from prep.poses.detectors import WEIGHT_FILES
+
+    path = locate(WEIGHT_FILES[backend], verify_hash=False)  # the detector checked it when it loaded
+    return {"path": str(path), "sha256": sha256_file(path)}
+
+
 def check_animate_inputs(method: str, source: Any = None, driving: Any = None, poses: Any = None, *,
                          pose_options: Mapping[str, Any] | None = None,
                          video_options: Mapping[str, Any] | None = None) -> str:
@@ -577,7 +587,8 @@ def check_animate_inputs(method: str, source: Any = None, driving: Any = None, p
         if wrong or poses is None:
             extra = f" ({', '.join(wrong)} is for video-driven families)" if wrong else ""
             raise AnimbenchError(f"method {method}: generates frames from poses: pass --poses P (a folder of label "
-                                 f"maps, of OpenPose keypoint files, or a frame store with poses){extra}")
+                                 f"maps, of OpenPose keypoint files, a frame store with poses, or a video with "
+                                 f"--pose-backend){extra}")
         return driven_by
     wrong = ["--poses"] * (poses is not None) + flags(pose_options)
     if wrong or source is None or driving is None:
@@ -663,13 +674,15 @@ def store_pose_frames(model: nn.Module, store: FrameStore, video_id: str, chunk:
 def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike, *,
                   checkpoint: str | None = None, config: str | None = None, normalize_to: str | None = None,
                   face_boxes: str | None = None, video: str | None = None,
-                  frame_size: tuple[int, int] | None = None, device: str = "cpu", fps: float | None = None,
-                  overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+                  frame_size: tuple[int, int] | None = None, pose_backend: str | None = None, device: str = "cpu",
+                  fps: float | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """`animbench animate METHOD --poses P`: frames of a pose-driven family from label maps, OpenPose keypoints
     (rendered with model.pose_condition; with normalize_to, globally normalised to that target subject's
-    OpenPose folder first) or a frame store's poses; writes OUT and OUT.json (provenance, inputs, normalisation).
+    OpenPose folder first), a frame store's poses or a video's poses found by `pose_backend` (rtpose, dwpose);
+    writes OUT and OUT.json (provenance, inputs, normalisation).
 
-    frame_size (W, H): the frame OpenPose keypoints refer to (default EDN's 1920x1080); a store's is its own."""
+    frame_size (W, H): the frame OpenPose keypoints refer to (default EDN's 1920x1080); a store's and a video's
+    are their own."""
     from methods import pose_inputs as pi
     from methods.registry import load_model
 
@@ -683,7 +696,20 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
     if source != pi.LABELS and face_boxes is not None:
         raise AnimbenchError(f"--face-boxes: only for label-map folders; the boxes of {poses} come from its poses")
     if source != pi.STORE and video is not None:
-        raise AnimbenchError(f"--video: only for a frame store, but --poses {poses} is a folder of {source}")
+        raise AnimbenchError(f"--video: only for a frame store, but --poses {poses} is {pi.KIND_WORDS[source]}")
+    if source == pi.VIDEO:
+        from prep.poses.detectors import DETECTORS, check_pose_detector
+
+        if pose_backend not in DETECTORS:
+            given = "" if pose_backend is None else f" (got {pose_backend!r})"
+            raise AnimbenchError(f"--poses {poses} is a video: pass --pose-backend {'|'.join(DETECTORS)} to find its "
+                                 f"poses{given}")
+        if frame_size is not None:
+            raise AnimbenchError(f"--frame-size: only for OpenPose files; the poses of the video {poses} are in its "
+                                 "own pixels")
+        check_pose_detector(pose_backend)  # a missing weight file fails before the model loads
+    elif pose_backend is not None:
+        raise AnimbenchError(f"--pose-backend: only for a video, but --poses {poses} is {pi.KIND_WORDS[source]}")
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device)
     inputs: dict[str, Any] = {"path": str(poses), "kind": source}
     normalization = None
@@ -699,6 +725,10 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
             names, pose_list, skipped = pi.openpose_poses(poses)
             size = tuple(frame_size or (1920, 1080))
             inputs.update(frame_size=list(size), skipped=skipped)
+        elif source == pi.VIDEO:
+            names, pose_list, skipped, size, default_fps = pi.video_poses(poses, pose_backend, device, progress)
+            inputs.update(frame_size=list(size), skipped=skipped, pose_backend=pose_backend,
+                          detector_weights=_weight_facts(pose_backend))
         else:
             vid, names, pose_list, size, info = pi.store_poses(poses, video)
             inputs.update(video=vid, frame_size=list(size))

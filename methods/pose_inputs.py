@@ -6,7 +6,10 @@ P is one of
   `../test_facetexts128` folder when present; required only when the model uses face boxes);
 - a folder of OpenPose outputs (`<name>_pose.yml` + face / hand files, or `<name>_keypoints.json`), read with
   prep.poses.openpose; frames with several people are skipped as the official code does, and recorded;
-- a frame store with a keypoints table (its `manifest.json`): one video's poses, in the stored frames' pixels.
+- a frame store with a keypoints table (its `manifest.json`): one video's poses, in the stored frames' pixels;
+- a video file (anything FFmpeg decodes) with `--pose-backend rtpose|dwpose`: every frame decoded and run through
+  prep.poses.detectors (user-placed weights), its poses in the video's pixels; frames where the detector finds
+  nobody are skipped and recorded.
 
 Each reader yields `PoseItem`s in frame order; methods/infer.py renders the poses (model.pose_condition) and
 generates the frames.
@@ -27,10 +30,12 @@ from plumbing.errors import AnimbenchError
 if TYPE_CHECKING:
     from prep.poses.format import PoseFrame
 
-LABELS, OPENPOSE, STORE = "label_maps", "openpose", "store"
+LABELS, OPENPOSE, STORE, VIDEO = "label_maps", "openpose", "store", "video"
+KIND_WORDS = {LABELS: "a folder of label maps", OPENPOSE: "a folder of OpenPose files", STORE: "a frame store",
+              VIDEO: "a video"}
 FACE_BOX_FOLDERS = ("{name}_facetexts128", "../test_facetexts128")  # beside P, as EDN's data folders
 EXPECTED = ("a folder of label maps (*.png), a folder of OpenPose keypoint files (<name>_pose.yml or "
-            "<name>_keypoints.json) or a frame store with poses (manifest.json)")
+            "<name>_keypoints.json), a frame store with poses (manifest.json) or a video file (with --pose-backend)")
 
 
 @dataclass
@@ -45,8 +50,10 @@ class PoseItem:
 
 
 def pose_input_kind(path: str | os.PathLike) -> str:
-    """LABELS, OPENPOSE or STORE for a --poses folder; one-line error for anything else."""
+    """LABELS, OPENPOSE or STORE for a --poses folder, VIDEO for a file; one-line error for anything else."""
     root = Path(path)
+    if root.is_file():
+        return VIDEO
     if not root.is_dir():
         raise AnimbenchError(f"--poses {root}: not a folder; expected {EXPECTED}")
     if (root / "manifest.json").is_file():
@@ -163,6 +170,56 @@ def store_poses(path: str | os.PathLike, video: str | None) -> tuple[str, list[s
     indices = sorted(poses)
     return (video, [f"{i:07d}" for i in indices], [poses[i] for i in indices],
             (int(info["width"]), int(info["height"])), info)
+
+
+def video_poses(path: str | os.PathLike, backend: str, device: str = "cpu", progress: bool = True
+                ) -> tuple[list[str], list[PoseFrame], dict[str, str], tuple[int, int], float]:
+    """(frame names "%07d" of the frames with a pose, their poses in the video's pixels, skipped frames (name ->
+    reason), the video's frame size (W, H), its fps) of a video, every frame run through `backend`."""
+    from plumbing.progress import progress_bar
+    from prep.decode import DecodeStopped, open_source
+    from prep.poses.detectors import make_pose_detector
+
+    detector = make_pose_detector(backend, device)  # weights first: a missing file fails before decoding
+    try:
+        source = open_source(path, "video", backend="pyav")
+    except Exception as exc:  # noqa: BLE001 - PyAV raises its own classes for files it cannot open
+        raise AnimbenchError(f"--poses {path}: cannot be decoded as a video ({_one_line(exc)}); expected "
+                             f"{EXPECTED}") from None
+    names: list[str] = []
+    poses: list[PoseFrame] = []
+    skipped: dict[str, str] = {}
+    size: tuple[int, int] | None = None
+    bar = progress_bar(source.num_frames, f"detect poses ({backend})", "frame", enabled=progress)
+    try:
+        for index, frame in source.frames():
+            name = f"{index:07d}"
+            if size is None:
+                size = (int(frame.shape[1]), int(frame.shape[0]))
+            elif (frame.shape[1], frame.shape[0]) != size:
+                raise AnimbenchError(f"--poses {path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
+                                     f"expected every frame {size[0]}x{size[1]} as the first")
+            pose = detector.pose(np.ascontiguousarray(frame))
+            if pose is None:
+                skipped[name] = f"no person detected by {backend}"
+            else:
+                names.append(name)
+                poses.append(pose)
+            bar.update(1)
+    except DecodeStopped as exc:
+        raise AnimbenchError(f"--poses {path}: {exc}") from None
+    finally:
+        bar.close()
+        source.close()
+    if size is None:
+        raise AnimbenchError(f"--poses {path}: the video has no frames")
+    if not poses:
+        raise AnimbenchError(f"--poses {path}: {backend} found nobody in any of its {len(skipped)} frames")
+    return names, poses, skipped, size, float(source.fps or 25.0)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def normalized(names: Sequence[str], poses: Sequence[PoseFrame], target: str | os.PathLike,

@@ -34,6 +34,7 @@ DETECTORS = ("rtpose", "dwpose")
 BODY_FORMAT = {"rtpose": "COCO_18", "dwpose": "BODY_25"}
 
 DWPOSE_FILE = weights.DWPOSE_FILE  # declared in the manifest with the other weight files
+WEIGHT_FILES = {"rtpose": "pose_model.pth", "dwpose": DWPOSE_FILE}  # detector -> its manifest file
 DW_INPUT = (288, 384)  # model input (width, height)
 DW_SPLIT = 2.0  # SimCC bins per input pixel
 DW_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -50,7 +51,7 @@ def check_pose_detector(name: str) -> None:
     if name not in DETECTORS:
         raise AnimbenchError(f"--poses {name!r}: expected a folder of OpenPose outputs, 'synthetic' or a detector "
                              f"({', '.join(DETECTORS)})")
-    weights.locate("pose_model.pth" if name == "rtpose" else DWPOSE_FILE)
+    weights.locate(WEIGHT_FILES[name])
 
 
 def make_pose_detector(name: str, device: str = "cpu"):

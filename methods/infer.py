@@ -18,8 +18,9 @@ a config (copy-source, oracle) run at the store's size. `reconstruction_batches`
 Animation: `animate_frames` yields float32 (H, W, 3) predictions in [0, 1] from any iterable of driving frames
 (`animate_video` stacks them); `animate` streams the driving video (`DrivingVideo`: decoded, centre-cropped to
 the model's aspect ratio with a warning, and resized one frame at a time) and `write_animation` writes .npy
-(those floats, exactly), .mp4 (PyAV h264) or a directory of `%07d.png` frames (floor(255 * pred) like the
-strips) as frames come, or a .gif.
+(those floats, exactly: into a memory-mapped temporary file as frames come when their number is known up front,
+as for every pose-driven input; gathered first otherwise), .mp4 (PyAV h264) or a directory of `%07d.png` frames
+(floor(255 * pred) like the strips) as frames come, or a .gif.
 
 Pose-driven families (`model.driven_by == "poses"`, e.g. pose2img): `generate_poses` turns label maps into
 frames autoregressively as the official test script does (the first frame conditioned on zeros, each later one
@@ -443,8 +444,33 @@ def _checked(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         yield frame
 
 
-def _write_frames(kind: str, frames: Iterator[np.ndarray], tmp: Path, path: Path, fps: float) -> None:
-    if kind == "npy":  # the raw floats of the whole output (at the model's size), exactly
+def _stream_npy(frames: Iterator[np.ndarray], tmp: Path, path: Path, num_frames: int) -> None:
+    """Frames written one by one into a (num_frames, H, W, 3) float32 .npy memory map at tmp (beside path): the
+    whole output is never in memory; a count or shape that differs from the first frame's is a one-line error."""
+    array = None
+    count = 0
+    for i, frame in enumerate(frames):
+        if array is None:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(num_frames, *frame.shape))
+        if i >= num_frames:
+            raise AnimbenchError(f"output {path}: more frames than the {num_frames} expected")
+        if frame.shape != array.shape[1:]:
+            raise AnimbenchError(f"output {path}: frame {i} is {frame.shape}, expected {array.shape[1:]} as the "
+                                 "first")
+        array[i] = frame
+        count = i + 1
+    if count != num_frames:
+        raise AnimbenchError(f"output {path}: {count} frames made, {num_frames} expected")
+    if array is not None:
+        array.flush()
+        del array  # unmapped before the file is renamed into place
+
+
+def _write_frames(kind: str, frames: Iterator[np.ndarray], tmp: Path, path: Path, fps: float,
+                  num_frames: int | None = None) -> None:
+    if kind == "npy" and num_frames is not None:  # the raw floats, streamed into a memory-mapped file
+        _stream_npy(frames, tmp, path, num_frames)
+    elif kind == "npy":  # the count is not known up front: the raw floats gathered, then saved
         with open(tmp, "wb") as f:
             np.save(f, np.stack(list(frames)))
     elif kind == "mp4":  # encoded as produced
@@ -476,13 +502,18 @@ def _write_frames(kind: str, frames: Iterator[np.ndarray], tmp: Path, path: Path
 
 
 def write_animation(frames: np.ndarray | Iterable[np.ndarray], out: str | os.PathLike, fps: float = 25.0,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, num_frames: int | None = None) -> Path:
     """Write float32 (T, H, W, 3) predictions (an array or an iterable of (H, W, 3) frames, written as they
-    come: mp4 and PNGs never hold the whole video) to .npy / .mp4 / .gif / a PNG directory, atomically."""
+    come: mp4 and PNGs never hold the whole video) to .npy / .mp4 / .gif / a PNG directory, atomically.
+
+    num_frames: how many frames the iterable yields, when known up front: a .npy is then written frame by frame
+    into a memory-mapped file (a different count is an error); unknown, the frames of a .npy are gathered first."""
     kind = output_kind(out)
     path = _output_path(out, overwrite)
-    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3):
-        raise AnimbenchError(f"write_animation: expected (T, H, W, 3) frames, got {frames.shape}")
+    if isinstance(frames, np.ndarray):
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise AnimbenchError(f"write_animation: expected (T, H, W, 3) frames, got {frames.shape}")
+        num_frames = len(frames)
     frames = iter(_checked(frames))
     try:
         first = next(frames)
@@ -492,7 +523,7 @@ def write_animation(frames: np.ndarray | Iterable[np.ndarray], out: str | os.Pat
     # a failure (or Ctrl-C) mid-video leaves no half-written output behind; an old output is replaced only
     # once the new one is complete
     with atomic_path(path, suffix=path.suffix) as tmp:
-        _write_frames(kind, itertools.chain([first], frames), tmp, path, fps)
+        _write_frames(kind, itertools.chain([first], frames), tmp, path, fps, num_frames)
     return path
 
 
@@ -718,6 +749,7 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
         box_dir = pi.find_face_box_folder(poses, face_boxes)
         inputs["face_boxes"] = None if box_dir is None else str(box_dir)
         size = tuple(model.generator_size)
+        count = len(pi.label_files(poses))
         items = ((item.label, scale_box(item.face_box, (item.label.shape[1], item.label.shape[0]), size), item.name)
                  for item in pi.label_items(poses, box_dir, model.needs_face_boxes))
     else:
@@ -735,8 +767,9 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
             default_fps = float(info.get("fps") or default_fps)
         if normalize_to is not None:
             names, pose_list, normalization = pi.normalized(names, pose_list, normalize_to, size)
+        count = len(names)
         items = ((*model.pose_condition(pose, size), name) for name, pose in zip(names, pose_list, strict=True))
-    bar = progress_bar(None, f"generate {method}", "frame", enabled=progress)
+    bar = progress_bar(count, f"generate {method}", "frame", enabled=progress)
     made: list[str] = []
     shape: list[int] = []
 
@@ -748,7 +781,7 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
             yield frame
 
     try:
-        path = write_animation(produced(), out, fps=fps or default_fps, overwrite=overwrite)
+        path = write_animation(produced(), out, fps=fps or default_fps, overwrite=overwrite, num_frames=count)
     finally:
         bar.close()
     record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": shape,

@@ -335,3 +335,61 @@ def test_animate_memory_stays_bounded_on_a_large_driving_video(checkpoint, tmp_p
     tracemalloc.stop()
     whole_video_float = 48 * 720 * 1280 * 3 * 4  # 530 MB: what reading it all at once held
     assert peak < whole_video_float / 10, peak
+
+
+# --- .npy output streamed into a memory map when the frame count is known --------------------------------
+
+
+def _ramp(n: int, h: int = 6, w: int = 10) -> list[np.ndarray]:
+    rng = np.random.default_rng(n)
+    return [rng.uniform(-0.2, 1.2, (h, w, 3)).astype(np.float32) for _ in range(n)]
+
+
+def test_npy_streams_into_a_memory_map_beside_the_output(tmp_path):
+    frames = _ramp(5)
+    out = tmp_path / "out" / "clip.npy"
+    seen = []
+
+    def produced():
+        for i, frame in enumerate(frames):
+            if i == 3:  # mid-way: only a full-size temporary file beside the output, never the final name
+                others = [p for p in out.parent.iterdir() if p != out]
+                seen.append((out.exists(), [(p.name, p.stat().st_size) for p in others]))
+            yield frame
+
+    assert write_animation(produced(), out, num_frames=5) == out
+    (final_exists, others), = seen
+    header = 128  # numpy's .npy v1 header for this shape
+    assert not final_exists and len(others) == 1 and others[0][1] == header + 5 * 6 * 10 * 3 * 4
+    assert sorted(p.name for p in out.parent.iterdir()) == ["clip.npy"]
+    got = np.load(out)
+    assert got.dtype == np.float32 and np.array_equal(got, np.stack(frames))  # unclamped values, exactly
+    # the same bytes' values as the gathered path (count unknown) and as an array
+    write_animation(iter(frames), tmp_path / "gathered.npy")
+    write_animation(np.stack(frames), tmp_path / "array.npy")
+    assert np.array_equal(np.load(tmp_path / "gathered.npy"), got)
+    assert np.array_equal(np.load(tmp_path / "array.npy"), got)
+
+
+def test_a_failed_or_miscounted_npy_never_reaches_the_final_name(tmp_path):
+    out = tmp_path / "clip.npy"
+
+    def failing():
+        yield from _ramp(2)
+        raise RuntimeError("generation failed")
+
+    with pytest.raises(RuntimeError, match="generation failed"):
+        write_animation(failing(), out, num_frames=4)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(AnimbenchError, match=r"clip.npy: 3 frames made, 4 expected"):
+        write_animation(iter(_ramp(3)), out, num_frames=4)
+    with pytest.raises(AnimbenchError, match="more frames than the 2 expected"):
+        write_animation(iter(_ramp(3)), out, num_frames=2)
+    with pytest.raises(AnimbenchError, match=r"frame 1 is \(6, 8, 3\), expected \(6, 10, 3\) as the first"):
+        write_animation(iter([_ramp(1)[0], _ramp(1, w=8)[0]]), out, num_frames=2)
+    assert list(tmp_path.iterdir()) == []
+    # an existing output is replaced only by a complete one
+    write_animation(iter(_ramp(2)), out, num_frames=2)
+    with pytest.raises(AnimbenchError):
+        write_animation(iter(_ramp(1)), out, num_frames=2, overwrite=True)
+    assert np.array_equal(np.load(out), np.stack(_ramp(2)))

@@ -158,8 +158,11 @@ def test_a_detector_in_the_prep_worker(dw_model, tmp_path, monkeypatch):
     assert poses[1] == expected
 
 
-def test_detectors_module_registers_the_dwpose_file():
+def test_the_detectors_weight_files_are_in_the_manifest():
     from plumbing import weights
+    from prep.poses.detectors import DETECTORS, WEIGHT_FILES
 
     w = weights.get("dw-ll_ucoco_384.onnx")
     assert w.folder == "animbench" and Path(w.path()).name == "dw-ll_ucoco_384.onnx"
+    for name in DETECTORS:
+        assert f"prep:poses-{name}" in weights.get(WEIGHT_FILES[name]).users

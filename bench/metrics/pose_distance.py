@@ -34,7 +34,7 @@ from bench.metrics.registry import (
     weights_provenance,
 )
 from plumbing.errors import AnimbenchError
-from prep.poses.detectors import DWPOSE_FILE  # registers the DWPose weight file in the manifest
+from plumbing.weights import DWPOSE_FILE
 
 # COCO-18 joint j (nose, neck, R sho/elb/wri, L sho/elb/wri, R hip/knee/ankle, L hip/knee/ankle, R eye, L eye,
 # R ear, L ear) is input joint COCO18_FROM[format][j]

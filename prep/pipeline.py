@@ -36,9 +36,13 @@ from prep.detect import check_detector
 from prep.recipes import Unit, check_unique
 from prep.stages import STAGES
 from prep.store import (
+    CROP_BOXES,
     FAILURES_FILE,
+    FRAME_TABLES,
     FRAMES_DIR,
     MANIFEST_FILE,
+    MASK_VALUES,
+    MASKS,
     POSES_DIR,
     VIDEOS_FILE,
     failure_row,
@@ -304,6 +308,9 @@ def _restore_work(root: Path, record: dict[str, Any], units: Sequence[Unit]) -> 
             facts = pose_facts["videos"][vid]
             video["poses"] = {**facts, "body_format": pose_facts.get("body_format") if facts["rows"] else None,
                               "skipped": pose_facts.get("skipped", {}).get(vid, {})}
+        for name in FRAME_TABLES:  # likewise the per-video facts of the masks and crop-boxes tables
+            if manifest.get(name):
+                video[name] = manifest[name]["videos"][video["video_id"]]
         key = by_shard.get(str(video["shard"]))
         if key is None:
             raise AnimbenchError(f"--resume {root}: shard {video['shard']} is no unit's; use --overwrite")
@@ -370,18 +377,23 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
     if not units:
         raise AnimbenchError(f"recipe {config.recipe}: found nothing to prepare in {source or 'the inputs'}")
     check_unique(units)
-    if any(u.detect for u in units):
+    if any(u.detect for u in units) or config.crop == "latentpose":
         check_detector(config.detector, config.detector_weights)
     if config.poses is not None:
         from prep.poses.sources import check_pose_source
 
         check_pose_source(config.poses, units)
+    if config.masks is not None:
+        from prep.masks.sources import check_mask_source
+
+        check_mask_source(config.masks, units)
     if workers is not None and workers < 1:
         raise AnimbenchError(f"--workers {workers}: expected 1 or more")
     root = Path(out)
     # what must match for --resume: the settings and the units (ids, clips), not where the inputs live
     plan = json.dumps([[u.key, u.kind, [list(vars(c).values()) for c in u.clips]] for u in units], default=str)
-    settings = {k: v for k, v in config.as_dict().items() if k not in ("download", "download_timeout", "pose_device")}
+    settings = {k: v for k, v in config.as_dict().items()
+                if k not in ("download", "download_timeout", "pose_device", "mask_device")}
     record = {"recipe": config.recipe, "config": settings, "units": len(units),
               "units_sha1": hashlib.sha1(plan.encode()).hexdigest()}
     _prepare(root, record, resume, overwrite, units)
@@ -423,7 +435,7 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
         if stats.get("attempts", 1) > 1:
             retried[unit.key] = stats["attempts"]
     used = {str(v["shard"]) for v in videos}
-    for shard in [*(root / FRAMES_DIR).glob("*.parquet"), *(root / POSES_DIR).glob("*.parquet")]:
+    for shard in [p for d in (FRAMES_DIR, POSES_DIR, *FRAME_TABLES) for p in (root / d).glob("*.parquet")]:
         if shard.name not in used:  # left by units that now fail or by an earlier set of inputs
             shard.unlink()
     poses = None
@@ -431,6 +443,15 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
         from prep.poses.sources import source_name
 
         poses = {"source": source_name(config.poses)}
+    masks = crop_boxes = None
+    if config.masks is not None:
+        from prep.masks.sources import mask_facts
+
+        masks = {**mask_facts(config.masks), "values": MASK_VALUES}
+    if config.crop == "latentpose":
+        crop_boxes = {"style": "latentpose", "detector": config.detector,
+                      "coordinates": "left, top, right, bottom in the pixels of the frame the detector saw (the "
+                                     "source frame x the video's ratio; frames over 1152 px are downscaled)"}
     failures.sort(key=lambda f: (f["video_id"], f["stage"]))
     timings = {f"{s}_s": round(totals.get(f"{s}_s", 0.0), 3) for s in STAGES}
     wall = time.perf_counter() - began
@@ -438,7 +459,7 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
     manifest = finalize_store(root, videos, config=record, encode=config.encode,
                               row_group_size=config.row_group_size, failures=failures, timings=timings,
                               run={"nodes": dict(sorted(nodes.items())), "retried": dict(sorted(retried.items()))},
-                              poses=poses)
+                              poses=poses, **{MASKS: masks, CROP_BOXES: crop_boxes})
     shutil.rmtree(root / WORK_DIR, ignore_errors=True)  # only an unfinished store needs it
     return PrepSummary(store=str(root), units=len(units), run=ran, skipped=len(units) - ran, videos=len(videos),
                        frames=int(manifest["num_frames"]), failures=failures, wall_s=round(wall, 3),

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from prep.decode import BACKENDS
+from prep.detect import DETECTORS
 from prep.imagecodec import EncodeOptions
 from prep.recipes import recipes
 from prep.store import DEFAULT_ROW_GROUP
@@ -26,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(rp, module.DEFAULTS)
         module.add_arguments(rp)
+        if "--detector" not in rp._option_string_actions:  # vox has its own (detect mode); --crop uses it too
+            rp.add_argument("--detector", choices=DETECTORS, default="dlib",
+                            help="the face detector of --crop latentpose: s3fd (official; face-alignment and its "
+                                 "weight file) or dlib's HOG / CNN (offline)")
+            rp.add_argument("--detector-weights", default=None, help="an explicit S3FD weight file")
         rp.set_defaults(func=run_command)
 
 
@@ -48,6 +54,15 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="fill the store's keypoints table: a folder of OpenPose outputs (DIR/<video id>/), "
                         "'synthetic' (an `animbench synth` set's ground truth), or a detector: rtpose, dwpose")
     g.add_argument("--pose-device", default="cpu", help="where a pose detector runs (default cpu)")
+    g.add_argument("--masks", default=None, metavar="DIR|BACKEND",
+                   help="fill the store's foreground-mask table: 'synthetic' (an `animbench synth --kind faces` "
+                        "set's ground truth), a folder of mask images (DIR/<video id>/, one per stored frame), or "
+                        "'graphonomy' (the universal model LPD uses; place universal_trained.pth first)")
+    g.add_argument("--mask-device", default="cpu", help="where a segmentation model runs (default cpu)")
+    g.add_argument("--crop", choices=["latentpose"], default=None,
+                   help="latentpose: crop every frame around its largest detected face as Neural Head Reenactment "
+                        "with Latent Pose Descriptors does (square x1.8, blurred padding, 256 px; --detector), "
+                        "instead of the recipe's crop boxes; the boxes are kept in the store")
     o = p.add_argument_group("output")
     size = defaults.get("size", 256)
     o.add_argument("--size", type=int, default=size,
@@ -69,8 +84,16 @@ def plan_and_config(args: argparse.Namespace):
     config = PrepConfig(recipe=args.recipe, size=args.size, pad=args.pad, pad_value=args.pad_value,
                         encode=EncodeOptions(args.image_format, args.jpeg_quality, args.png_compression),
                         row_group_size=args.row_group_size, decoder=args.decoder, poses=args.poses,
-                        pose_device=args.pose_device, **recipe.config_from_args(args))
+                        pose_device=args.pose_device, masks=args.masks, mask_device=args.mask_device,
+                        crop=args.crop, **{**recipe.config_from_args(args), **_crop_config(args)})
     return units, config
+
+
+def _crop_config(args: argparse.Namespace) -> dict:
+    """With --crop latentpose, the detector it uses (the recipe's config may name one for its detect mode)."""
+    if args.crop is None:
+        return {}
+    return {"detector": args.detector, "detector_weights": args.detector_weights}
 
 
 def run_command(args: argparse.Namespace) -> int:

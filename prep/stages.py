@@ -22,7 +22,7 @@ from prep.store import failure_row
 if TYPE_CHECKING:
     from prep.worker import PrepConfig
 
-STAGES = ("download", "decode", "detect", "crop", "poses", "encode", "write")
+STAGES = ("download", "decode", "detect", "crop", "poses", "masks", "encode", "write")
 
 
 class StageTimer:
@@ -97,11 +97,13 @@ def stored_affine(width: int, height: int, clip: Clip, config: PrepConfig, borde
     return sx, sy, (0.5 - x0) * sx - 0.5, (0.5 - y0) * sy - 0.5
 
 
-def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: str | None
+def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: str | None, mask: bool = False
                     ) -> tuple[np.ndarray | None, str | None]:
     """Crop to the clip's box, pad to a square (config.pad), resize to config.size with OpenCV's area filter;
     returns (frame, None), or (None, why) when the box is empty on this frame. `border` (pad-constant |
-    pad-replicate) fills a box that leaves the frame instead of clamping it."""
+    pad-replicate) fills a box that leaves the frame instead of clamping it. mask=True: a (H, W) foreground
+    mask of the frame gets the same geometry, its constant padding 0 (background) instead of the pad value."""
+    fill = (0 if mask else config.pad_value,) * 3
     out = frame
     if clip.bbox is not None:
         h, w = frame.shape[:2]
@@ -111,7 +113,7 @@ def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: s
             # --out-of-frame pad-*: the box keeps its size; the pixels outside the frame are filled
             mode = cv2.BORDER_REPLICATE if border == "pad-replicate" else cv2.BORDER_CONSTANT
             out = cv2.copyMakeBorder(out, max(0, -top), max(0, bot - h), max(0, -left), max(0, right - w),
-                                     mode, value=(config.pad_value,) * 3)
+                                     mode, value=fill)
         if out.size == 0:
             ref_w, ref_h = clip.ref_size or (w, h)
             return None, f"crop box {clip.bbox} at {ref_w}x{ref_h} is empty on a {w}x{h} frame"
@@ -119,8 +121,7 @@ def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: s
         h, w = out.shape[:2]
         side = max(h, w)
         top, left = (side - h) // 2, (side - w) // 2
-        out = cv2.copyMakeBorder(out, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT,
-                                 value=(config.pad_value,) * 3)
+        out = cv2.copyMakeBorder(out, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=fill)
     size = config.size
     if size and out.shape[:2] != (size, size):
         out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)

@@ -6,7 +6,10 @@ failed half-written. Clip-level problems become failure rows; only the pipeline 
 crashed workers.
 Frames are selected, cropped and resized exactly as video-preprocessing's load_videos.py does, with
 OpenCV's area filter in place of scikit-image's anti-aliased resize (see tests/prep/test_recipes.py for the
-measured difference).
+measured difference). With `--crop latentpose` each frame is instead cut around its own largest detected face
+(prep/latentpose_crop.py, the official per-frame crop of Neural Head Reenactment with Latent Pose Descriptors;
+the recipe's crop box is not used) and the box is kept in the store's crop-boxes table. With `--masks`, each
+stored frame's foreground mask is taken alongside (prep/masks/) and cut like its frame.
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ from prep.detect import (
     tube_clips,
 )
 from prep.imagecodec import EncodeOptions
+from prep.latentpose_crop import (
+    LATENTPOSE_SIZE,
+    crop_frame_mask,
+    downscale_for_detection,
+    largest_box,
+    latentpose_crop,
+)
 from prep.recipes import Clip, Unit
 from prep.stages import StageTimer, crop_pad_resize, fetch, scaled_box, stored_affine
 from prep.store import DEFAULT_ROW_GROUP, ShardWriter, failure_row
@@ -57,8 +67,16 @@ class PrepConfig:
     download_timeout: float = 60.0
     poses: str | None = None  # --poses: a folder of OpenPose outputs, 'synthetic', 'rtpose' or 'dwpose'
     pose_device: str = "cpu"  # where a pose detector runs
+    crop: str | None = None  # --crop latentpose: per-frame face crop (detector: `detector`) instead of the box
+    masks: str | None = None  # --masks: 'synthetic', 'graphonomy' or a folder of mask files
+    mask_device: str = "cpu"  # where a segmentation model runs
 
     def __post_init__(self) -> None:
+        if self.crop not in (None, "latentpose"):
+            raise AnimbenchError(f"--crop {self.crop!r}: expected latentpose (or no --crop: the recipe's boxes)")
+        if self.crop is not None and self.poses is not None:
+            raise AnimbenchError("--poses with --crop latentpose: the per-frame face crop does not carry keypoints; "
+                                 "prep the poses into a store without --crop latentpose")
         if self.size < 0:
             raise AnimbenchError(f"--size {self.size}: expected 0 (keep the source size) or a positive side")
         if self.decoder not in BACKENDS:
@@ -109,6 +127,9 @@ class UnitProcessor:
         self._border: str | None = None
         self._pose_source = None  # the --poses source (holds a loaded pose detector), made on first use
         self._clip_poses: dict = {}  # video id -> ClipPoses of the clips being written
+        self._mask_source = None  # the --masks source (holds a loaded segmentation model), made on first use
+        self._clip_masks: dict = {}  # video id -> ClipMasks of the clips being written
+        self._clip_boxes: dict[str, list] = {}  # video id -> [latent-pose crop boxes, detection ratio]
 
     @property
     def detector(self):
@@ -234,6 +255,7 @@ class UnitProcessor:
             writer = ShardWriter(shard_path, self.config.encode, self.config.row_group_size, timer=self._timer)
             try:
                 self._open_poses(unit, plan)
+                self._open_masks(unit, plan)
                 failures = self._write(source, plan, writer)
             except _Redo as redo:
                 writer.abort()
@@ -270,13 +292,42 @@ class UnitProcessor:
             return err, _short(clip, lo, hi, stop)
         return None
 
+    def _latentpose(self, frame: np.ndarray, clip: Clip) -> tuple[np.ndarray, object]:
+        """prep.latentpose_crop.crop_frame, with detect and crop timed apart; the box goes to the clip's list."""
+        small = downscale_for_detection(frame)
+        with self._timer("detect"):
+            box = largest_box(self.detector(small))
+        with self._timer("crop"):
+            out = latentpose_crop(small, box, self.config.size or LATENTPOSE_SIZE)
+        boxes = self._clip_boxes.setdefault(clip.video_id, [[], small.shape[0] / frame.shape[0]])
+        boxes[0].append(box)
+
+        def to_stored(mask: np.ndarray) -> np.ndarray:
+            return crop_frame_mask(mask, box, self.config.size or LATENTPOSE_SIZE)
+
+        return out, to_stored
+
     def _transform(self, frame: np.ndarray, clip: Clip) -> np.ndarray:
         """The crop stage, timed; an empty crop aborts the clip (ValueError), as a half-written clip must. With
-        --poses, the stored frame's pose is taken here too (source frame and stored frame in hand)."""
-        with self._timer("crop"):
-            out, error = crop_pad_resize(frame, clip, self.config, self._border)
-        if error is not None:
-            raise ValueError(error)
+        --poses / --masks, the stored frame's pose / mask is taken here too (source and stored frame in hand)."""
+        if self.config.crop == "latentpose":
+            out, to_stored = self._latentpose(frame, clip)
+        else:
+            with self._timer("crop"):
+                out, error = crop_pad_resize(frame, clip, self.config, self._border)
+            if error is not None:
+                raise ValueError(error)
+
+            def to_stored(mask: np.ndarray) -> np.ndarray:
+                return crop_pad_resize(mask, clip, self.config, self._border, mask=True)[0]
+
+        masks = self._clip_masks.get(clip.video_id)
+        if masks is not None:
+            with self._timer("masks"):
+                try:
+                    masks.add(frame, out, to_stored)
+                except AnimbenchError as exc:  # an unreadable mask file: this video fails, the others go on
+                    raise _Redo({clip.video_id: failure_row(clip.video_id, "masks", exc)}) from exc
         poses = self._clip_poses.get(clip.video_id)
         if poses is not None:
             with self._timer("poses"):
@@ -305,6 +356,35 @@ class UnitProcessor:
                 except AnimbenchError as exc:  # e.g. a malformed pose file: this clip fails, the others go on
                     raise _Redo({clip.video_id: failure_row(clip.video_id, "poses", exc)}) from exc
 
+    def _open_masks(self, unit: Unit, plan: list[tuple[Clip, int, int | None]]) -> None:
+        """A mask reader per planned clip and empty box lists (fresh for every attempt at the unit)."""
+        self._clip_masks, self._clip_boxes = {}, {}
+        if self.config.masks is None:
+            return
+        if self._mask_source is None:
+            from prep.masks.sources import MaskSource
+
+            self._mask_source = MaskSource(self.config.masks, self.config.mask_device)
+        for clip, lo, _ in plan:
+            with self._timer("masks"):
+                try:
+                    self._clip_masks[clip.video_id] = self._mask_source.open_clip(unit, clip, lo)
+                except AnimbenchError as exc:
+                    raise _Redo({clip.video_id: failure_row(clip.video_id, "masks", exc)}) from exc
+
+    def _attach_masks(self, writer: ShardWriter, clip: Clip, num_frames: int) -> None:
+        """Hand a written clip's masks and latent-pose boxes to the shard; a mask count that does not match its
+        frames redoes the unit without the clip (a failure row, stage "masks")."""
+        masks = self._clip_masks.get(clip.video_id)
+        if masks is not None:
+            why = masks.problem(num_frames)
+            if why is not None:
+                raise _Redo({clip.video_id: failure_row(clip.video_id, "masks", "MaskCountMismatch", why)})
+            writer.add_masks(clip.video_id, masks.masks)
+        if self.config.crop == "latentpose":
+            boxes, ratio = self._clip_boxes.get(clip.video_id, [[], 1.0])
+            writer.add_crop_boxes(clip.video_id, boxes, ratio)
+
     def _attach_poses(self, writer: ShardWriter, clip: Clip, num_frames: int) -> None:
         """Hand a written clip's poses to the shard; a pose count that does not match its frames redoes the
         unit without the clip (a failure row, stage "poses")."""
@@ -319,7 +399,7 @@ class UnitProcessor:
     def _facts(self, clip: Clip, source: FrameSource, frame_shape: tuple[int, ...], lo: int) -> dict[str, Any]:
         h, w = frame_shape[:2]
         box = None
-        if clip.bbox is not None:
+        if clip.bbox is not None and self.config.crop is None:
             box = list(scaled_box(clip, w, h))
             if self._border is None:  # the crop was clamped to the frame; a padded crop keeps its box
                 box = [max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h)]
@@ -349,6 +429,7 @@ class UnitProcessor:
             row = writer.add_video(clip.video_id, beating(frames if shape is not None else transformed()),
                                    source_path=self._path)
         self._attach_poses(writer, clip, int(row["num_frames"]))
+        self._attach_masks(writer, clip, int(row["num_frames"]))
         row.update(self._facts(clip, source, shapes[0], lo))
         if row["end"] is None:
             row["end"] = int(row["start"]) + int(row["num_frames"])

@@ -201,7 +201,7 @@ def write_frame_table(name: str, parts: Sequence[Mapping[str, list]], path: Path
     columns = {k: [v for p in parts for v in p[k]] for k in SCHEMAS[name].names}
     path.parent.mkdir(parents=True, exist_ok=True)
     # raw mask bytes compress well with zstd (large flat regions); boxes are small either way
-    write(pa.table(columns, schema=SCHEMAS[name]), path, compression="zstd")
+    write(pa.table(columns, schema=SCHEMAS[name]), path, compression="zstd", use_dictionary=["video_id"])
 
 
 def read_frame_table(path: Path, name: str, video_id: str) -> tuple[list[int], list[Any], str]:

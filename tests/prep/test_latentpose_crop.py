@@ -13,11 +13,14 @@ from plumbing.errors import AnimbenchError
 from prep.latentpose_crop import (
     NO_FACE_BOX,
     crop_frame,
+    crop_frame_mask,
     downscale_for_detection,
     largest_box,
     latentpose_crop,
+    latentpose_crop_mask,
     latentpose_window,
     load_cropped,
+    load_cropped_mask,
     pad_to_window,
     read_cropped,
 )
@@ -152,3 +155,47 @@ def test_read_cropped_reads_bgr_files(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(AnimbenchError, match="bad.jpg: not a readable image"):
         read_cropped(tmp_path / "bad.jpg")
+
+
+def test_mask_padding_replicates_sides_zero_on_top_and_fades_horizontally():
+    """The loader's segmentation variant on an all-foreground mask, window 30 px past the left edge and 20 px
+    above the top: the left band fades linearly to 0 at the window edge (x / 30 of full), the top band is 0
+    (blurred), the bottom band replicates the mask, the rest is untouched."""
+    mask = np.full((100, 100), 255, np.uint8)
+    out = pad_to_window(mask, top=-20, left=-30, bottom=120, right=60, mask=True)
+    assert out.shape == (140, 90) and out.dtype == np.uint8
+    # far from the top band, the blur of a constant is the constant, so the fade is exact: 255 x / 30
+    for x in (0, 6, 15, 24, 29):
+        assert abs(int(out[90, x]) - round(255 * x / 30)) <= 1, (x, out[90, x])
+    assert out[0].max() <= 1 and out[5, 40:].max() < 40  # zero padding on top, blurred a few pixels down
+    assert (out[-5:, 40:] == 255).all()  # replicated below: no fade vertically
+    assert (out[40:, 40:] == 255).all()  # the image, beyond the blur's reach
+    with pytest.raises(AnimbenchError, match="a mask must be"):
+        pad_to_window(np.zeros((10, 10, 3), np.uint8), -2, -2, 8, 8, mask=True)
+
+
+def test_mask_crop_follows_the_image_window():
+    """A mask that marks the image's window cuts like the image: same window, bilinear resize to 256; the
+    frame-level function downscales with the frame (here a 2304 px frame, halved before detection)."""
+    image = skimage.data.astronaut()
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[48:206, 144:302] = 255  # exactly ASTRONAUT_WINDOW
+    crop = latentpose_crop_mask(mask, ASTRONAUT_FACE)
+    assert crop.shape == (256, 256) and (crop == 255).all()  # inside the image: no padding, no blur
+    expected = cv2.resize(mask[48:206, 144:302], (256, 256))
+    assert np.array_equal(crop, expected)
+    big = cv2.resize(mask, (2304, 2304), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(crop_frame_mask(big, ASTRONAUT_FACE), latentpose_crop_mask(
+        cv2.resize(big, dsize=None, fx=0.5, fy=0.5), ASTRONAUT_FACE))
+
+
+def test_no_crop_mask_loader():
+    """`load_cropped_mask`: border stripped, the 9 px window re-padded (zero on top, replicated elsewhere and
+    faded horizontally), bilinear, / 255."""
+    mask = np.full((8, 8), 200, np.uint8)
+    mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = 7  # the grey border never reaches the output
+    out = load_cropped_mask(mask, size=9)
+    assert out.shape == (9, 9) and out.dtype == np.float32
+    assert np.allclose(out[:, 0], 0) and np.allclose(out[:, -1], 0)  # faded to 0 at both side edges
+    assert out[0].max() < out[4].max()  # zero padding on top
+    assert np.allclose(out[4, 3:5], 200 / 255, atol=0.02)

@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--fps", type=float, default=25.0)
-    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--test-fraction", type=float, default=0.25, help="share of identities in the test split")
+    p.add_argument("--held-out-videos", type=int, default=0, metavar="N",
+                   help="split by footage instead: each identity's last N videos are its test split (for a "
+                        "subject-specific method such as pose2img, scored on held-out footage of its person)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_synth)
@@ -53,6 +56,7 @@ def _synth(args: argparse.Namespace) -> int:
     summary = make_synthetic(
         args.out, kind=args.kind, num_videos=args.videos, num_frames=args.frames, identities=args.identities,
         width=args.width, height=args.height, fps=args.fps, test_fraction=args.test_fraction, seed=args.seed,
+        held_out_videos=args.held_out_videos,
     )
     print(json.dumps(summary, indent=2))
     return 0

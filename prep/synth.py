@@ -85,6 +85,16 @@ def _validate(kind: str, num_videos: int, num_frames: int, identities: int | Non
     return int(k)
 
 
+def _held_out(held_out_videos: int, num_videos: int, num_identities: int) -> int:
+    """The checked number of videos each identity holds out for test (0: split by identity)."""
+    fewest = num_videos // num_identities
+    if isinstance(held_out_videos, bool) or not isinstance(held_out_videos, (int, np.integer)) \
+            or not 0 <= held_out_videos < max(fewest, 1):
+        raise AnimbenchError(f"synth held-out videos {held_out_videos!r}: expected an integer in 0..{fewest - 1} "
+                             f"(every identity keeps a training video; the fewest an identity has is {fewest})")
+    return int(held_out_videos)
+
+
 def video_ids(seed: int, kind: str, n: int) -> list[str]:
     """n distinct YouTube-like 11-character ids derived from the seed (never starting with '-')."""
     rng, ids = _stream(seed, kind, 0), []
@@ -179,8 +189,12 @@ def _prepare_out(out: Path) -> None:
 
 def make_synthetic(out: str | os.PathLike, *, kind: str = "faces", num_videos: int = 8, num_frames: int = 64,
                    identities: int | None = None, width: int = 320, height: int = 240, fps: float = 25.0,
-                   test_fraction: float = 0.25, seed: int = 0) -> dict[str, Any]:
-    """Write a seeded synthetic video set (mp4, keypoints, vox-format metadata, synth.json); summarise it."""
+                   test_fraction: float = 0.25, seed: int = 0, held_out_videos: int = 0) -> dict[str, Any]:
+    """Write a seeded synthetic video set (mp4, keypoints, vox-format metadata, synth.json); summarise it.
+
+    held_out_videos N > 0 splits by footage instead of by identity: every identity keeps its first videos for
+    train and puts its last N in test, as a subject-specific method (pose2img: one model per person, scored on
+    held-out footage of that person) needs; test_fraction is then unused."""
     began = time.perf_counter()
     num_identities = _validate(kind, num_videos, num_frames, identities, width, height, fps, test_fraction,
                                seed)
@@ -192,13 +206,16 @@ def make_synthetic(out: str | os.PathLike, *, kind: str = "faces", num_videos: i
     subject_cls = FaceSubject if kind == "faces" else BodySubject
     sample_look = sample_face_look if kind == "faces" else sample_body_look
     sample_motion = sample_face_motion if kind == "faces" else sample_body_motion
-    partitions = split_identities(num_identities, test_fraction, _stream(seed, kind, 4))
+    held_out = _held_out(held_out_videos, num_videos, num_identities)
+    partitions = split_identities(num_identities, 0.0 if held_out else test_fraction, _stream(seed, kind, 4))
     people = [{"person_id": f"id{i + 1:05d}", "partition": partitions[i],
                "look": sample_look(_stream(seed, kind, 1, i))} for i in range(num_identities)]
     ids, rows, videos, files, backgrounds = video_ids(seed, kind, num_videos), [], [], {}, []
     fps_text = str(int(fps)) if fps.is_integer() else repr(fps)  # '25' as in the official files
     for v, vid in enumerate(ids):
         person = people[v % num_identities]  # every identity gets a video; the rest go round again
+        # the person's last `held_out` videos are v + k * num_identities >= num_videos for k = 1..held_out
+        partition = "test" if v + held_out * num_identities >= num_videos else person["partition"]
         motion = sample_motion(_stream(seed, kind, 2, v), width, height, num_frames / fps)
         if v < num_identities:
             backgrounds.append(background(_stream(seed, kind, 3, v), width, height))
@@ -220,15 +237,16 @@ def make_synthetic(out: str | os.PathLike, *, kind: str = "faces", num_videos: i
             _write_bytes_atomic(root / mask_rel, lambda f, a=masks: np.save(f, a))
             files[mask_rel], extra["masks"] = sha256_file(root / mask_rel), mask_rel
         rows.append([vid, start, end, "-".join(map(str, bbox)), fps_text, width, height,
-                     person["partition"], person["person_id"]])
-        videos.append({"video_id": vid, "person_id": person["person_id"], "partition": person["partition"],
+                     partition, person["person_id"]])
+        videos.append({"video_id": vid, "person_id": person["person_id"], "partition": partition,
                        "num_frames": num_frames, "start": start, "end": end, "bbox": list(bbox),
                        "video": video_rel, "keypoints": kp_rel, **extra, "motion": motion})
     csv = "\n".join(",".join(map(str, r)) for r in [list(METADATA_COLUMNS), *rows]) + "\n"
     _write_bytes_atomic(root / METADATA_CSV, lambda f: f.write(csv.encode()))
     files[METADATA_CSV] = sha256_file(root / METADATA_CSV)
     args = {"kind": kind, "num_videos": num_videos, "num_frames": num_frames, "identities": num_identities,
-            "width": width, "height": height, "fps": fps, "test_fraction": test_fraction, "seed": seed}
+            "width": width, "height": height, "fps": fps, "test_fraction": test_fraction, "seed": seed,
+            "held_out_videos": held_out}
     layout = FACE_LAYOUT if kind == "faces" else BODY_LAYOUT
     manifest = {
         "generator": GENERATOR, "version": SYNTH_VERSION, "kind": kind, "arguments": args,

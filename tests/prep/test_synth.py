@@ -140,6 +140,20 @@ def test_split_is_by_identity(made):
     assert len(summary["test_identities"]) == 1 and (df.partition == "train").any()
 
 
+def test_held_out_videos_split_each_identity_by_footage(tmp_path):
+    # a subject-specific method (pose2img) is scored on held-out footage of the person it was trained on
+    summary = make_synthetic(tmp_path / "one", kind="bodies", num_videos=5, num_frames=4, identities=2, width=64,
+                             height=64, seed=0, held_out_videos=1)
+    df = pd.read_csv(tmp_path / "one" / "metadata.csv")
+    assert df.partition.tolist() == ["train", "train", "train", "test", "test"]
+    assert df.groupby("person_id").partition.apply(lambda p: p.iloc[-1]).eq("test").all()
+    assert summary["partitions"] == {"train": 3, "test": 2} and summary["test_identities"] == []
+    for bad in (2, -1, True):
+        with pytest.raises(AnimbenchError, match="held-out videos"):
+            make_synthetic(tmp_path / f"bad{bad}", kind="bodies", num_videos=5, num_frames=4, identities=2,
+                           width=64, height=64, held_out_videos=bad)
+
+
 def test_split_identities_rules():
     rng = np.random.default_rng(0)
     assert split_identities(1, 0.5, rng) == ["train"]

@@ -21,6 +21,7 @@ import pickle
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,15 @@ def load_checkpoint(
     weights_only: bool = True,
     map_location: str | torch.device = "cpu",
     allow_pickle: bool = False,
+    safe_globals: Iterable[Any] = (),
 ) -> dict:
     """Read an official-layout checkpoint holding the `required` entries; retries with full unpickling only when
-    allow_pickle (trusted files)."""
+    allow_pickle (trusted files). `safe_globals`: classes a weights_only load may also rebuild (read_torch_file)."""
     path = Path(path)
     if not path.is_file():
         raise AnimbenchError(f"checkpoint {path}: file not found")
-    ckpt = read_torch_file(path, weights_only=weights_only, map_location=map_location, allow_pickle=allow_pickle)
+    ckpt = read_torch_file(path, weights_only=weights_only, map_location=map_location, allow_pickle=allow_pickle,
+                           safe_globals=safe_globals)
     if not isinstance(ckpt, Mapping):
         raise AnimbenchError(f"checkpoint {path}: expected a dict of entries, got {type(ckpt).__name__}")
     required = tuple(required)
@@ -77,13 +80,20 @@ def read_torch_file(
     weights_only: bool = True,
     map_location: str | torch.device = "cpu",
     allow_pickle: bool = False,
+    safe_globals: Iterable[Any] = (),
 ) -> Any:
-    """torch.load one file (weights_only unless allow_pickle says the file is trusted); one-line errors."""
+    """torch.load one file (weights_only unless allow_pickle says the file is trusted); one-line errors.
+
+    safe_globals: exactly the classes (or (class, "module.Name") pairs, for a name an older Python pickled) a
+    weights_only load may rebuild beyond torch's own, e.g. the argparse.Namespace + pathlib.PosixPath of the
+    latent-pose release's `args`; anything else still refuses."""
     path = Path(path)
     if not path.is_file():
         raise AnimbenchError(f"checkpoint {path}: file not found")
+    allowed = list(safe_globals)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
+        with torch.serialization.safe_globals(allowed) if allowed and weights_only else nullcontext():
+            ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as e:
         detail = _unpickling_detail(e)
         # only a disallowed class/function is a weights_only restriction; anything else is a damaged file
@@ -139,7 +149,15 @@ def load_into(
     for name in names:
         module = getattr(model, name)
         module.load_state_dict(_convert_legacy_spectral_norm(module, ckpt[name]), strict=strict)
+    _load_entries(model, ckpt)
     return report
+
+
+def _load_entries(model: nn.Module, ckpt: Mapping[str, Any]) -> None:
+    """The model's own reading of the entries beyond networks (Method.load_entries), when it has one."""
+    hook = getattr(model, "load_entries", None)
+    if callable(hook):
+        hook(ckpt)
 
 
 def load_matching(model: nn.Module, ckpt: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +184,7 @@ def load_matching(model: nn.Module, ckpt: Mapping[str, Any]) -> dict[str, Any]:
         module.load_state_dict(take, strict=False)
         report["networks"][name] = {"loaded": len(take), "skipped": sorted(k for k in state if k not in take),
                                     "not_loaded": sorted(k for k in own if k not in take)}
+    _load_entries(model, ckpt)
     return report
 
 
@@ -254,11 +273,14 @@ def save_checkpoint(
     optimizers: Mapping[str, torch.optim.Optimizer] | None,
     epoch: int,
     extra: Mapping[str, Any] | None = None,
+    optimizer_names: Iterable[str] = (),
 ) -> Path:
     """Write the official layout atomically (temp file + rename): one entry per network of the model
-    (`network_names`), optimizers keyed by network name."""
+    (`network_names`), optimizers keyed by network name or by one of `optimizer_names` (a family's optimiser
+    groups, e.g. latent-pose's `G` over embedder + generator), each saved as `optimizer_<name>`."""
     path = Path(path)
     names = network_names(model)
+    allowed = (*names, *optimizer_names)
     payload: dict[str, Any] = {}
     for name in names:
         module = getattr(model, name, None)
@@ -266,9 +288,9 @@ def save_checkpoint(
             payload[name] = module.state_dict()
     for name, optimizer in (optimizers or {}).items():
         short = name.removeprefix("optimizer_")
-        if short not in names:
+        if short not in allowed:
             raise AnimbenchError(
-                f"save_checkpoint: optimizer {name!r}: expected one of {list(names)} (or optimizer_<name>)"
+                f"save_checkpoint: optimizer {name!r}: expected one of {list(allowed)} (or optimizer_<name>)"
             )
         payload[f"optimizer_{short}"] = optimizer.state_dict()
     payload["epoch"] = int(epoch)

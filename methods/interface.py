@@ -33,7 +33,12 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
    `stages` with `training_stage(cfg)` (EDN's global -> local -> face: one config per stage, each run started
    `--init-from` the previous one, whose matching weights `load_pretrained` copies).
    `read_checkpoint(path)` reads what `animbench ... --checkpoint` names (a file by default; a family may read a
-   folder of official files).
+   folder of official files). Optimisers: `optimizer_options(cfg, stage)` (Adam or RAdam, betas, eps) and
+   `optimizer_groups(cfg, stage)` (one optimiser per network by default; a family whose official code steps
+   several networks with one optimiser, e.g. latent-pose's `optimizer_G` over embedder + generator, names the
+   groups, saved as `optimizer_<group>`). `after_step(step)` runs after every step (e.g. weight running averages),
+   `prepare_training(dataset)` once when a run starts (not on resume; e.g. a fine-tuning run's identity
+   embedding), and `load_entries(ckpt)` reads back, after the networks, what `checkpoint_entries` wrote.
 5. Its card, registered at the bottom of the file: `register_method(MethodCard(name=..., build=...))`.
    methods/registry.py finds the file by itself (any module of methods/ that registers a card), so no shared
    list changes.
@@ -58,6 +63,7 @@ if TYPE_CHECKING:
 # The reconstruction protocol every family is scored under (source = frame 0, absolute keypoints), named after the
 # paper that defined it; recorded in reconstruction.json.
 RECONSTRUCTION_PROTOCOL = "fomm-reconstruction"
+ADAM_BETAS = (0.5, 0.999)  # FOMM's; the default of optimizer_options
 
 
 class ShapeError(AnimbenchError, ValueError):
@@ -253,6 +259,28 @@ class Method(nn.Module):
     def discriminator_step(self, source: Tensor, driving: Tensor, outputs: dict[str, Any]) -> dict[str, Tensor]:
         """One batch's discriminator losses; {} when no discriminator is trained."""
         return {}
+
+    def optimizer_options(self, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, Any]:
+        """The optimiser of every group: {"kind": "Adam" | "RAdam", "betas": (b1, b2), "eps": e}; by default Adam
+        with `train_params.adam_betas` (FOMM's (0.5, 0.999)) and torch's eps."""
+        from methods.config import get_path
+
+        return {"kind": "Adam", "betas": tuple(get_path(cfg, "train_params.adam_betas", ADAM_BETAS)), "eps": 1e-8}
+
+    def optimizer_groups(self, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, tuple[str, ...]]:
+        """Optimiser name -> the networks it steps (each with its learning rate); one per trained network by
+        default. A group steps on the discriminator side when all its networks are in `discriminators`."""
+        return {name: (name,) for name in self.learning_rates(cfg, stage)}
+
+    def after_step(self, step: int) -> None:
+        """Called by the loop after every training step (both sides stepped; `step` counts from 1)."""
+
+    def prepare_training(self, dataset: Any) -> None:
+        """Called once when a run starts (after --init-from, before the first step; not on resume)."""
+
+    def load_entries(self, ckpt: Mapping[str, Any]) -> None:
+        """Read back the checkpoint's entries beyond the networks (those `checkpoint_entries` writes); called by
+        checkpoints.load_into / load_matching after the networks are loaded."""
 
     def checkpoint_entries(self, step: int) -> dict[str, Any]:
         """Entries of the official checkpoint layout beyond networks, optimisers and epoch."""

@@ -13,23 +13,50 @@ Conventions (official sizes):
 - the generator returns rgb in (-0.25, 1.25), a mask in (0, 1) and `fake_rgbs = rgb * mask`;
 - discriminator labels are dataset indices of videos (num_labels = 98,000 for the release), or 0 after fine-tuning.
 
-The `LatentPose` method (config, card, training and driving hooks) is added at the end of this file in a later
-change; until then nothing registers a card, so `animbench methods` does not list a half-built family.
+Then the `LatentPose` method (training hooks, running averages, fine-tuning, driving), its config and its card. The
+training samples are in methods/latent_pose_data.py, the losses in methods/latent_pose_losses.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import itertools
 import math
-from collections.abc import Iterator
-from typing import NamedTuple
+import pathlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from methods.interface import ShapeError
+from methods.checkpoints import load_checkpoint, load_matching
+from methods.config import LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec, get_path, load_config
+from methods.interface import (
+    AnimationMode,
+    Method,
+    ShapeError,
+    check_animate_shapes,
+    check_reconstruct_shapes,
+)
+from methods.latent_pose_augment import PoseAugmentation
+from methods.latent_pose_data import FinetuneDataset, LatentPoseDataset, official_image
+from methods.latent_pose_losses import (
+    CAFFE_VGG19_FILE,
+    FALLBACKS,
+    VGG_FACE_FILE,
+    CaffePerceptualLoss,
+    central_crop,
+    dice_loss,
+    dis_embed_loss,
+    feature_matching,
+    hinge_losses,
+)
+from methods.registry import MethodCard, register_method
 from plumbing.errors import AnimbenchError
 
 SN_EPS = 1e-4  # every official spectral_norm call passes eps=1e-4 ...
@@ -299,15 +326,408 @@ class Discriminator(nn.Module):
         self.embed = _sn(row, FINETUNED_EMBED_SN_EPS)
         self.finetuned = True
 
-    def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """images (B, 3, 256, 256), masked; labels (B,) int64 -> (scores (B,), 7 feature maps)."""
+    def score(self, images: Tensor, embed: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """images (B, 3, 256, 256), masked; embed (B, 512) = `self.embed(labels)`, which the official code looks
+        up once per step for its three passes (fake, fake detached, real) -> (scores (B,), 7 feature maps)."""
         feats = [self.down_block(images) + self.skip(images)]  # (B, 64, 128, 128)
         for block in self.blocks:
             feats.append(block(feats[-1]))  # ... -> (B, 512, 4, 4)
         h = F.relu(feats[-1]).sum(dim=(2, 3))  # (B, 512)
-        scores = self.linear(h)[:, 0] + (h * self.embed(labels)).sum(1)
+        scores = self.linear(h)[:, 0] + (h * embed).sum(1)
         # feature matching sees the maps after the next block's in-place ReLU rewrote them (all but the last)
         return scores, [F.relu(f) for f in feats[:-1]] + feats[-1:]
 
+    def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """images (B, 3, 256, 256), masked; labels (B,) int64 -> (scores (B,), 7 feature maps)."""
+        return self.score(images, self.embed(labels))
+
 
 # --- the LatentPose method (config, card, training and driving hooks) follows here ------------------------------
+
+
+STAGES = ("meta", "finetune")
+NETWORKS = ("embedder", "generator", "discriminator")
+AVERAGED = ("embedder", "generator")  # the official running averages (EMA) are of these two
+CRITERIA = ("idt_embed", "perceptual", "adversarial", "featmat", "dis_embed", "dice")
+# the release's `args` is an argparse.Namespace holding pathlib paths: exactly these may be rebuilt on load
+ARGS_SAFE_GLOBALS: tuple[Any, ...] = (argparse.Namespace, pathlib.PosixPath) + (
+    () if pathlib.PosixPath.__module__ == "pathlib" else ((pathlib.PosixPath, "pathlib.PosixPath"),))
+# the official argparse names `args` holds (ours: a plain dict of them, so our files need no allow-list)
+_ARGS_KEYS = {"image_size": "dataset_params.image_size", "n_frames_for_encoder": "dataset_params.num_frames_for_encoder",
+              "num_channels": "model_params.num_channels", "max_num_channels": "model_params.max_num_channels",
+              "embed_channels": "model_params.embed_channels",
+              "pose_embedding_size": "model_params.pose_embedding_size",
+              "gen_constant_input_size": "model_params.gen_constant_input_size",
+              "gen_num_residual_blocks": "model_params.gen_num_residual_blocks",
+              "dis_num_blocks": "model_params.dis_num_blocks", "num_labels": "model_params.num_labels",
+              "optimizer": "train_params.optimizer", "lr_gen": "train_params.lr_gen", "lr_dis": "train_params.lr_dis",
+              "beta1": "train_params.beta1", "batch_size": "train_params.batch_size"}
+
+
+class LatentPose(Method):
+    """Latent-pose reenactment: identity + pose encoders (`embedder`), AdaIN generator, projection discriminator.
+
+    Two stages, one config each (`model_params.stage`): `meta` (meta-learning on many videos: one optimiser `G`
+    over generator + embedder, `D` over the discriminator, Adam beta1 0 eps 1e-5, EMA 0.999) and `finetune` (one
+    identity, started `--init-from` a meta checkpoint: the generator holds the mean identity embedding, the
+    discriminator one row; only `G` = generator and `D` train, RAdam; the embedder is frozen but stays in train
+    mode, so its BatchNorm statistics move; EMA 0.972). Driving uses the running averages in eval mode.
+    """
+
+    stages: ClassVar[tuple[str, ...]] = STAGES
+    required_entries: ClassVar[tuple[str, ...]] = ("embedder", "generator")
+
+    def __init__(self, embedder: Embedder, generator: Generator, discriminator: Discriminator, *,
+                 stage: str = "meta", image_size: int = 256, config: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.embedder, self.generator, self.discriminator = embedder, generator, discriminator
+        self.networks = NETWORKS
+        self.stage, self.image_size = stage, int(image_size)
+        self.config = dict(config or {})
+        self.train_params = dict(self.config.get("train_params") or {})
+        self.dataset_params = dict(self.config.get("dataset_params") or {})
+        self._losses: dict[str, Any] | None = None  # the VGG losses, built on first use
+        # the running averages: plain attributes (not submodules: no gradients, not in parameters(); _apply moves
+        # them with the model), always in eval mode as officially
+        self.running_averages: dict[str, nn.Module] = {}
+        if self.train_params.get("weights_running_average", True):
+            self.running_averages = {n: copy.deepcopy(getattr(self, n)).eval().requires_grad_(False)
+                                     for n in AVERAGED}
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - nn.Module's signature
+        super()._apply(fn, recurse)
+        for module in self.running_averages.values():
+            module._apply(fn, recurse)
+        return self
+
+    @classmethod
+    def from_config(cls, cfg: dict | str, align_corners: bool = True) -> LatentPose:
+        """Build the networks of the config's stage (randomly initialised as officially)."""
+        if not isinstance(cfg, dict) or "_meta" not in cfg:
+            cfg = load_config(cfg, method="latent_pose")
+        m, size = cfg["model_params"], int(get_path(cfg, "dataset_params.image_size", 256))
+        finetune = m["stage"] == "finetune"
+        identity = int(m.get("embed_channels", 512))
+        embedder = Embedder(identity, int(m.get("pose_embedding_size", 256)))
+        generator = Generator(int(m.get("num_channels", 64)), int(m.get("max_num_channels", 512)), identity,
+                              int(m.get("pose_embedding_size", 256)), size, int(m.get("gen_constant_input_size", 4)),
+                              int(m.get("gen_num_residual_blocks", 2)), finetuned=finetune)
+        discriminator = Discriminator(1 if finetune else int(m["num_labels"]), int(m.get("num_channels", 64)),
+                                      int(m.get("max_num_channels", 512)), identity, int(m.get("dis_num_blocks", 7)),
+                                      size, finetuned=finetune)
+        return cls(embedder, generator, discriminator, stage=m["stage"], image_size=size, config=cfg)
+
+    # --- training hooks ---
+    @property
+    def uses_gan(self) -> bool:
+        """The discriminator always trains."""
+        return True
+
+    @property
+    def retains_generator_graph(self) -> bool:
+        """As officially (loss_G.backward(retain_graph=True)): the D losses come from the same forward."""
+        return True
+
+    def training_stage(self, cfg: Mapping[str, Any]) -> str:
+        """model_params.stage: meta | finetune."""
+        return str(get_path(cfg, "model_params.stage"))
+
+    def learning_rates(self, cfg: Mapping[str, Any], stage: str = "meta") -> dict[str, float]:
+        """lr_gen for the generator (+ the embedder in meta-learning), lr_dis for the discriminator."""
+        if stage not in STAGES:
+            raise AnimbenchError(f"latent_pose: stage {stage!r} is not one of {list(STAGES)}")
+        default_gen, default_dis = (5e-4, 8e-4) if stage == "finetune" else (5e-5, 2e-4)
+        lr_gen = float(get_path(cfg, "train_params.lr_gen", default_gen))
+        rates = {"generator": lr_gen, "discriminator": float(get_path(cfg, "train_params.lr_dis", default_dis))}
+        if stage == "meta":
+            rates["embedder"] = lr_gen
+        return rates
+
+    def optimizer_groups(self, cfg: Mapping[str, Any], stage: str = "meta") -> dict[str, tuple[str, ...]]:
+        """The official `optimizer_G` (generator then embedder parameters; the generator alone when fine-tuning)
+        and `optimizer_D`."""
+        return {"G": ("generator", "embedder") if stage == "meta" else ("generator",), "D": ("discriminator",)}
+
+    def optimizer_options(self, cfg: Mapping[str, Any], stage: str = "meta") -> dict[str, Any]:
+        """train_params.optimizer (Adam for meta-learning, RAdam for fine-tuning), betas (beta1 = 0, 0.999),
+        eps 1e-5."""
+        kind = get_path(cfg, "train_params.optimizer", "RAdam" if stage == "finetune" else "Adam")
+        return {"kind": kind, "betas": (float(get_path(cfg, "train_params.beta1", 0.0)), 0.999), "eps": 1e-5}
+
+    def training_dataset(self, store: Any, cfg: Mapping[str, Any], *, num_repeats: int, seed: int,
+                         transform: Any) -> LatentPoseDataset | FinetuneDataset:
+        """Meta: K identity frames + a pose/target frame per training video; finetune: every frame of the
+        train split (one identity). Augmented as dataset_params says; `transform` is unused."""
+        d = self.dataset_params
+        augment = PoseAugmentation(bool(d.get("use_pixelwise_augs", True)), bool(d.get("use_affine_scale", True)),
+                                   bool(d.get("use_affine_shift", True)))
+        kwargs = {"split": "train", "image_size": self.image_size, "augment": augment,
+                  "use_masks": bool(d.get("use_masks", True)), "num_repeats": num_repeats, "seed": seed}
+        if self.stage == "finetune":
+            return FinetuneDataset(store, **kwargs)
+        dataset = LatentPoseDataset(store, num_frames_for_encoder=int(d.get("num_frames_for_encoder", 8)), **kwargs)
+        rows = self.discriminator.embed.weight_orig.shape[0]
+        if dataset.num_labels > rows:
+            raise AnimbenchError(f"store {store.root}: {dataset.num_labels} training videos (one discriminator "
+                                 f"label each), more than model_params.num_labels {rows}")
+        return dataset
+
+    def step_inputs(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
+        """(enc_rgbs (B, K, 3, S, S), pose_rgbs, target_rgbs, real_segm (B, 3, S, S), label (B,))."""
+        return batch["enc_rgbs"], batch["pose_rgbs"], batch["target_rgbs"], batch["real_segm"], batch["label"]
+
+    @property
+    def criteria(self) -> tuple[str, ...]:
+        """train_params.criterions (the official list of the stage by default)."""
+        default = tuple(c for c in CRITERIA if c != "dis_embed" or self.stage == "meta")
+        return tuple(self.train_params.get("criterions") or default)
+
+    def _vgg_losses(self) -> dict[str, Any]:
+        if self._losses is None:
+            tp, fallback = self.train_params, self.train_params.get("perceptual_fallback")
+            self._losses = {}
+            if "perceptual" in self.criteria:
+                self._losses["perceptual"] = CaffePerceptualLoss(tp.get("perc_weight", 3e-2), "vgg19",
+                                                                 CAFFE_VGG19_FILE, fallback)
+            if "idt_embed" in self.criteria:
+                self._losses["idt_embed"] = CaffePerceptualLoss(tp.get("idt_embed_weight", 6e-3), "vgg16",
+                                                                VGG_FACE_FILE, fallback)
+            device = self.generator.constant.constant.device
+            self._losses = {k: v.to(device) for k, v in self._losses.items()}
+        return self._losses
+
+    def training_backends(self) -> dict[str, Any]:
+        """The two VGG losses' networks (loading them here fails early when a file is missing)."""
+        return {k: {"backend": v.backend, "description": v.backend_description}
+                for k, v in self._vgg_losses().items()}
+
+    def generator_step(self, enc_rgbs: Tensor, pose_rgbs: Tensor, target_rgbs: Tensor, real_segm: Tensor,
+                       label: Tensor) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """One official forward: embedder, generator, three discriminator passes (fake, fake detached, real, the
+        label rows looked up once) and every criterion; the D loss rides in the outputs for discriminator_step."""
+        tp, crit = self.train_params, self.criteria
+        embeds = embeds_elemwise = None
+        if self.stage == "meta":  # fine-tuned: the generator holds its identity, the identity encoder idles
+            embeds, embeds_elemwise = self.embedder.identity_embedding(enc_rgbs)
+        out = self.generator(self.embedder.pose_embedding(pose_rgbs), embeds)
+        fake = out.fake_rgbs
+        embed = self.discriminator.embed(label)  # (B, 512)
+        fake_score_g, fake_features = self.discriminator.score(fake, embed)
+        fake_score_d, _ = self.discriminator.score(fake.detach(), embed.detach())
+        real_score, real_features = self.discriminator.score(target_rgbs, embed)
+        adv_g, adv_d = hinge_losses(fake_score_g, fake_score_d, real_score)
+        losses: dict[str, Tensor] = {}
+        vgg = self._vgg_losses()
+        if "idt_embed" in crit:
+            losses["VGGFace"] = vgg["idt_embed"](central_crop(fake), central_crop(target_rgbs))
+        if "perceptual" in crit:
+            losses["VGG"] = vgg["perceptual"](fake, target_rgbs)
+        if "adversarial" in crit:
+            losses["adversarial_G"] = adv_g
+        if "featmat" in crit:
+            losses["feature_matching"] = feature_matching(fake_features, real_features, tp.get("fm_weight", 10.0))
+        if "dis_embed" in crit and embeds_elemwise is not None:
+            losses["embedding_matching"] = dis_embed_loss(embeds_elemwise, embed, tp.get("dis_embed_weight", 1e-2))
+        if "dice" in crit:
+            losses["segmentation_dice"] = dice_loss(out.fake_segm, real_segm, tp.get("dice_weight", 1.0))
+        d_losses = {"adversarial_D": adv_d} if "adversarial" in crit else {}
+        return losses, {"fake_rgbs": fake, "fake_segm": out.fake_segm, "losses_D": d_losses}
+
+    def discriminator_step(self, enc_rgbs: Tensor, pose_rgbs: Tensor, target_rgbs: Tensor, real_segm: Tensor,
+                           label: Tensor, outputs: dict[str, Any]) -> dict[str, Tensor]:
+        """The hinge D loss computed in generator_step's forward (as officially, before G's step)."""
+        return outputs["losses_D"]
+
+    @property
+    def ema_decay(self) -> float:
+        """train_params.running_average_decay: 0.999 (meta), 0.972 (finetune)."""
+        return float(self.train_params.get("running_average_decay", 0.972 if self.stage == "finetune" else 0.999))
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        """The official update_running_average: each averaged parameter a <- decay a + (1 - decay) p; buffers
+        (spectral-norm u and v, BatchNorm statistics) copied from the live network."""
+        alpha = self.ema_decay
+        for name, average in self.running_averages.items():
+            live = getattr(self, name)
+            for p_avg, p in zip(average.parameters(), live.parameters(), strict=True):
+                p_avg.mul_(alpha).add_(p.detach(), alpha=1 - alpha)
+            for b_avg, b in zip(average.buffers(), live.buffers(), strict=True):
+                b_avg.copy_(b)
+
+    @torch.no_grad()
+    def prepare_training(self, dataset: Any) -> None:
+        """Fine-tuning (train.py --finetune): the mean of the per-image identity embeddings over every fine-tuning
+        image, by the averaged embedder (the live one without averages) in eval mode, becomes the generator's
+        identity_embedding (and its average's) and the discriminator's one row."""
+        if self.stage != "finetune":
+            return
+        embedder = self.running_averages.get("embedder", self.embedder)
+        was_training = embedder.training
+        embedder.eval()
+        device = self.generator.constant.constant.device
+        images = dataset.identity_images()
+        elemwise = [embedder.identity_embedding(chunk.to(device))[1].reshape(-1, embedder.identity_encoder.fc.out_features)
+                    for chunk in images.split(8)]
+        embedder.train(was_training)
+        mean = torch.cat(elemwise).mean(0, keepdim=True)  # (1, 512)
+        self.generator.enable_finetuning(mean)
+        self.discriminator.enable_finetuning(mean)
+        if "generator" in self.running_averages:
+            self.running_averages["generator"].enable_finetuning(mean)
+
+    def checkpoint_entries(self, step: int) -> dict[str, Any]:
+        """The official `running_averages` {embedder, generator} and `args` (a plain dict of the official
+        argument names, so our files load with weights_only=True and no allow-list)."""
+        args: dict[str, Any] = {k: get_path(self.config, v, None) for k, v in _ARGS_KEYS.items()}
+        args.update(iteration=int(step), finetune=self.stage == "finetune", criterions=", ".join(self.criteria),
+                    weights_running_average=bool(self.running_averages))
+        if self.stage == "finetune":
+            args["num_labels"] = 1
+        entries: dict[str, Any] = {"args": args}
+        if self.running_averages:
+            entries["running_averages"] = {n: m.state_dict() for n, m in self.running_averages.items()}
+        return entries
+
+    def load_entries(self, ckpt: Mapping[str, Any]) -> None:
+        """`running_averages` into the averaged copies (each tensor whose key and shape match: a meta average
+        lacks the fine-tuned identity_embedding); without them, the averages restart as copies of the loaded
+        networks (the official initialize_running_averages)."""
+        saved = ckpt.get("running_averages") or {}
+        for name, average in self.running_averages.items():
+            if name not in saved:
+                average.load_state_dict(getattr(self, name).state_dict())
+                continue
+            own = average.state_dict()
+            take = {k: v for k, v in saved[name].items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+            average.load_state_dict(take, strict=False)
+
+    def read_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """An official-layout file (ours or the release) read with weights_only=True; the release's `args`
+        (argparse.Namespace with pathlib paths) is allowed, nothing else."""
+        return load_checkpoint(path, required=self.required_entries, weights_only=True, map_location="cpu",
+                               safe_globals=ARGS_SAFE_GLOBALS)
+
+    def load_pretrained(self, path: str | Path) -> dict[str, Any]:
+        """--init-from: matching tensors; a fine-tuning run drops a meta discriminator's label rows (the
+        official enable_finetuning builds a new one-row embedding, filled by prepare_training)."""
+        ckpt = self.read_checkpoint(path)
+        disc = ckpt.get("discriminator")
+        if self.stage == "finetune" and isinstance(disc, Mapping) and "embed.weight_orig" in disc \
+                and disc["embed.weight_orig"].shape[0] != 1:
+            ckpt["discriminator"] = {k: v for k, v in disc.items() if not k.startswith("embed.")}
+        return load_matching(self, ckpt)
+
+    # --- inference (drive.py: the running averages in eval mode) ---
+    @contextmanager
+    def _driving(self) -> Iterator[tuple[nn.Module, nn.Module]]:
+        embedder = self.running_averages.get("embedder", self.embedder)
+        generator = self.running_averages.get("generator", self.generator)
+        modes = [(m, m.training) for m in (embedder, generator)]
+        try:
+            for m, _ in modes:
+                m.eval()
+            with torch.no_grad():
+                yield embedder, generator
+        finally:
+            for m, training in modes:
+                m.train(training)
+
+    def _read(self, frames: Tensor) -> Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, 3, S, S) read as the official driver loader reads crops (load_cropped)."""
+        arrays = (frames.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        images = [torch.from_numpy(official_image(a, self.image_size)).permute(2, 0, 1) for a in arrays]
+        return torch.stack(images).to(frames.device)
+
+    def _render(self, generator: nn.Module, pose: Tensor, identity: Tensor | None, size: tuple[int, int]) -> Tensor:
+        """clamp(rgb x mask, 0, 1) at the inputs' size (bilinear when the config's image_size differs)."""
+        out = generator(pose, identity).fake_rgbs.clamp(0, 1)
+        if tuple(out.shape[-2:]) != tuple(size):
+            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        return out
+
+    def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
+        """Each source frame (B, 3, H, W) the identity (K = 1; a fine-tuned generator uses its own), each driving
+        frame the pose -> (B, 3, H, W) in [0, 1], background black."""
+        check_reconstruct_shapes(source, driving)
+        with self._driving() as (embedder, generator):
+            identity = None if generator.finetuned else embedder.identity_embedding(self._read(source)[:, None])[0]
+            return self._render(generator, embedder.pose_embedding(self._read(driving)), identity,
+                                tuple(driving.shape[-2:]))
+
+    def animate(self, source: Tensor, driving_video: Tensor, mode: AnimationMode | None = None) -> Tensor:
+        """drive.py: the source's identity once, every driving frame's pose -> (T, 3, H, W) in [0, 1]. No mode
+        setting exists (the pose code is absolute)."""
+        source = check_animate_shapes(source, driving_video)
+        outputs = []
+        with self._driving() as (embedder, generator):
+            identity = None if generator.finetuned else embedder.identity_embedding(self._read(source)[:, None])[0]
+            for chunk in driving_video.split(8):
+                pose = embedder.pose_embedding(self._read(chunk))
+                ident = None if identity is None else identity.expand(len(chunk), -1)
+                outputs.append(self._render(generator, pose, ident, tuple(driving_video.shape[-2:])))
+        return torch.cat(outputs)
+
+
+# --- the config ------------------------------------------------------------------------------------------------
+
+CONFIG_SCHEMA = {
+    **SHARED_SECTIONS,
+    "dataset_params": {k: LEAF for k in ("image_size", "num_frames_for_encoder", "use_masks", "use_pixelwise_augs",
+                                         "use_affine_scale", "use_affine_shift", "frame_shape")},
+    "model_params": {k: LEAF for k in ("stage", "num_channels", "max_num_channels", "embed_channels",
+                                       "pose_embedding_size", "gen_constant_input_size", "gen_num_residual_blocks",
+                                       "dis_num_blocks", "num_labels")},
+    "train_params": {**TRAIN_COMMON, **{k: LEAF for k in (
+        "optimizer", "lr_gen", "lr_dis", "beta1", "weights_running_average", "running_average_decay", "criterions",
+        "perc_weight", "idt_embed_weight", "fm_weight", "dis_embed_weight", "dice_weight", "perceptual_fallback")}},
+}
+REQUIRED_KEYS = ("model_params.stage", "dataset_params.image_size")
+
+
+def _check_config(cfg: dict, where: str) -> None:
+    stage = get_path(cfg, "model_params.stage")
+    if stage not in STAGES:
+        raise AnimbenchError(f"{where}: model_params.stage must be one of {list(STAGES)}, got {stage!r}")
+    if stage == "meta" and get_path(cfg, "model_params.num_labels", None) is None:
+        raise AnimbenchError(f"{where}: model_params.num_labels missing (meta-learning: one discriminator row per "
+                             "training video, 98000 for the release)")
+    for key in ("dataset_params.image_size", "dataset_params.num_frames_for_encoder", "model_params.num_labels",
+                "model_params.num_channels", "model_params.max_num_channels", "model_params.embed_channels",
+                "model_params.pose_embedding_size", "model_params.gen_constant_input_size",
+                "model_params.dis_num_blocks"):
+        value = get_path(cfg, key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AnimbenchError(f"{where}: {key} must be a positive integer, got {value!r}")
+    size = get_path(cfg, "dataset_params.image_size")
+    if size < 16:
+        raise AnimbenchError(f"{where}: dataset_params.image_size {size} is below 16 (the VGG losses pool 4 times)")
+    choices = (("train_params.optimizer", tuple(OPTIMIZER_KINDS)), ("train_params.perceptual_fallback", FALLBACKS))
+    for key, allowed in choices:
+        value = get_path(cfg, key, None)
+        if value is not None and value not in allowed:
+            raise AnimbenchError(f"{where}: {key} must be one of {list(allowed)}, got {value!r}")
+    crit = get_path(cfg, "train_params.criterions", None)
+    if crit is not None and (not isinstance(crit, list) or not set(crit) <= set(CRITERIA)):
+        raise AnimbenchError(f"{where}: train_params.criterions must be a list of {list(CRITERIA)}, got {crit!r}")
+    shape = get_path(cfg, "dataset_params.frame_shape", None)
+    if shape is not None and list(shape) != [size, size, 3]:
+        raise AnimbenchError(f"{where}: dataset_params.frame_shape {shape!r} differs from image_size {size}")
+
+
+OPTIMIZER_KINDS = ("Adam", "RAdam")
+CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS,
+                         official_repo="github.com/shrubb/latent-pose-reenactment (configs/*.yaml: argparse options)",
+                         check=_check_config)
+
+
+# --- the card --------------------------------------------------------------------------------------------------
+
+_CONFIGS = {"meta": "configs/latent_pose-meta.yaml", "finetune": "configs/latent_pose-finetune.yaml",
+            "tiny": "configs/latent_pose-tiny.yaml", "tiny-finetune": "configs/latent_pose-tiny-finetune.yaml"}
+LatentPose.card = register_method(MethodCard(
+    name="latent_pose", paper="Neural Head Reenactment with Latent Pose Descriptors (Burkov et al., CVPR 2020)",
+    family="head-reenactment", build=LatentPose.build, config_spec=CONFIG_SPEC, configs=_CONFIGS,
+    notes="ResNeXt-50 identity + MobileNetV2 pose encoders, AdaIN generator with a foreground mask, projection "
+          "discriminator; meta-learning then fine-tuning (`--init-from` the meta checkpoint, e.g. the release, "
+          "Google Drive id 14-FYaz6YhTX5M_P3-rm2ITcxGljmWl-F, loaded weights_only)"))

@@ -8,8 +8,11 @@ as the config says), the stage its config trains (`training_stage`), its learnin
 losses, the networks frozen in an epoch, its extra checkpoint entries and official files. One step: the
 generator-side losses backward jointly, step every optimiser not in `model.discriminators`, then (when the method
 trains a GAN) the discriminator losses on the detached predictions and the discriminators' steps; optimisers of
-`frozen_networks(cfg, epoch)` skip their step. One Adam optimiser per network the stage's learning rates name
-(betas (0.5, 0.999)); a network without one is frozen (requires_grad False). Schedule, per epoch: MultiStepLR
+`frozen_networks(cfg, epoch)` skip their step. One optimiser per group of `optimizer_groups` (by default one per
+network the stage's learning rates name), of the kind `optimizer_options` says (Adam with betas (0.5, 0.999) by
+default, or RAdam); a network without a learning rate is frozen (requires_grad False). After every step
+`after_step(step)` (e.g. latent-pose's weight running averages); once, when a run starts (not on resume),
+`prepare_training(dataset)` after --init-from. Schedule, per epoch: MultiStepLR
 (gamma 0.1 at `epoch_milestones`), or pix2pixHD's when `train_params.niter_decay` is set: the learning rate
 constant for `niter` epochs, then linearly down to 0 over `niter_decay` epochs (num_epochs defaults to their sum).
 
@@ -66,7 +69,6 @@ from prep.store import FrameStore
 CHECKPOINT_NAME = "%08d-checkpoint.pth.tar"
 LAST_CHECKPOINT = "last-checkpoint.pth.tar"
 RUN_FILE = "run.json"
-ADAM_BETAS = (0.5, 0.999)
 
 
 @dataclass
@@ -116,23 +118,54 @@ def _amp_dtype(amp: str | bool, device: torch.device) -> torch.dtype | None:
     raise AnimbenchError(f"amp {amp!r}: expected auto, bf16 or off")
 
 
-def make_optimizers(model: Method, cfg: Mapping[str, Any], stage: str | None = None) -> dict[str, torch.optim.Adam]:
-    """One Adam optimiser per network the method's learning rates for `stage` name (None: the config's
-    `training_stage`); the method's other networks are frozen (requires_grad False)."""
+OPTIMIZERS = {"Adam": torch.optim.Adam, "RAdam": torch.optim.RAdam}
+
+
+def make_optimizers(model: Method, cfg: Mapping[str, Any], stage: str | None = None) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per group of the method's `optimizer_groups` for `stage` (None: the config's
+    `training_stage`), of the kind `optimizer_options` names; the method's networks without a learning rate are
+    frozen (requires_grad False). A group's networks share one param group (in the group's order) when their
+    learning rates are equal, else one param group each. Each optimiser's `networks` attribute lists them."""
     stage = model.training_stage(cfg) if stage is None else stage
     if stage not in model.stages:
         raise AnimbenchError(f"training stage {stage!r}: expected one of {list(model.stages)}")
-    betas = tuple(get_path(cfg, "train_params.adam_betas", ADAM_BETAS))
     rates = model.learning_rates(cfg, stage)
     unknown = sorted(set(rates) - set(model.networks))
     if unknown:
         raise AnimbenchError(f"stage {stage}: learning rate for {unknown[0]!r}, which is not one of the model's "
                              f"networks {list(model.networks)}")
+    groups = model.optimizer_groups(cfg, stage)
+    grouped = [n for members in groups.values() for n in members]
+    if sorted(grouped) != sorted(rates):
+        raise AnimbenchError(f"stage {stage}: optimiser groups {dict(groups)} must name each trained network "
+                             f"{sorted(rates)} exactly once")
+    options = dict(model.optimizer_options(cfg, stage))
+    kind = options.pop("kind", "Adam")
+    if kind not in OPTIMIZERS:
+        raise AnimbenchError(f"stage {stage}: optimiser {kind!r}: expected one of {list(OPTIMIZERS)}")
     for name in model.networks:
         if name not in rates:
             getattr(model, name).requires_grad_(False)
-    return {name: torch.optim.Adam(getattr(model, name).parameters(), lr=lr, betas=betas)
-            for name, lr in rates.items()}
+    optimizers = {}
+    for group, members in groups.items():
+        if len({rates[n] for n in members}) == 1:  # one param group, as the official optimizer_G
+            params: Any = [p for n in members for p in getattr(model, n).parameters()]
+            optimizer = OPTIMIZERS[kind](params, lr=rates[members[0]], **options)
+        else:
+            optimizer = OPTIMIZERS[kind]([{"params": list(getattr(model, n).parameters()), "lr": rates[n]}
+                                          for n in members], **options)
+        optimizer.networks = tuple(members)  # read by train_batch and the scheduler step
+        optimizers[group] = optimizer
+    return optimizers
+
+
+def _networks_of(name: str, optimizer: torch.optim.Optimizer) -> tuple[str, ...]:
+    """The networks an optimiser steps (its group's, or the network it is named after)."""
+    return tuple(getattr(optimizer, "networks", (name,)))
+
+
+def _is_discriminator_side(model: Method, name: str, optimizer: torch.optim.Optimizer) -> bool:
+    return all(n in model.discriminators for n in _networks_of(name, optimizer))
 
 
 def train_step(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], source: torch.Tensor,
@@ -154,8 +187,9 @@ def train_batch(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], 
     if not torch.isfinite(total):
         raise AnimbenchError(f"training diverged: generator loss is {float(total)} "
                              f"({ {k: float(v) for k, v in losses.items()} })")
-    generator_side = {n: o for n, o in optimizers.items() if n not in model.discriminators}
-    discriminator_side = {n: o for n, o in optimizers.items() if n in model.discriminators}
+    generator_side = {n: o for n, o in optimizers.items() if not _is_discriminator_side(model, n, o)}
+    discriminator_side = {n: o for n, o in optimizers.items() if _is_discriminator_side(model, n, o)}
+    frozen = {n for n, o in optimizers.items() if set(_networks_of(n, o)) & set(frozen)}
     for optimizer in generator_side.values():
         optimizer.zero_grad(set_to_none=True)
     total.backward(retain_graph=model.retains_generator_graph)
@@ -412,6 +446,12 @@ def train(
     else:
         init_record = None
 
+    # --- data ---
+    transform = make_transform(cfg)
+    dataset = model.training_dataset(store, cfg, num_repeats=repeats, seed=seed, transform=transform)
+    if resumed_from is None:
+        model.prepare_training(dataset)  # e.g. a fine-tuning run's identity embedding, from the loaded weights
+
     if dev.type == "cuda" and world > 1:
         for name in model.networks:
             setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(model, name)))
@@ -423,9 +463,6 @@ def train(
             setattr(model, name, DDP(nets[name], device_ids=[dev.index] if dev.type == "cuda" else None))
     model.train()
 
-    # --- data ---
-    transform = make_transform(cfg)
-    dataset = model.training_dataset(store, cfg, num_repeats=repeats, seed=seed, transform=transform)
     steps_per_epoch = len(ShardedEpochOrder(len(dataset), rank, world, seed, 0)) // per_rank_batch
     if steps_per_epoch == 0:
         raise AnimbenchError(f"store {store.root}: {len(dataset)} training samples per epoch, fewer than the batch "
@@ -447,7 +484,8 @@ def train(
         "perceptual_loss": backends,
         "augmentation": transform.describe(),
         "stage": stage, "networks": list(model.networks),
-        "frozen_networks": sorted(set(model.networks) - set(optimizers)),
+        "frozen_networks": sorted(set(model.networks) - {n for k, o in optimizers.items() for n in _networks_of(k, o)}),
+        "optimizers": {k: {"kind": type(o).__name__, "networks": list(_networks_of(k, o))} for k, o in optimizers.items()},
         "init_from": init_record,
         "schedule": {"epochs": num_epochs, "num_repeats": repeats, "max_steps": max_steps,
                      "batch_size": global_batch, "batch_size_per_rank": per_rank_batch,
@@ -478,7 +516,7 @@ def train(
             official = model.official_files()
         extra["animbench"] = {"step": step, "next_epoch": next_epoch, "epoch_step": epoch_step, "seed": seed,
                               "schedulers": {n: _scheduler_state(s) for n, s in schedulers.items()}}
-        save_checkpoint(path, nn.ModuleDict(nets), optimizers, epoch, extra)
+        save_checkpoint(path, nn.ModuleDict(nets), optimizers, epoch, extra, optimizer_names=optimizers)
         _link_last(out, path)
         summary["official_files"] = _write_official_files(out, official)
         if path.name not in summary["checkpoints"]:
@@ -510,6 +548,8 @@ def train(
             inputs = tuple(t.to(dev, non_blocking=True) for t in model.step_inputs(batch))
             values = train_batch(model, optimizers, inputs, amp_dtype, frozen=frozen)
             step += 1
+            with _unwrapped(model, nets):
+                model.after_step(step)
             epoch_step += 1
             steps_run += 1
             bar.update(1)
@@ -534,7 +574,8 @@ def train(
             save(epoch, epoch, epoch_step)  # mid-epoch: resume continues inside this epoch
             break
         for name, s in schedulers.items():
-            if name not in model.discriminators or model.uses_gan:  # an untrained discriminator's stays put
+            # an untrained discriminator's schedule stays put
+            if not _is_discriminator_side(model, name, optimizers[name]) or model.uses_gan:
                 s.step()
         if writer is not None:
             for name, optimizer in optimizers.items():

@@ -148,7 +148,7 @@ def test_finetuning_trains_exactly_the_generator_and_discriminator(store):
     assert moved and all(k.startswith("pose_encoder.") for k in moved)  # BatchNorm in train mode, pose path only
 
 
-@pytest.mark.slow  # two runs, each writing ~0.5 GB checkpoints (the full ResNeXt-50 trunk, its EMA, Adam moments)
+@pytest.mark.slow  # two runs, each writing a ~0.4 GB checkpoint (the full ResNeXt-50 trunk, its EMA, Adam moments)
 def test_the_loop_meta_learns_then_finetunes_from_its_checkpoint(store, tmp_path):
     meta = train("latent_pose", store, TINY, tmp_path / "meta", max_steps=2, device="cpu", progress=False)
     assert meta["status"] == "complete" and meta["steps"] == 2

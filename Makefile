@@ -29,8 +29,10 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check plumbing prep methods bench reports animbench tests benchmarks
 
-# The whole chain on a synthetic face set, on CPU: synth -> prep -> train -> reconstruct -> bench -> report.
+# The whole chain on synthetic sets, on CPU: synth -> prep -> train -> reconstruct / animate -> bench -> report,
+# for the video-driven families (faces) and the pose-driven one (bodies with poses).
 DEMO_STEPS ?= 300
+DEMO_POSE_STEPS ?= 200
 demo: venv
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(VENV)/bin/animbench synth --kind faces --videos 8 --frames 40 --seed 0 --out $(DEMO)/synth-faces
@@ -53,6 +55,22 @@ demo: venv
 		--metrics l1,psnr,ssim --out $(DEMO)/results
 	$(VENV)/bin/animbench leaderboard $(DEMO)/results
 	$(VENV)/bin/animbench report $(DEMO)/results --out $(DEMO)/report
+	@echo "--- pose-driven (Everybody Dance Now): one subject, its held-out video, another dancer's poses ---"
+	$(VENV)/bin/animbench synth --kind bodies --videos 4 --identities 1 --held-out-videos 1 --frames 40 --seed 0 \
+		--out $(DEMO)/synth-bodies > /dev/null
+	$(VENV)/bin/animbench synth --kind bodies --videos 1 --frames 40 --seed 1 --out $(DEMO)/synth-dancer > /dev/null
+	$(VENV)/bin/animbench prep synthetic --src $(DEMO)/synth-bodies --out $(DEMO)/store-bodies --workers 2 --size 64 \
+		--poses synthetic --no-progress
+	$(VENV)/bin/animbench prep synthetic --src $(DEMO)/synth-dancer --out $(DEMO)/store-dancer --workers 2 --size 64 \
+		--poses synthetic --no-progress
+	$(VENV)/bin/animbench train pose2img --store $(DEMO)/store-bodies --config configs/pose2img-tiny.yaml \
+		--out $(DEMO)/runs/pose2img --max-steps $(DEMO_POSE_STEPS) --log-every 50 --keep-checkpoints 1
+	$(VENV)/bin/animbench animate pose2img --checkpoint $(DEMO)/runs/pose2img --config configs/pose2img-tiny.yaml \
+		--poses $(DEMO)/store-dancer --out $(DEMO)/pose-transfer.mp4 > /dev/null
+	$(VENV)/bin/animbench bench --store $(DEMO)/store-bodies --protocol pose-transfer --workers 2 \
+		--methods pose2img=$(DEMO)/runs/pose2img/last-checkpoint.pth.tar@configs/pose2img-tiny.yaml \
+		--metrics l1,psnr,ssim,ssim_body,ssim_face --out $(DEMO)/results-pose
+	$(VENV)/bin/animbench report $(DEMO)/results-pose --out $(DEMO)/report-pose
 	@echo ""
 	@echo "demo outputs in $(abspath $(DEMO)):"
 	@echo "  synthetic videos  $(DEMO)/synth-faces/   frame store  $(DEMO)/store-faces/"
@@ -60,6 +78,8 @@ demo: venv
 	@echo "  reconstructions   $(DEMO)/reconstruction/fomm/   animation  $(DEMO)/animation.mp4"
 	@echo "  exports           $(DEMO)/export-png/ (FOMM layout), $(DEMO)/export-mp4/   results  $(DEMO)/results/"
 	@echo "  report            $(DEMO)/report/report.html (+ .md, .tex, .csv, figures)"
+	@echo "  pose-driven       $(DEMO)/store-bodies/ (frames + poses), $(DEMO)/runs/pose2img/ (+ latest_net_*.pth),"
+	@echo "                    $(DEMO)/pose-transfer.mp4 (the subject dancing another's poses), $(DEMO)/report-pose/"
 
 bench: venv
 	@mkdir -p $(BENCH)
@@ -67,6 +87,7 @@ bench: venv
 	$(PY) benchmarks/prep_throughput.py --out $(BENCH)/prep_throughput.json
 	$(PY) benchmarks/metrics_speed.py --out $(BENCH)/metrics_speed.json
 	$(PY) benchmarks/fomm_speed.py --out $(BENCH)/fomm_speed.json
+	$(PY) benchmarks/pose2img_speed.py --out $(BENCH)/pose2img_speed.json
 	@echo "benchmark results in $(abspath $(BENCH))"
 
 clean:

@@ -1,4 +1,5 @@
-"""CLI commands of the methods package: `methods`, `train`, `reconstruct`, `animate` (thin: parse, call, print)."""
+"""CLI commands of the methods package: `methods`, `train`, `finetune`, `reconstruct`, `animate` (thin: parse, call,
+print)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,34 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "key and shape match (e.g. EDN's local stage from its global run)")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("finetune", help="fine-tune a meta-learned model on images of one person (latent_pose)",
+                       description="Fine-tune METHOD from a meta checkpoint on the images of one person; writes the "
+                                   "run (RUN/store, checkpoints, run.json, finetune.json). Iterations without "
+                                   "--iters: the official README's rule, 125 for one image rising linearly to 230 "
+                                   "for 31+ images; --iters paper: batched_finetune.py's 560 (the paper's metrics). "
+                                   "Batch B = min(N, the config's batch_size), num_epochs = ceil(iters / floor(N / "
+                                   "B)) as the official scripts (whole epochs).")
+    p.add_argument("method")
+    p.add_argument("--checkpoint", required=True, help="the meta-learned checkpoint (ours or the release)")
+    p.add_argument("--images", required=True,
+                   help="a folder of images of ONE person, or a frame store whose train split holds one person")
+    p.add_argument("--out", required=True, help="new run folder")
+    p.add_argument("--iters", type=_iters, metavar="N|paper",
+                   help="iterations (default: 125 for 1 image .. 230 for 31+, linear between; paper = 560)")
+    p.add_argument("--config", help="fine-tuning config (default: the method card's `finetune` config)")
+    p.add_argument("--crop", choices=["latentpose", "none"],
+                   help="image folders: latentpose (default: the official per-image face crop) or none (the images "
+                        "already are latent-pose crops)")
+    p.add_argument("--detector", choices=["dlib", "dlib-cnn", "s3fd"],
+                   help="face detector of --crop latentpose (default dlib, offline; s3fd is the official one)")
+    p.add_argument("--masks", metavar="DIR|graphonomy",
+                   help="foreground masks: a folder of mask files named as the images, or graphonomy (its weight "
+                        "file placed); without: the config's dataset_params.use_masks decides")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=_finetune)
+
     p = sub.add_parser("reconstruct", help="FOMM's reconstruction protocol on a store split (absolute keypoints)")
     p.add_argument("method")
     p.add_argument("--checkpoint", help="official-layout .pth.tar (not for the baselines)")
@@ -78,9 +107,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("method")
     p.add_argument("--checkpoint", help="official-layout checkpoint, or (pose2img) an official checkpoint folder")
     p.add_argument("--config")
-    p.add_argument("--source", help="video-driven families: source image (png, jpg, ...)")
+    p.add_argument("--source", help="video-driven families: source image (png, jpg, ...); latent_pose: an image, a "
+                                    "folder of images, a video or a store of the person (the identity is the mean "
+                                    "over them; not needed, and not used, with a fine-tuned checkpoint)")
     p.add_argument("--driving",
-                   help="video-driven families: driving video (any container FFmpeg reads: mp4, mov, mkv, gif)")
+                   help="video-driven families: driving video (any container FFmpeg reads: mp4, mov, mkv, gif); "
+                        "latent_pose: also a folder of images (sorted name order) or a store")
+    p.add_argument("--no-crop", action="store_true", default=None,
+                   help="latent_pose: the images already are latent-pose crops (read as the official driving loader "
+                        "reads crops), instead of the latent-pose crop of every image")
+    p.add_argument("--detector", choices=["dlib", "dlib-cnn", "s3fd"],
+                   help="latent_pose: face detector of the latent-pose crop (default dlib; s3fd is the official one)")
     p.add_argument("--poses", help="pose-driven families: a folder of label maps (png), of OpenPose keypoint files "
                                    "(<name>_pose.yml / <name>_keypoints.json), a frame store with poses, or a "
                                    "video (with --pose-backend)")
@@ -149,6 +186,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iters(text: str) -> int | str:
+    if text == "paper":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of iterations or 'paper', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of iterations, got {text!r}")
+    return value
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from methods.finetune import finetune
+
+    record = finetune(args.method, args.checkpoint, args.images, args.out, iters=args.iters, config=args.config,
+                      crop=args.crop, detector=args.detector, masks=args.masks, device=args.device, seed=args.seed,
+                      progress=not args.no_progress)
+    train = record["train"]
+    print(json.dumps({"status": train.get("status"), "method": record["method"], "num_images": record["num_images"],
+                      "schedule": record["schedule"], "steps": train.get("steps"),
+                      "final_losses": train.get("final_losses"), "checkpoint": record["checkpoint"]}, indent=2))
+    return 0
+
+
 def _reconstruct(args: argparse.Namespace) -> int:
     from methods.infer import reconstruct
 
@@ -168,7 +230,7 @@ def _animate(args: argparse.Namespace) -> int:
     pose_options = {"normalize_to": args.normalize_to, "face_boxes": args.face_boxes, "video": args.video,
                     "frame_size": args.frame_size, "pose_backend": args.pose_backend}
     video_options = {"relative": args.relative, "adapt_scale": args.adapt_scale,
-                     "align_corners": args.align_corners}
+                     "align_corners": args.align_corners, "no_crop": args.no_crop, "detector": args.detector}
     if check_animate_inputs(args.method, args.source, args.driving, args.poses, pose_options=pose_options,
                             video_options=video_options) == "poses":
         record = animate_poses(args.method, args.poses, args.out, checkpoint=args.checkpoint, config=args.config,
@@ -179,7 +241,8 @@ def _animate(args: argparse.Namespace) -> int:
         record = animate(args.method, args.source, args.driving, args.out, checkpoint=args.checkpoint,
                          config=args.config, relative=args.relative, adapt_scale=args.adapt_scale,
                          align_corners=args.align_corners, device=args.device, fps=args.fps,
-                         overwrite=args.overwrite, progress=not args.no_progress)
+                         overwrite=args.overwrite, progress=not args.no_progress, no_crop=bool(args.no_crop),
+                         detector=args.detector)
         keys = ("output", "format", "num_frames", "frame_size", "fps", "mode")
     print(json.dumps({k: record[k] for k in keys}, indent=2, default=str))
     return 0

@@ -378,10 +378,15 @@ def animate_frames(
             pred = model.animate(source, driving, mode)
         return np.ascontiguousarray(_to_hwc(pred), dtype=np.float32)
 
+    yield from _chunked((_as_float(frame, None) for frame in driving_frames), run, chunk)
+
+
+def _chunked(frames: Iterable[np.ndarray], run: Any, chunk: int) -> Iterator[np.ndarray]:
+    """run(list of frames) -> predictions, `chunk` frames per call; every call after the first gets driving
+    frame 0 in front (the reference of relative motion) and its output dropped."""
     first: np.ndarray | None = None
     pending: list[np.ndarray] = []
-    for frame in driving_frames:
-        frame = _as_float(frame, None)
+    for frame in frames:
         if first is None:
             first = frame
         pending.append(frame)
@@ -545,14 +550,17 @@ def reconstruct(method: str, store: str | os.PathLike, out_dir: str | os.PathLik
                              overwrite=overwrite)
 
 
-def animate(method: str, source: str | os.PathLike, driving: str | os.PathLike, out: str | os.PathLike, *,
+def animate(method: str, source: str | os.PathLike | None, driving: str | os.PathLike, out: str | os.PathLike, *,
             checkpoint: str | None = None, config: str | None = None, relative: bool | None = None,
             adapt_scale: bool | None = None, align_corners: bool | None = None, device: str = "cpu",
-            fps: float | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+            fps: float | None = None, overwrite: bool = False, progress: bool = True, no_crop: bool = False,
+            detector: str | None = None) -> dict[str, Any]:
     """`animbench animate`: animate a source image by a driving video; writes OUT and OUT.json (provenance).
 
     The driving video is streamed: decoded, centre-cropped to the model's aspect ratio (a warning on stderr when
-    it is not already) and resized one frame at a time, animated in chunks, and written as it is produced."""
+    it is not already) and resized one frame at a time, animated in chunks, and written as it is produced.
+    A family with a face crop (`input_crop`) or a set of source images (`source_images = "set"`) goes through
+    `animate_set` (no_crop, detector: its crop options)."""
     from methods.config import load_config
     from methods.registry import load_model
 
@@ -560,6 +568,16 @@ def animate(method: str, source: str | os.PathLike, driving: str | os.PathLike, 
     _output_path(out, overwrite)
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device,
                                    align_corners=align_corners)
+    if model.input_crop is not None or model.source_images != "one":
+        return animate_set(model, provenance, source, driving, out, relative=relative, adapt_scale=adapt_scale,
+                           device=device, fps=fps, overwrite=overwrite, progress=progress, no_crop=no_crop,
+                           detector=detector, config=config)
+    for flag, given in (("--no-crop", no_crop), ("--detector", detector)):
+        if given:
+            raise AnimbenchError(f"{flag}: method {method} takes no face crop (its inputs are centre-cropped and "
+                                 "resized to the config's frame shape)")
+    if source is None:
+        raise AnimbenchError(f"method {method}: animates a source image by a driving video: pass --source IMAGE")
     size = frame_shape(load_config(config, method=method)) if config is not None else None
     source_img, source_crop = _load_image(source, size)
     video = DrivingVideo(driving, size if size is not None else source_img.shape[:2])
@@ -581,6 +599,176 @@ def animate(method: str, source: str | os.PathLike, driving: str | os.PathLike, 
               "crop": {"source": source_crop, "driving": video.crop},
               "mode": animation_settings(model, relative, adapt_scale),
               "quantisation": None if kind == "npy" else QUANTISATION, "provenance": provenance}
+    _write_json(path.with_name(path.name + ".json"), record)
+    return record
+
+
+# --- families fed face crops or a set of source images (input_crop, source_images "set") ---------------------
+
+INPUT_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+DEFAULT_DETECTOR = "dlib"  # as `animbench prep --crop latentpose`: offline; s3fd is the official one
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> uint8 RGB (H, W, 3), read with OpenCV as the official loaders do (alpha dropped)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise AnimbenchError(f"{path}: not a readable image (expected {', '.join(INPUT_IMAGE_EXTENSIONS)})")
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files of a folder, sorted by name (hidden files skipped)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() in INPUT_IMAGE_EXTENSIONS)
+
+
+def input_frames(path: str | os.PathLike, what: str) -> tuple[str, Iterator[tuple[str, np.ndarray]], float]:
+    """An input of `animbench animate` / `finetune` -> (kind, (name, uint8 RGB (H, W, 3)) in order, fps): an
+    image file, a folder of images (sorted name order), a video file (decoded in order) or a frame store (every
+    frame of every video, videos in stored order). The path is checked now, the frames read lazily."""
+    root = Path(path)
+    if root.is_dir() and (root / "manifest.json").is_file():
+        store = FrameStore(root)
+        videos = store.videos()
+        fps = float(store.info(videos[0]).get("fps") or 25.0) if videos else 25.0
+
+        def stored() -> Iterator[tuple[str, np.ndarray]]:
+            for vid in videos:
+                for i, frame in enumerate(store.iter_frames(vid)):
+                    yield f"{vid}#{i}", frame
+        return "store", stored(), fps
+    if root.is_dir():
+        files = image_files(root)
+        if not files:
+            raise AnimbenchError(f"{what} {root}: holds no images ({', '.join(INPUT_IMAGE_EXTENSIONS)}) and is "
+                                 "not a frame store")
+        return "images", ((f.name, read_rgb(f)) for f in files), 25.0
+    if not root.is_file():
+        raise AnimbenchError(f"{what} {root}: no such file or folder (expected an image, a folder of images, a "
+                             "video or a frame store)")
+    if root.suffix.lower() in INPUT_IMAGE_EXTENSIONS:
+        return "image", iter([(root.name, read_rgb(root))]), 25.0
+    video = DrivingVideo(root)  # checks the container now
+
+    def decoded() -> Iterator[tuple[str, np.ndarray]]:
+        for i, frame in enumerate(video):
+            yield f"{root.name}#{i}", np.round(frame * 255.0).astype(np.uint8)
+    return "video", decoded(), video.fps
+
+
+def make_face_detector(name: str | None):
+    """prep.detect's detector of the latent-pose crop (default dlib), checked before any model work."""
+    from prep.detect import check_detector, make_detector
+
+    name = name or DEFAULT_DETECTOR
+    check_detector(name)
+    return make_detector(name)
+
+
+def crop_inputs(frames: Iterable[tuple[str, np.ndarray]], crop: str | None, detector: Any,
+                size: tuple[int, int] | None, what: str, boxes: list | None = None) -> Iterator[np.ndarray]:
+    """uint8 RGB frames -> float32 (h, w, 3) in [0, 1] as a family takes them: "latentpose" the latent-pose
+    crop (prep.latentpose_crop.crop_frame, 256 px; its boxes appended to `boxes`), "none" the frames as they
+    are (crops already), None centre-cropped and resized to `size`. Every frame must come out at the first's
+    size (one batch)."""
+    from prep.latentpose_crop import crop_frame
+
+    first: tuple[int, ...] | None = None
+    for name, frame in frames:
+        if crop == "latentpose":
+            frame, box = crop_frame(frame, detector)
+            if boxes is not None:
+                boxes.append([float(v) for v in box])
+        elif crop is None:
+            frame = _fit(frame, size, f"{what} {name}")[0]
+        out = _as_float(frame, size if crop is None else None)
+        if first is None:
+            first = out.shape
+        elif out.shape != first:
+            raise AnimbenchError(f"{what} {name}: {out.shape[1]}x{out.shape[0]}, the first image is "
+                                 f"{first[1]}x{first[0]} (with --no-crop every image of one input must be a crop "
+                                 "of one size)")
+        yield out
+
+
+def animate_set(model: nn.Module, provenance: Mapping[str, Any], source: str | os.PathLike | None,
+                driving: str | os.PathLike, out: str | os.PathLike, *, relative: bool | None = None,
+                adapt_scale: bool | None = None, device: str = "cpu", fps: float | None = None,
+                overwrite: bool = False, progress: bool = True, no_crop: bool = False, detector: str | None = None,
+                config: str | None = None) -> dict[str, Any]:
+    """`animbench animate` for a family with `input_crop` or a set of source images: S and D are each an image, a
+    folder of images (sorted name order), a video or a frame store; every image is cut as `model.input_crop`
+    says (the latent-pose crop with `detector`), or taken as a crop as it is with no_crop (the family then reads
+    it as the official loader reads crops). When `model.holds_identity()` (a fine-tuned avatar) the source is
+    not needed and, if given, not used (a note on stderr). Writes OUT and OUT.json."""
+    from methods.config import load_config
+
+    kind = output_kind(out)
+    crop = "none" if no_crop else model.input_crop
+    if no_crop and model.input_crop is None:
+        raise AnimbenchError(f"--no-crop: method {provenance.get('method')} takes no face crop")
+    if crop != "latentpose" and detector is not None:
+        raise AnimbenchError("--detector: only for the latent-pose crop (not with --no-crop)")
+    size = frame_shape(load_config(config)) if crop is None and config is not None else None
+    held = model.holds_identity()
+    if source is None and not held:
+        raise AnimbenchError(f"method {provenance.get('method')}: this checkpoint holds no identity (it is not "
+                             "fine-tuned): pass --source (an image, a folder of images, a video or a store of the "
+                             "person)")
+    if source is not None and held:
+        print(f"animbench: note: the checkpoint holds its fine-tuned identity; --source {source} is not used",
+              file=sys.stderr, flush=True)
+    _, driving_frames, driving_fps = input_frames(driving, "--driving")
+    det = make_face_detector(detector) if crop == "latentpose" else None
+    dev = _model_device(model, device)
+    model.to(dev).eval()
+    mode = model.animation_mode(relative, adapt_scale)
+    sources, source_names, source_boxes = None, [], []
+    if source is not None and not held:
+        _, frames = input_frames(source, "--source")[:2]
+
+        def named() -> Iterator[tuple[str, np.ndarray]]:
+            for name, frame in frames:
+                source_names.append(name)
+                yield name, frame
+        images = list(crop_inputs(named(), crop, det, size, "--source", source_boxes))
+        if model.source_images == "one" and len(images) != 1:
+            raise AnimbenchError(f"--source {source}: {len(images)} images; method {provenance.get('method')} "
+                                 "takes one")
+        sources = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(dev)
+
+    def run(frames: list[np.ndarray]) -> np.ndarray:
+        batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(dev)
+        with torch.no_grad():
+            pred = model.animate_sources(sources, batch, mode)
+        return np.ascontiguousarray(_to_hwc(pred).clip(0.0, 1.0), dtype=np.float32)
+
+    driving_boxes: list = []
+    bar = progress_bar(None, f"animate {provenance.get('method')}", "frame", enabled=progress)
+    made: list[tuple[int, int]] = []
+
+    def produced() -> Iterator[np.ndarray]:
+        for frame in _chunked(crop_inputs(driving_frames, crop, det, size, "--driving", driving_boxes), run,
+                              ANIMATE_CHUNK):
+            bar.update(1)
+            made.append(frame.shape[:2])
+            yield frame
+
+    try:
+        path = write_animation(produced(), out, fps=fps or driving_fps, overwrite=overwrite)
+    finally:
+        bar.close()
+    record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": list(made[0]),
+              "fps": fps or driving_fps, "source": None if source is None else str(source), "driving": str(driving),
+              "identity": ("the checkpoint's own (fine-tuned)" if held else
+                           f"pooled over {len(source_names)} source image(s)"), "sources": source_names,
+              "crop": {"style": crop, "detector": (detector or DEFAULT_DETECTOR) if det is not None else None,
+                       "source_boxes": source_boxes or None, "driving_boxes": driving_boxes or None},
+              "mode": mode.as_dict(), "values": "clamp(output, 0, 1)",
+              "quantisation": None if kind == "npy" else QUANTISATION, "provenance": dict(provenance)}
     _write_json(path.with_name(path.name + ".json"), record)
     return record
 
@@ -622,8 +810,14 @@ def check_animate_inputs(method: str, source: Any = None, driving: Any = None, p
                                  f"--pose-backend){extra}")
         return driven_by
     wrong = ["--poses"] * (poses is not None) + flags(pose_options)
-    if wrong or source is None or driving is None:
+    owner = getattr(get_method(method).build, "__self__", None)
+    takes_set = getattr(owner, "source_images", "one") != "one"  # a fine-tuned avatar may go without --source
+    if wrong or (source is None and not takes_set) or driving is None:
         extra = f" ({', '.join(wrong)} is for pose-driven families)" if wrong else ""
+        if takes_set:
+            raise AnimbenchError(f"method {method}: animates source images by driving frames: pass --driving "
+                                 "IMAGES|VIDEO|STORE and --source IMAGES|VIDEO|STORE (not needed with a fine-tuned "
+                                 f"checkpoint){extra}")
         raise AnimbenchError(f"method {method}: animates a source image by a driving video: pass --source IMAGE "
                              f"and --driving VIDEO{extra}")
     return driven_by

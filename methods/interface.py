@@ -13,6 +13,11 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
      the same signatures in every family; `animation_mode(relative, adapt_scale)` gives the family's defaults
      (from its config) as an `AnimationMode`; bad input shapes raise `ShapeError` (`check_reconstruct_shapes`,
      `check_animate_shapes`).
+     `animbench animate` reads its inputs as `input_crop` says (None: centre-crop and resize to the config's
+     frame shape, as FOMM's demo; "latentpose": each image cut by prep.latentpose_crop, or taken as it is with
+     --no-crop) and calls `animate_sources(sources, driving_video, mode)`: one source image by default
+     (`source_images = "one"`); a family that pools an identity over a set of images sets "set" and overrides
+     it, and `holds_identity()` says when its loaded weights need no source at all (a fine-tuned avatar).
    - "poses" (pose2img): `pose_condition(pose, frame_size)` (a pose -> its label map and face box),
      `pose_target(frame)` (a frame -> the ground truth at the generator's resolution), `label_tensor(label)` (a
      label map as the official loader reads it) and `generate(labels, face_boxes, previous)` (frames made
@@ -206,6 +211,28 @@ class Method(nn.Module):
         (miny, maxy, minx, maxx) in generator pixels, a row of -1s for a frame without a head, or None. ->
         (outputs (T, 3, h, w) raw, unclamped; the last raw output, the next call's `previous`)."""
         raise AnimbenchError(f"{type(self).__name__}: driven by {self.driven_by}, it does not generate from poses")
+
+    # --- how `animbench animate` feeds a video-driven family (methods/infer.py) ---
+    # "one": animate takes exactly one source image; "set": any number of source images of one person, pooled by
+    # the family's animate_sources into one identity
+    source_images: ClassVar[str] = "one"
+    # None: inputs centre-cropped to the config's aspect ratio and resized to its frame shape (FOMM's demo);
+    # "latentpose": every image and frame cut by prep.latentpose_crop (or, with --no-crop, taken as a crop as it
+    # is) and given to the family at the crop's own size
+    input_crop: ClassVar[str | None] = None
+
+    def holds_identity(self) -> bool:
+        """True when the loaded weights hold the identity themselves (a fine-tuned avatar): no source needed."""
+        return False
+
+    def animate_sources(self, sources: Tensor | None, driving_video: Tensor, mode: AnimationMode | None = None
+                        ) -> Tensor:
+        """Animate by source images (N, 3, H, W) (None: none given) and a driving video (T, 3, h, w) ->
+        (T, 3, h, w). Default: exactly one source -> `animate`; a "set" family overrides it."""
+        if sources is None or sources.dim() != 4 or sources.shape[0] != 1:
+            got = "none" if sources is None else f"{tuple(sources.shape)}"
+            raise ShapeError(f"{type(self).__name__}: animates exactly one source image (1, C, H, W), got {got}")
+        return self.animate(sources, driving_video, mode)
 
     @property
     def needs_face_boxes(self) -> bool:

@@ -20,12 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run methods over a frame store under a protocol and score them",
                        description="Run registered methods over a frame store split (reconstruction: FOMM's "
                                    "protocol; animation: cross-identity pairs; pose-transfer: Everybody Dance "
-                                   "Now's, each posed frame generated from its own pose), score every frame, and write "
+                                   "Now's, each posed frame generated from its own pose; reenactment: latent-pose "
+                                   "reenactment's, every identity driven by every driver, identity error on "
+                                   "cross-driving and pose error on self-driving pairs), score every frame, and write "
                                    "per-frame / per-video Parquet tables, bootstrap CIs and paired comparisons.")
     p.add_argument("--methods", action="append", required=True, metavar="SPECS", help=METHODS_HELP)
     p.add_argument("--store", required=True, help="frame store directory (animbench prep ...)")
     p.add_argument("--protocol", choices=PROTOCOLS, required=True,
-                   help="reconstruction and animation run video-driven methods, pose-transfer pose-driven ones")
+                   help="reconstruction, animation and reenactment run video-driven methods, pose-transfer "
+                        "pose-driven ones")
     p.add_argument("--protocol-variant", choices=("legacy", "clean"), default="legacy",
                    help="legacy keeps the published evaluation code's quirks (default), clean fixes them")
     p.add_argument("--metrics", required=True, help="comma-separated metric names (animbench metrics lists them)")
@@ -36,7 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-pairs", type=int, help="random pairs to draw (default: one per video)")
     p.add_argument("--skip-missing-pairs", action="store_true",
                    help="drop pairs naming videos the split lacks (FOMM does) instead of failing")
-    p.add_argument("--limit-videos", type=int, help="bench only the first N videos (or pairs)")
+    p.add_argument("--identity-frames", type=int, metavar="K",
+                   help="reenactment: the first K frames of each test video are its identity images (default 8)")
+    p.add_argument("--driver-frames", type=int, metavar="D",
+                   help="reenactment: the last D frames of each test video are its driver frames (default 32)")
+    p.add_argument("--limit-videos", type=int,
+                   help="bench only the first N videos (or pairs; reenactment: N identities, N^2 pairs)")
     p.add_argument("--workers", type=int,
                    help="parallel Ray workers (default: GPUs, else CPU cores); 1 runs in this process")
     p.add_argument("--address", help="join this Ray cluster (HOST:PORT) instead of starting a local one; the store "
@@ -61,7 +69,8 @@ def _bench(args: argparse.Namespace) -> int:
     manifest = run_bench(methods, args.store, args.protocol, metrics, args.out, split=args.split, device=args.device,
                          workers=args.workers, address=args.address, seed=args.seed, limit_videos=args.limit_videos,
                          variant=args.protocol_variant, pairs=args.pairs, num_pairs=args.num_pairs,
-                         skip_missing_pairs=args.skip_missing_pairs, sample_videos=args.sample_videos,
+                         skip_missing_pairs=args.skip_missing_pairs, identity_frames=args.identity_frames,
+                         driver_frames=args.driver_frames, sample_videos=args.sample_videos,
                          batch_size=args.batch_size, n_boot=args.n_boot, overwrite=args.overwrite,
                          progress=args.progress)
     run = manifest["run"]

@@ -18,6 +18,18 @@
   frame (the subject lives in the trained weights): rows carry source_frame -1. Metrics that need the input
   pose get it in the prediction's pixels: the keypoints (stored-frame pixels mapped through the method's own
   letterbox and resize, measured by `target_geometry`) and the face boxes the method used.
+- reenactment (latent-pose reenactment's compute_pose_identity_error.py, reference §2.12): each test video is one
+  identity. Its first K frames (default 8; the official test set's `identity/` folder) are the identity images and
+  its last D frames (default 32; the `driver/` folder, "a different part of the same video": disjoint from the
+  identity frames, so a video needs K + D frames) are its driver frames. Every avatar is driven by every driver's D
+  frames (N^2 generated items for N videos). The method gets its identity through the one method interface: the
+  interface takes one source image, so the source is the first identity image (a method that pools K images, such
+  as a latent-pose meta checkpoint, sees K = 1), animated in the method's configured animation mode (FOMM: relative
+  keypoints), so every video-driven method ranks on one leaderboard. Self-driving items (avatar = driver video) are
+  scored against the driver frames (their ground truth): the pose reconstruction error and any ground-truth metric.
+  Cross-driving items are scored against the avatar's K identity images: the identity error (metrics matching
+  REENACTMENT_CROSS_METRICS), self-driving excluded as in the official script. Pairs are by video, as the official
+  30-video set is (two of its videos share a person and still count as cross pairs). Set metrics (FID) do not apply.
 
 Predictions are quantised as the official code saves them, floor(255 * pred), before any metric: the papers'
 pose and identity metrics read those PNGs, and the frame store holds uint8 frames too. The quantisation is
@@ -40,9 +52,9 @@ from plumbing.errors import AnimbenchError
 from prep.recipes import read_csv_rows
 from prep.store import FrameStore
 
-PROTOCOLS = ("reconstruction", "animation", "pose-transfer")
+PROTOCOLS = ("reconstruction", "animation", "pose-transfer", "reenactment")
 # which methods each protocol runs: Method.driven_by
-DRIVEN_BY = {"reconstruction": "video", "animation": "video", "pose-transfer": "poses"}
+DRIVEN_BY = {"reconstruction": "video", "animation": "video", "pose-transfer": "poses", "reenactment": "video"}
 NO_SOURCE_FRAME = -1  # pose-transfer rows: the method holds the subject, no source frame is given
 VARIANTS = ("legacy", "clean")
 QUANTISATION = (
@@ -51,6 +63,13 @@ QUANTISATION = (
 )
 # No ground truth in animation: only distances between frame sets and identity against the source frame.
 ANIMATION_METRICS = ("fid*", "aed*", "identity*")
+# reenactment: metrics scored on cross-driving items against the identity images; every other paired metric is
+# scored on self-driving items against the driver frames
+REENACTMENT_CROSS_METRICS = ("identity_error*",)
+IDENTITY_FRAMES, DRIVER_FRAMES = 8, 32  # the official test set: identity/ images, 32 driver/ frames per video
+REENACTMENT_RULE = ("identity images = the first K frames of each test video; driver frames = its last D frames "
+                    "(disjoint: a video needs K + D frames); every avatar driven by every driver; source = the first "
+                    "identity image (the method interface takes one source image)")
 PAIR_COLUMNS = ("source", "driving")
 VIDEO_SUFFIXES = (".mp4", ".png", ".gif", ".avi", ".mov", ".mkv", ".webm", ".jpg")
 
@@ -59,14 +78,22 @@ VIDEO_SUFFIXES = (".mp4", ".png", ".gif", ".avi", ".mov", ".mkv", ".webm", ".jpg
 class Item:
     """One generated video: a source frame animated by a driving video (its own video in reconstruction)."""
 
-    video_id: str  # the row key: the test video (reconstruction) or "pair-NNNN" (animation)
+    video_id: str  # the row key: the test video (reconstruction), "pair-NNNN" (animation), "self-NNNN" /
+    # "cross-NNNN" (reenactment)
     source_video: str
     source_frame: int
     driving_video: str
+    identity_frames: tuple[int, ...] = ()  # reenactment: the avatar's identity images (source_video frames)
+    driving_frames: tuple[int, ...] = ()  # reenactment: the driver frames of driving_video; () = every frame
+
+    @property
+    def self_driven(self) -> bool:
+        """Reenactment: the avatar driven by its own video's driver frames (pose reconstruction)."""
+        return self.source_video == self.driving_video
 
 
 def check_protocol(protocol: str) -> str:
-    """Return the protocol (reconstruction, animation, pose-transfer), or raise a one-line error naming it."""
+    """Return the protocol (one of PROTOCOLS), or raise a one-line error naming it."""
     if protocol not in PROTOCOLS:
         raise AnimbenchError(f"--protocol {protocol!r}: expected one of {list(PROTOCOLS)}")
     return protocol
@@ -87,11 +114,17 @@ def check_driven_by(protocol: str, method: str, driven_by: str) -> None:
                              f"protocol (its protocols: {fits or 'none'})")
 
 
-def check_metrics(protocol: str, metrics: list[str], inputs: dict[str, tuple[str, ...]] | None = None) -> None:
+def check_metrics(protocol: str, metrics: list[str], inputs: dict[str, tuple[str, ...]] | None = None,
+                  kinds: dict[str, str] | None = None) -> None:
     """Animation has no ground truth: refuse metrics that would need one, naming them. `inputs` (metric -> the
-    per-frame inputs it needs besides the frames): only pose-transfer has the input poses."""
+    per-frame inputs it needs besides the frames): only pose-transfer has the input poses. `kinds` (metric ->
+    paired / set): reenactment scores paired metrics only."""
     if not metrics:
         raise AnimbenchError("--metrics: give at least one metric")
+    sets = sorted(m for m, kind in (kinds or {}).items() if kind == "set")
+    if sets and protocol == "reenactment":
+        raise AnimbenchError(f"--metrics {','.join(sets)}: the reenactment protocol scores paired metrics only "
+                             f"(identity error on cross-driving, pose error on self-driving items), not frame sets")
     needy = sorted(m for m, needs in (inputs or {}).items() if needs)
     if needy and protocol != "pose-transfer":
         raise AnimbenchError(f"--metrics {','.join(needy)}: need the input poses, which only the pose-transfer "
@@ -136,6 +169,54 @@ def pose_transfer_items(store: FrameStore, split: str = "test", limit: int | Non
                              "from its pose (prep it with --poses DIR|synthetic|rtpose|dwpose)")
     vids = _split_videos(store, split)[:limit]
     return [Item(v, v, NO_SOURCE_FRAME, v) for v in vids]
+
+
+def reenactment_items(store: FrameStore, split: str = "test", limit: int | None = None,
+                      identity_frames: int = IDENTITY_FRAMES, driver_frames: int = DRIVER_FRAMES) -> list[Item]:
+    """Every avatar (a video of the split, sorted ids, the first `limit`) driven by every driver: N^2 items, in
+    avatar-major order; self-driving items are "self-NNNN", the others "cross-NNNN" (module docstring)."""
+    for flag, value in (("--identity-frames", identity_frames), ("--driver-frames", driver_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AnimbenchError(f"{flag} {value!r}: expected a positive integer")
+    vids = _split_videos(store, split)[:limit]
+    if len(vids) < 2:
+        raise AnimbenchError(f"store {store.root}: split {split!r} has one video; the reenactment protocol needs "
+                             "two or more (identity error is measured on cross-driving pairs)")
+    need = identity_frames + driver_frames
+    for v in vids:
+        n = store.num_frames(v)
+        if n < need:
+            raise AnimbenchError(f"store {store.root}: video {v!r} has {n} frames; the reenactment protocol takes "
+                                 f"{identity_frames} identity frames and {driver_frames} driver frames from "
+                                 f"different parts of each video, so it needs {need} (--identity-frames, "
+                                 "--driver-frames)")
+    identity = tuple(range(identity_frames))
+    drivers = {v: tuple(range(store.num_frames(v) - driver_frames, store.num_frames(v))) for v in vids}
+    items = []
+    for avatar in vids:
+        for driver in vids:
+            kind = "self" if avatar == driver else "cross"
+            items.append(Item(f"{kind}-{len(items):04d}", avatar, identity[0], driver, identity, drivers[driver]))
+    return items
+
+
+def reenactment_scope(metric: str) -> str:
+    """Which reenactment items a metric scores: "cross" (identity error, against the identity images) or "self"
+    (every other paired metric, against the driver frames)."""
+    return "cross" if any(fnmatch.fnmatch(metric, p) for p in REENACTMENT_CROSS_METRICS) else "self"
+
+
+def reenactment_inputs(store: FrameStore, item: Item, frame_size: tuple[int, int] | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(identity images (K, h, w, 3), driver frames (D, h, w, 3)) of a reenactment item, uint8, resized to the
+    method's frame size (None: the store's) as animation_inputs does."""
+    from methods.data import resize_frames  # bench's layer may import methods; keep it off module import
+
+    identity = store.read(item.source_video, list(item.identity_frames))
+    driving = store.read(item.driving_video, list(item.driving_frames))
+    if frame_size is not None:
+        identity, driving = resize_frames(identity, frame_size), resize_frames(driving, frame_size)
+    return identity, driving
 
 
 def _resolve(name: str, ids: set[str]) -> str | None:
@@ -198,11 +279,22 @@ def random_pairs(store: FrameStore, split: str = "test", num_pairs: int | None =
     return items
 
 
-def describe(protocol: str, variant: str, *, pairs: str | None = None, skipped_pairs: int = 0,
-             seed: int = 0) -> dict[str, Any]:
-    """What the manifest records about the protocol."""
+def describe(protocol: str, variant: str, *, pairs: str | None = None, skipped_pairs: int = 0, seed: int = 0,
+             items: list[Item] | None = None) -> dict[str, Any]:
+    """What the manifest records about the protocol (`items`: reenactment's, counted by kind)."""
     d: dict[str, Any] = {"name": protocol, "variant": variant, "quantisation": QUANTISATION}
-    if protocol == "reconstruction":
+    if protocol == "reenactment":
+        items = items or []
+        d["frames"] = REENACTMENT_RULE
+        d["identity_frames"] = len(items[0].identity_frames) if items else None
+        d["driver_frames"] = len(items[0].driving_frames) if items else None
+        d["self_driving_items"] = sum(it.self_driven for it in items)
+        d["cross_driving_items"] = sum(not it.self_driven for it in items)
+        d["compared_with"] = {
+            "cross": f"metrics matching {list(REENACTMENT_CROSS_METRICS)}: the avatar's identity images, on "
+                     "cross-driving items only (self-driving excluded, as compute_pose_identity_error.py)",
+            "self": "every other paired metric: the driver frames (ground truth), on self-driving items only"}
+    elif protocol == "reconstruction":
         d["frames"] = "source = frame 0 of each video; every frame t (t = 0 included) driven, absolute keypoints"
         d["compared_with"] = "the ground-truth frame t"
     elif protocol == "pose-transfer":

@@ -16,7 +16,7 @@ from bench.metrics.registry import (
 
 # Each module registers its metrics on import. Heavy libraries (lpips, pytorch-fid, face-alignment) are
 # imported only when a metric object is built, so listing metrics stays cheap.
-_MODULES = ("pixel", "lpips_metric", "fid", "pose", "identity", "crops", "pose_distance")
+_MODULES = ("pixel", "lpips_metric", "fid", "pose", "identity", "reenactment", "crops", "pose_distance")
 for _mod in _MODULES:
     try:
         importlib.import_module(f"bench.metrics.{_mod}")

@@ -1,4 +1,5 @@
-"""Identity metrics: AED face / body (pose-evaluation, FOMM & Monkey-Net), a dlib AED proxy, LPD identity error.
+"""Identity metrics: AED face / body (pose-evaluation, FOMM & Monkey-Net), a dlib AED proxy, LPD identity error
+(ArcFace; its dlib proxy and the pose error are in bench/metrics/reenactment.py).
 
 The arithmetic is plain numpy over embeddings (`aed_from_embeddings`, `identity_error_from_embeddings`); the
 registered metric objects embed uint8 RGB frames with a backend (bench.backends) and call it. Protocols:

@@ -1,4 +1,5 @@
-"""Keypoint metrics: AKD face / body and MKR (pose-evaluation, FOMM & Monkey-Net) and LPD's pose error P.
+"""Keypoint metrics: AKD face / body and MKR (pose-evaluation, FOMM & Monkey-Net), and the arithmetic of LPD's pose
+error P (`pose_error_from_landmarks`; its registered metrics are in bench/metrics/reenactment.py).
 
 The arithmetic is plain numpy over keypoints (`*_from_keypoints`); the registered metric objects extract the
 keypoints from uint8 RGB frames with a backend (bench.backends) and call it. Protocols:
@@ -95,12 +96,20 @@ def mkr_from_keypoints(kp_gt: np.ndarray, kp_gen: np.ndarray) -> tuple[np.ndarra
     return values, ~ok
 
 
+def scale_shift(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray]:
+    """The least-squares (s, t) minimising sum |s*src + t - dst|^2 over (K,2) points: the official lstsq over
+    [x 1 0; y 0 1] rows (compute_pose_identity_error.py) in closed form; s = 1 when src is one point repeated."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    src_c, dst_c = src - src.mean(0), dst - dst.mean(0)
+    denom = float((src_c**2).sum())
+    s = float((src_c * dst_c).sum()) / denom if denom > 0 else 1.0
+    return s, dst.mean(0) - s * src.mean(0)
+
+
 def fit_scale_shift(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """src (K,2) mapped by the least-squares scale s and shift t minimising sum |s*src + t - dst|^2."""
-    src_c, dst_c = src - src.mean(0), dst - dst.mean(0)
-    denom = (src_c**2).sum()
-    s = (src_c * dst_c).sum() / denom if denom > 0 else 1.0
-    return s * src_c + dst.mean(0)
+    s, t = scale_shift(src, dst)
+    return s * np.asarray(src, np.float64) + t
 
 
 def pose_error_from_landmarks(lm_gt: Keypoints, lm_gen: Keypoints,
@@ -250,32 +259,3 @@ class MKR(_BodyKeypointMetric):
     def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
         """Per-frame MKR (fraction in [0,1])."""
         return FrameScores(*mkr_from_keypoints(*self.joints(pred, gt)))
-
-
-@register_metric("pose_error", kind="paired", higher_is_better=False, backend="face-alignment",
-                 needs=("2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"),
-                 protocol_notes="latent-pose reenactment P: per frame the mean Euclidean distance over 68 FAN "
-                                "landmarks divided by the GT inter-ocular distance |lm36 - lm45| (>= 1e-2); "
-                                "fit=True first fits a least-squares scale + shift. LPD substitutes a MEAN_FACE "
-                                "template on failed detection (values not available): here such frames are "
-                                "skipped and counted. Same in both protocols.")
-class PoseError(AKDFace):
-    """LPD pose reconstruction error: landmark distance normalised by the GT inter-ocular distance."""
-
-    def __init__(self, spec: Any, *, variant: str = "legacy", fit: bool = False, detector: str = "sfd",
-                 device: str = "cpu", verify_hash: bool = True):
-        super().__init__(spec, variant=variant, detector=detector, device=device, verify_hash=verify_hash)
-        self.fit = fit
-
-    def __call__(self, pred: np.ndarray, gt: np.ndarray) -> FrameScores:
-        """Per-frame P of uint8 (N,H,W,3) frames (gt = driver frames, pred = self-driven outputs)."""
-        check_frames(pred, gt, metric=self.spec.name)
-        lm_gt, lm_gen = self.landmarks(gt), self.landmarks(pred)
-        return _face_scores(*pose_error_from_landmarks(lm_gt, lm_gen, self.fit), lm_gt, lm_gen)
-
-    def describe(self) -> dict[str, Any]:
-        """Provenance: detector, weights, the scale-shift fit flag."""
-        out = super().describe()
-        out["settings"]["fit_scale_shift"] = self.fit
-        out["variant_differences"] = {"legacy": "as clean", "clean": "as legacy"}
-        return out

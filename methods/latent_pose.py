@@ -13,6 +13,10 @@ Conventions (official sizes):
 - the generator returns rgb in (-0.25, 1.25), a mask in (0, 1) and `fake_rgbs = rgb * mask`;
 - discriminator labels are dataset indices of videos (num_labels = 98,000 for the release), or 0 after fine-tuning.
 
+The tiny configs swap the identity trunk for a MobileNetV2 and narrow both encoders (`model_params.identity_encoder`,
+`encoder_width_mult`): not the official architecture, for CPU tests and the demo; the official configs leave both
+keys out.
+
 Then the `LatentPose` method (training hooks, running averages, fine-tuning, driving), its config and its card. The
 training samples are in methods/latent_pose_data.py, the losses in methods/latent_pose_losses.py.
 """
@@ -78,16 +82,35 @@ def _padding_slot() -> nn.Module:
 # --- encoders ----------------------------------------------------------------------------------------------------
 
 
+IDENTITY_ENCODERS = ("resnext50_32x4d", "mobilenet_v2")  # the official one first
+
+
 class Embedder(nn.Module):
     """Identity encoder (ResNeXt-50 32x4d -> 512) and pose encoder (MobileNetV2 -> 256), randomly initialised.
 
     Keys `identity_encoder.*` / `pose_encoder.*` are torchvision's, as in the release's `embedder` entry.
+    `identity_encoder="mobilenet_v2"` and `width_mult` < 1 (MobileNetV2's width multiplier, for both MobileNetV2
+    trunks) are NOT the official architecture: small trunks for CPU tests and the demo (the tiny configs).
     """
 
-    def __init__(self, identity_embedding_size: int = 512, pose_embedding_size: int = 256):
+    def __init__(self, identity_embedding_size: int = 512, pose_embedding_size: int = 256,
+                 identity_encoder: str = "resnext50_32x4d", width_mult: float = 1.0):
         super().__init__()
-        self.identity_encoder = torchvision.models.resnext50_32x4d(weights=None, num_classes=identity_embedding_size)
-        self.pose_encoder = torchvision.models.mobilenet_v2(weights=None, num_classes=pose_embedding_size)
+        self.identity_embedding_size = identity_embedding_size
+        if identity_encoder == "resnext50_32x4d":
+            if width_mult != 1.0:
+                raise AnimbenchError(f"latent_pose embedder: width_mult {width_mult} needs identity_encoder "
+                                     "mobilenet_v2 (ResNeXt-50 has no width multiplier)")
+            self.identity_encoder = torchvision.models.resnext50_32x4d(weights=None,
+                                                                       num_classes=identity_embedding_size)
+        elif identity_encoder == "mobilenet_v2":
+            self.identity_encoder = torchvision.models.mobilenet_v2(
+                weights=None, num_classes=identity_embedding_size, width_mult=width_mult)
+        else:
+            raise AnimbenchError(f"latent_pose embedder: identity_encoder must be one of {list(IDENTITY_ENCODERS)}, "
+                                 f"got {identity_encoder!r}")
+        self.pose_encoder = torchvision.models.mobilenet_v2(weights=None, num_classes=pose_embedding_size,
+                                                            width_mult=width_mult)
 
     def identity_embedding(self, enc_rgbs: Tensor) -> tuple[Tensor, Tensor]:
         """(B, K, 3, H, W) in [0, 1] -> (embeds (B, 512) = mean over K, embeds_elemwise (B, K, 512))."""
@@ -408,7 +431,8 @@ class LatentPose(Method):
         m, size = cfg["model_params"], int(get_path(cfg, "dataset_params.image_size", 256))
         finetune = m["stage"] == "finetune"
         identity = int(m.get("embed_channels", 512))
-        embedder = Embedder(identity, int(m.get("pose_embedding_size", 256)))
+        embedder = Embedder(identity, int(m.get("pose_embedding_size", 256)),
+                            str(m.get("identity_encoder", "resnext50_32x4d")), float(m.get("encoder_width_mult", 1.0)))
         generator = Generator(int(m.get("num_channels", 64)), int(m.get("max_num_channels", 512)), identity,
                               int(m.get("pose_embedding_size", 256)), size, int(m.get("gen_constant_input_size", 4)),
                               int(m.get("gen_num_residual_blocks", 2)), finetuned=finetune)
@@ -567,7 +591,7 @@ class LatentPose(Method):
         embedder.eval()
         device = self.generator.constant.constant.device
         images = dataset.identity_images()
-        elemwise = [embedder.identity_embedding(chunk.to(device))[1].reshape(-1, embedder.identity_encoder.fc.out_features)
+        elemwise = [embedder.identity_embedding(chunk.to(device))[1].reshape(-1, embedder.identity_embedding_size)
                     for chunk in images.split(8)]
         embedder.train(was_training)
         mean = torch.cat(elemwise).mean(0, keepdim=True)  # (1, 512)
@@ -677,7 +701,9 @@ CONFIG_SCHEMA = {
                                          "use_affine_scale", "use_affine_shift", "frame_shape")},
     "model_params": {k: LEAF for k in ("stage", "num_channels", "max_num_channels", "embed_channels",
                                        "pose_embedding_size", "gen_constant_input_size", "gen_num_residual_blocks",
-                                       "dis_num_blocks", "num_labels")},
+                                       "dis_num_blocks", "num_labels",
+                                       # not official: the tiny configs' small trunks (CPU tests, the demo)
+                                       "identity_encoder", "encoder_width_mult")},
     "train_params": {**TRAIN_COMMON, **{k: LEAF for k in (
         "optimizer", "lr_gen", "lr_dis", "beta1", "weights_running_average", "running_average_decay", "criterions",
         "perc_weight", "idt_embed_weight", "fm_weight", "dis_embed_weight", "dice_weight", "perceptual_fallback")}},
@@ -710,6 +736,16 @@ def _check_config(cfg: dict, where: str) -> None:
     crit = get_path(cfg, "train_params.criterions", None)
     if crit is not None and (not isinstance(crit, list) or not set(crit) <= set(CRITERIA)):
         raise AnimbenchError(f"{where}: train_params.criterions must be a list of {list(CRITERIA)}, got {crit!r}")
+    encoder = get_path(cfg, "model_params.identity_encoder", IDENTITY_ENCODERS[0])
+    if encoder not in IDENTITY_ENCODERS:
+        raise AnimbenchError(f"{where}: model_params.identity_encoder must be one of {list(IDENTITY_ENCODERS)}, "
+                             f"got {encoder!r}")
+    width = get_path(cfg, "model_params.encoder_width_mult", 1.0)
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 1:
+        raise AnimbenchError(f"{where}: model_params.encoder_width_mult must be a number in (0, 1], got {width!r}")
+    if width != 1 and encoder == "resnext50_32x4d":
+        raise AnimbenchError(f"{where}: model_params.encoder_width_mult {width} needs identity_encoder: mobilenet_v2 "
+                             "(ResNeXt-50 has no width multiplier)")
     shape = get_path(cfg, "dataset_params.frame_shape", None)
     if shape is not None and list(shape) != [size, size, 3]:
         raise AnimbenchError(f"{where}: dataset_params.frame_shape {shape!r} differs from image_size {size}")
@@ -730,4 +766,6 @@ LatentPose.card = register_method(MethodCard(
     family="head-reenactment", build=LatentPose.build, config_spec=CONFIG_SPEC, configs=_CONFIGS,
     notes="ResNeXt-50 identity + MobileNetV2 pose encoders, AdaIN generator with a foreground mask, projection "
           "discriminator; meta-learning then fine-tuning (`--init-from` the meta checkpoint, e.g. the release, "
-          "Google Drive id 14-FYaz6YhTX5M_P3-rm2ITcxGljmWl-F, loaded weights_only)"))
+          "Google Drive id 14-FYaz6YhTX5M_P3-rm2ITcxGljmWl-F, loaded weights_only). The tiny configs are NOT the "
+          "official architecture (model_params.identity_encoder: mobilenet_v2, encoder_width_mult: 0.25): for CPU "
+          "tests and the demo"))

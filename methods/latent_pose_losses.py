@@ -50,10 +50,11 @@ register_weight(WeightFile(
 
 
 def _vgg_features(kind: str) -> nn.Sequential:
-    """torchvision's vgg19 / vgg16 `features` (randomly initialised)."""
-    import torchvision
+    """torchvision's vgg19 / vgg16 `features` layout (same keys), built without the classifier, whose 120M-parameter
+    initialisation took seconds; the callers load or re-initialise every conv."""
+    from torchvision.models import vgg
 
-    return (torchvision.models.vgg19 if kind == "vgg19" else torchvision.models.vgg16)(weights=None).features
+    return vgg.make_layers(vgg.cfgs["E" if kind == "vgg19" else "D"])
 
 
 def _avg_pool_trunk(features: nn.Sequential) -> nn.Sequential:

@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,6 +27,16 @@ from .tiny_store import make_store
 
 REPO = Path(__file__).resolve().parents[2]
 TINY, TINY_FT = REPO / "configs/latent_pose-tiny.yaml", REPO / "configs/latent_pose-tiny-finetune.yaml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One torch thread for this module and its module-scoped models (conftest's one_torch_thread is per test):
+    on the busy 2-core box spinning threads made the tiny steps many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -61,40 +72,73 @@ def test_samples_follow_the_official_loader(store):
     assert ones.shape == (64, 64) and ones[32, 32] == 1.0 and ones[32, 0] < 0.5  # faded to 0 at the side edges
 
 
-def test_meta_steps_lower_the_loss_on_one_batch(store):
+@pytest.fixture(scope="module")
+def meta(store) -> SimpleNamespace:
+    """A tiny meta-learning model after four official steps on one batch (lr_gen 1e-3), built once: its loss
+    history, optimisers and batch."""
     model, cfg = _model(TINY, lr_gen=1e-3)
     batch = _batch(model.training_dataset(store, cfg, num_repeats=1, seed=0, transform=None))
     optimizers = make_optimizers(model, cfg)
-    assert set(optimizers) == {"G", "D"} and optimizers["G"].networks == ("generator", "embedder")
-    assert len(optimizers["G"].param_groups) == 1 and optimizers["G"].defaults["eps"] == 1e-5
     history = []
     for step in range(1, 5):
         torch.manual_seed(step)
         history.append(train_batch(model, optimizers, batch))
         model.after_step(step)
-    assert set(history[0]) == {"VGGFace", "VGG", "adversarial_G", "feature_matching", "embedding_matching",
-                               "segmentation_dice", "adversarial_D"}
-    reconstruction = [h["VGG"] + h["VGGFace"] + h["segmentation_dice"] for h in history]
+    return SimpleNamespace(model=model, optimizers=optimizers, history=history)
+
+
+@pytest.fixture(scope="module")
+def meta_checkpoint(meta, tmp_path_factory) -> Path:
+    """The meta model saved in the official layout (step 4)."""
+    path = tmp_path_factory.mktemp("lp-meta") / "model.pth"
+    return save_checkpoint(path, meta.model, meta.optimizers, 0, meta.model.checkpoint_entries(4),
+                           optimizer_names=meta.optimizers)
+
+
+def test_small_trunks_are_an_option_of_the_tiny_configs_only(tmp_path):
+    """The official configs build ResNeXt-50 + MobileNetV2 (width 1); the tiny ones MobileNetV2 x2 at width 0.25
+    (not the official architecture); the ConfigSpec refuses other trunks and a width ResNeXt-50 cannot take."""
+    for name in ("meta", "finetune"):
+        cfg = load_config(REPO / f"configs/latent_pose-{name}.yaml")
+        assert "identity_encoder" not in cfg["model_params"] and "encoder_width_mult" not in cfg["model_params"]
+    model, _ = _model(TINY)
+    assert type(model.embedder.identity_encoder).__name__ == "MobileNetV2"
+    assert model.embedder.pose_encoder.features[-1][0].in_channels == 80  # 320 x 0.25
+    assert model.embedder.identity_embedding(torch.rand(1, 2, 3, 64, 64))[0].shape == (1, 64)
+    text = TINY.read_text()
+    for old, new, match in [("identity_encoder: mobilenet_v2", "identity_encoder: resnet18", "identity_encoder must"),
+                            ("encoder_width_mult: 0.25", "encoder_width_mult: 0", "encoder_width_mult must"),
+                            ("identity_encoder: mobilenet_v2", "identity_encoder: resnext50_32x4d",
+                             "needs identity_encoder: mobilenet_v2")]:
+        (tmp_path / "bad.yaml").write_text(text.replace(old, new))
+        with pytest.raises(AnimbenchError, match=match):
+            load_config(tmp_path / "bad.yaml")
+
+
+def test_meta_steps_lower_the_loss_on_one_batch(meta):
+    optimizers = meta.optimizers
+    assert set(optimizers) == {"G", "D"} and optimizers["G"].networks == ("generator", "embedder")
+    assert len(optimizers["G"].param_groups) == 1 and optimizers["G"].defaults["eps"] == 1e-5
+    assert set(meta.history[0]) == {"VGGFace", "VGG", "adversarial_G", "feature_matching", "embedding_matching",
+                                    "segmentation_dice", "adversarial_D"}
+    reconstruction = [h["VGG"] + h["VGGFace"] + h["segmentation_dice"] for h in meta.history]
     assert reconstruction[-1] < reconstruction[0], reconstruction
 
 
-def test_a_saved_checkpoint_reproduces_outputs_in_a_fresh_process(store, tmp_path):
-    model, cfg = _model(TINY)
-    optimizers = make_optimizers(model, cfg)
-    train_batch(model, optimizers, _batch(model.training_dataset(store, cfg, num_repeats=1, seed=0, transform=None)))
-    model.after_step(1)
+def test_a_saved_checkpoint_reproduces_outputs_in_a_fresh_process(meta, meta_checkpoint, tmp_path):
+    model, path = meta.model, meta_checkpoint
     live, average = model.generator.state_dict(), model.running_averages["generator"].state_dict()
     assert not torch.equal(live["constant.constant"], average["constant.constant"])  # the EMA lags
-    path = save_checkpoint(tmp_path / "model.pth", model, optimizers, 0, model.checkpoint_entries(1),
-                           optimizer_names=optimizers)
     ckpt = torch.load(path, weights_only=True)
     assert {"embedder", "generator", "discriminator", "optimizer_G", "optimizer_D", "running_averages", "args",
             "epoch"} <= set(ckpt) and set(ckpt["running_averages"]) == {"embedder", "generator"}
-    assert ckpt["args"]["num_labels"] == 16 and ckpt["args"]["iteration"] == 1
+    assert ckpt["args"]["num_labels"] == 16 and ckpt["args"]["iteration"] == 4
+    assert path.stat().st_size < 20e6  # the tiny config's small trunks (the official ResNeXt-50 made ~0.4 GB)
     torch.manual_seed(5)
     source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     torch.save({"source": source, "driving": driving, "out": model.reconstruct(source, driving)}, tmp_path / "io.pt")
-    code = (f"import torch; from methods.registry import load_model; io = torch.load({str(tmp_path / 'io.pt')!r}); "
+    code = ("import torch; torch.set_num_threads(1); from methods.registry import load_model; "
+            f"io = torch.load({str(tmp_path / 'io.pt')!r}); "
             f"m, _ = load_model('latent_pose', checkpoint={str(path)!r}, config={str(TINY)!r}); "
             "o = m.reconstruct(io['source'], io['driving']); "
             f"ra = m.running_averages['generator'].state_dict(); ref = torch.load({str(path)!r})['running_averages']; "
@@ -104,8 +148,8 @@ def test_a_saved_checkpoint_reproduces_outputs_in_a_fresh_process(store, tmp_pat
     assert run.stdout.strip() == "EQUAL", run.stderr[-2000:]
 
 
-def test_the_release_args_load_with_an_exact_allow_list(tmp_path):
-    model, _ = _model(TINY)
+def test_the_release_args_load_with_an_exact_allow_list(meta, tmp_path):
+    model = meta.model
     nets = {n: getattr(model, n).state_dict() for n in ("embedder", "generator", "discriminator")}
     args = argparse.Namespace(data_root=pathlib.PosixPath("/datasets/VoxCeleb2"), num_labels=16, finetune=False)
     torch.save({**nets, "args": args}, tmp_path / "release.pth")
@@ -117,10 +161,14 @@ def test_the_release_args_load_with_an_exact_allow_list(tmp_path):
         model.read_checkpoint(tmp_path / "other.pth")
 
 
-def test_finetuning_trains_exactly_the_generator_and_discriminator(store):
+def test_finetuning_trains_exactly_the_generator_and_discriminator(store, meta_checkpoint):
     model, cfg = _model(TINY_FT)
+    loaded = model.load_pretrained(meta_checkpoint)  # --init-from: the meta discriminator's 16 label rows dropped
     data = model.training_dataset(store, cfg, num_repeats=1, seed=0, transform=None)
     assert isinstance(data, FinetuneDataset) and len(data) == 6
+    nets = loaded["networks"]
+    assert nets["embedder"]["not_loaded"] == [] and nets["generator"]["not_loaded"] == ["identity_embedding"]
+    assert {k.split(".")[0] for k in nets["discriminator"]["not_loaded"]} == {"embed"}
     model.prepare_training(data)
     with torch.no_grad():
         ema = model.running_averages["embedder"]
@@ -148,7 +196,6 @@ def test_finetuning_trains_exactly_the_generator_and_discriminator(store):
     assert moved and all(k.startswith("pose_encoder.") for k in moved)  # BatchNorm in train mode, pose path only
 
 
-@pytest.mark.slow  # two runs, each writing a ~0.4 GB checkpoint (the full ResNeXt-50 trunk, its EMA, Adam moments)
 def test_the_loop_meta_learns_then_finetunes_from_its_checkpoint(store, tmp_path):
     meta = train("latent_pose", store, TINY, tmp_path / "meta", max_steps=2, device="cpu", progress=False)
     assert meta["status"] == "complete" and meta["steps"] == 2

@@ -22,10 +22,11 @@
   identity. Its first K frames (default 8; the official test set's `identity/` folder) are the identity images and
   its last D frames (default 32; the `driver/` folder, "a different part of the same video": disjoint from the
   identity frames, so a video needs K + D frames) are its driver frames. Every avatar is driven by every driver's D
-  frames (N^2 generated items for N videos). The method gets its identity through the one method interface: the
-  interface takes one source image, so the source is the first identity image (a method that pools K images, such
-  as a latent-pose meta checkpoint, sees K = 1), animated in the method's configured animation mode (FOMM: relative
-  keypoints), so every video-driven method ranks on one leaderboard. Self-driving items (avatar = driver video) are
+  frames (N^2 generated items for N videos). The method gets its identity through the one method interface: a
+  family that pools a set of source images (source_images "set", e.g. a latent-pose meta checkpoint) gets all K
+  identity images, any other family the first one, animated in the method's configured animation mode (FOMM:
+  relative keypoints), so every video-driven method ranks on one leaderboard. A checkpoint holding a fine-tuned
+  identity is refused (every avatar must take its identity from its own images). Self-driving items (avatar = driver video) are
   scored against the driver frames (their ground truth): the pose reconstruction error and any ground-truth metric.
   Cross-driving items are scored against the avatar's K identity images: the identity error (metrics matching
   REENACTMENT_CROSS_METRICS), self-driving excluded as in the official script. Pairs are by video, as the official
@@ -68,8 +69,8 @@ ANIMATION_METRICS = ("fid*", "aed*", "identity*")
 REENACTMENT_CROSS_METRICS = ("identity_error*",)
 IDENTITY_FRAMES, DRIVER_FRAMES = 8, 32  # the official test set: identity/ images, 32 driver/ frames per video
 REENACTMENT_RULE = ("identity images = the first K frames of each test video; driver frames = its last D frames "
-                    "(disjoint: a video needs K + D frames); every avatar driven by every driver; source = the first "
-                    "identity image (the method interface takes one source image)")
+                    "(disjoint: a video needs K + D frames); every avatar driven by every driver; sources = the K "
+                    "identity images for a family that pools a set, else the first identity image")
 PAIR_COLUMNS = ("source", "driving")
 VIDEO_SUFFIXES = (".mp4", ".png", ".gif", ".avi", ".mov", ".mkv", ".webm", ".jpg")
 

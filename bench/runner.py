@@ -11,8 +11,9 @@ Determinism: every video is generated under a seed derived from (seed, method, v
 deterministic algorithms on GPU (CPU inference kernels are deterministic as they are), and rows are sorted, so
 the same bench on CPU gives identical tables however its videos were split across workers.
 
-Reenactment (latent-pose reenactment's protocol) drives the first identity image of every test video by the driver
-frames of every test video through methods.infer.animate_video, as animation does; per item, each metric scores
+Reenactment (latent-pose reenactment's protocol) drives every test video's identity by the driver frames of every
+test video through the method interface (a "set" family's animate_sources over the K identity images, any other
+family's animate on the first one, as methods.infer.animate_video); per item, each metric scores
 either the self-driving items against the driver frames or the cross-driving items against the identity images
 (protocols.reenactment_scope), so one method interface serves FOMM and latent-pose alike.
 
@@ -233,14 +234,47 @@ def _predict(model: Any, task: Task, store: FrameStore, item: protocols.Item) ->
         gt, pred = np.concatenate([gt for gt, _ in batches]), np.concatenate([pred for _, pred in batches])
         return Predicted(list(range(len(pred))), gt, pred)
     if s.protocol == "reenactment":
-        identity, driving = protocols.reenactment_inputs(store, item, task.frame_size)
-        # one source image through the method interface: the first identity image, the config's animation mode
-        pred = np.clip(animate_video(model, identity[0], driving, device=s.device), 0.0, 1.0).astype(np.float32)
-        return Predicted(list(item.driving_frames), driving, pred, identity=identity)
+        return _reenact(model, task, store, item)
     source, driving = protocols.animation_inputs(store, item, task.frame_size)
     # the config's animation mode, as `animbench animate` without --relative / --absolute
     pred = np.clip(animate_video(model, source[0], driving, device=s.device), 0.0, 1.0).astype(np.float32)
     return Predicted(list(range(len(pred))), np.repeat(source, len(pred), 0), pred)
+
+
+def _reenact(model: Any, task: Task, store: FrameStore, item: protocols.Item) -> Predicted:
+    """One reenactment item through the method interface: a "set" family pools its identity over all K identity
+    images (animate_sources, the whole driver clip in one call), any other family animates the first one
+    (methods.infer.animate_video); the config's animation mode either way. A family cut to face crops
+    (input_crop) takes the stored frames as crops at their own size, as `animbench animate --no-crop`."""
+    import torch
+
+    from methods.infer import animate_video
+
+    size = None if getattr(model, "input_crop", None) is not None else task.frame_size
+    identity, driving = protocols.reenactment_inputs(store, item, size)
+    if getattr(model, "source_images", "one") == "set":
+        def tensor(frames: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0).to(task.settings.device)
+
+        with torch.no_grad():
+            out = model.animate_sources(tensor(identity), tensor(driving), model.animation_mode())
+        pred = out.permute(0, 2, 3, 1).cpu().numpy()
+    else:
+        pred = animate_video(model, identity[0], driving, device=task.settings.device)
+    return Predicted(list(item.driving_frames), driving, np.clip(pred, 0.0, 1.0).astype(np.float32),
+                     identity=identity)
+
+
+def reenactment_sources(model: Any, method: str) -> str:
+    """What a method is given under the reenactment protocol (recorded per method); a checkpoint that holds its
+    own fine-tuned identity is refused: every avatar must take its identity from its own images."""
+    if getattr(model, "holds_identity", lambda: False)():
+        raise AnimbenchError(f"method {method}: its checkpoint holds a fine-tuned identity, but the reenactment "
+                             "protocol gives every avatar its identity through its identity images (bench a "
+                             "checkpoint that takes source images, e.g. a meta-learned one)")
+    if getattr(model, "source_images", "one") == "set":
+        return "the K identity images, pooled by the method (animate_sources)"
+    return "the first identity image (the method takes one source image)"
 
 
 def _save_samples(task: Task, store: FrameStore, item: protocols.Item, pred: np.ndarray,
@@ -278,6 +312,8 @@ def run_task(task: Task, on_item: Callable[[int], Any] | None = None) -> dict[st
         from methods.infer import animation_settings
 
         model_prov = {**model_prov, "animation": animation_settings(model, None, None)}
+    if s.protocol == "reenactment":
+        model_prov["sources"] = reenactment_sources(model, task.method.key)
     metrics = {m: build_metric(m, s.device, s.variant) for m in s.metrics}
     versions = package_versions()
     cols: dict[str, list] = {c: [] for c in ("video_id", "frame_index", "source_video", "source_frame",
@@ -444,6 +480,8 @@ def bench(methods: Sequence[MethodSpec], store: str | os.PathLike, settings: Ben
         for m in methods:
             model, _ = _load(m, s.device)
             protocols.check_driven_by(s.protocol, m.key, getattr(model, "driven_by", "video"))
+            if s.protocol == "reenactment":
+                reenactment_sources(model, m.key)
     fs = FrameStore(store)
     items, skipped_pairs = _items(fs, s)
     if s.workers < 1:

@@ -19,6 +19,8 @@ from bench.metrics.identity import identity_error_from_embeddings
 from bench.metrics.pose import scale_shift
 from bench.metrics.reenactment import MEAN_FACE, fallback_crop, mean_face, pose_reconstruction_error
 from bench.runner import MethodSpec, run_bench
+from methods import registry
+from methods.interface import Method
 from plumbing.errors import AnimbenchError
 from prep.store import FrameStore, FrameStoreWriter
 from prep.synth_draw import background
@@ -227,6 +229,52 @@ def test_a_latent_pose_model_runs_under_the_protocol(faces_store, tmp_path):
     assert np.isfinite(f["value"]).all()
     manifest = json.loads((results.root / R.MANIFEST_FILE).read_text())
     assert manifest["run"]["methods"]["latent_pose"]["evaluation"]["frame_size"] == [64, 64]
+
+
+class _SetMean(Method):
+    """A family that pools a set of source images: the prediction is their mean image (or, holding a fine-tuned
+    identity, refuses sources)."""
+
+    networks = ()
+    source_images = "set"
+    held = False
+
+    def holds_identity(self) -> bool:
+        """True for the 'fine-tuned' variant."""
+        return self.held
+
+    def animate_sources(self, sources, driving_video, mode=None):  # noqa: ANN001, ANN201 - the interface's
+        """(T, 3, H, W) copies of the mean source image."""
+        return sources.mean(0, keepdim=True).expand_as(driving_video).clone()
+
+
+class _Held(_SetMean):
+    held = True
+
+
+@pytest.fixture()
+def set_families(monkeypatch):
+    """The two test families, registered for this test only (other modules enumerate the registry)."""
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+    for name, cls in (("test-set-mean", _SetMean), ("test-held-identity", _Held)):
+        registry.register_method(registry.MethodCard(name=name, paper="test family", family="test", trainable=False,
+                                                     needs_config=False, build=lambda cfg, align, c=cls: c()))
+
+
+def test_a_family_that_pools_a_set_gets_every_identity_image(faces_store, tmp_path, set_families):
+    run_bench([MethodSpec("copy-source"), MethodSpec("test-set-mean")], faces_store.root, "reenactment",
+              ["identity_error_dlib"], tmp_path / "set", workers=1, n_boot=20, identity_frames=K, driver_frames=D,
+              progress=False, limit_videos=2)
+    results = R.Results(tmp_path / "set")
+    f = results.frames().pivot_table(index=["video_id", "frame_index"], columns="method", values="value")
+    assert len(f) == 2 * D and (f["copy-source"] != f["test-set-mean"]).all()  # the mean of K = 2, not the first
+    methods = json.loads((results.root / R.MANIFEST_FILE).read_text())["run"]["methods"]
+    assert "pooled" in methods["test-set-mean"]["provenance"]["sources"]
+    assert "first identity image" in methods["copy-source"]["provenance"]["sources"]
+    with pytest.raises(AnimbenchError, match="holds a fine-tuned identity"):
+        run_bench([MethodSpec("test-held-identity")], faces_store.root, "reenactment", ["identity_error_dlib"],
+                  tmp_path / "held", workers=1, identity_frames=K, driver_frames=D)
+    assert not (tmp_path / "held").exists()
 
 
 def test_wrong_combinations_fail_in_one_line(faces_store, tmp_path):

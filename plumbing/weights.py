@@ -171,10 +171,10 @@ for _w in (
                "pose-evaluation README: pose_estimation/network/weight/pose_model.pth (yadi.sk/d/0L-PgAaGRKgkJA)",
                description="rtpose VGG19 6-stage CPM (CMU pose_iter_440000 converted), state_dict; sha256 unknown"),
     # face-alignment 1.5 file names; the hex in the name is the sha256 prefix (torch.hub convention).
-    WeightFile("s3fd-619a316812.pth", "torch_hub", ("metric:akd_face", "metric:pose_error"),
+    WeightFile("s3fd-619a316812.pth", "torch_hub", ("metric:akd_face", "metric:pose_error", "metric:pose_error_fit"),
                "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth", sha256_prefix="619a316812",
                description="S3FD face detector for face-alignment (the 2018 s3fd_convert.pth, renamed)"),
-    WeightFile("2DFAN4-11f355bf06.pth.tar", "torch_hub", ("metric:akd_face", "metric:pose_error"),
+    WeightFile("2DFAN4-11f355bf06.pth.tar", "torch_hub", ("metric:akd_face", "metric:pose_error", "metric:pose_error_fit"),
                "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
                sha256_prefix="11f355bf06", description="2D-FAN-4 68-landmark network (the 2018 2DFAN-4.pth.tar)"),
     WeightFile("w600k_r50.onnx", "insightface:buffalo_l", ("metric:identity_error",),

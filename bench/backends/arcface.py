@@ -35,7 +35,7 @@ def central_crop(frame: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     top, left, bottom, right = FALLBACK_MARGINS_256
     crop = frame[round(top * h / 256):h - round(bottom * h / 256), round(left * w / 256):w - round(right * w / 256)]
-    return cv2.resize(np.ascontiguousarray(crop), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(np.ascontiguousarray(crop), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_CUBIC)  # as compute_pose_identity_error.py
 
 
 class ArcFaceEmbedder:

@@ -203,6 +203,15 @@ class PoseError(_LatentPoseError, AKDFace):
     """LPD pose reconstruction error: landmark distance normalised by the driver's inter-ocular distance (FAN)."""
 
 
+@register_metric("pose_error_fit", kind="paired", higher_is_better=False, backend="face-alignment",
+                 needs=("2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"), protocol_notes=POSE_NOTES + FIT_NOTES + (
+                     " Landmarks: face_alignment 2D FAN (LPD's detector)."))
+class PoseErrorFit(PoseError):
+    """LPD pose reconstruction error after the least-squares scale + shift (FAN)."""
+
+    fit = True
+
+
 @register_metric("pose_error_dlib", kind="paired", higher_is_better=False, backend="dlib-bin",
                  protocol_notes=POSE_NOTES + DLIB_NOTES)
 class PoseErrorDlib(_LatentPoseError, AKDFaceDlib):

@@ -50,9 +50,7 @@ from methods.interface import (
 from methods.latent_pose_augment import PoseAugmentation
 from methods.latent_pose_data import FinetuneDataset, LatentPoseDataset, official_image
 from methods.latent_pose_losses import (
-    CAFFE_VGG19_FILE,
     FALLBACKS,
-    VGG_FACE_FILE,
     CaffePerceptualLoss,
     central_crop,
     dice_loss,
@@ -62,6 +60,7 @@ from methods.latent_pose_losses import (
 )
 from methods.registry import MethodCard, register_method
 from plumbing.errors import AnimbenchError
+from plumbing.weights import CAFFE_VGG19_FILE, VGG_FACE_FILE
 
 SN_EPS = 1e-4  # every official spectral_norm call passes eps=1e-4 ...
 FINETUNED_EMBED_SN_EPS = 1e-12  # ... except the one re-wrapping D's fine-tuned embedding (torch's default)
@@ -682,10 +681,28 @@ class LatentPose(Method):
     def animate(self, source: Tensor, driving_video: Tensor, mode: AnimationMode | None = None) -> Tensor:
         """drive.py: the source's identity once, every driving frame's pose -> (T, 3, H, W) in [0, 1]. No mode
         setting exists (the pose code is absolute)."""
-        source = check_animate_shapes(source, driving_video)
+        return self.animate_sources(check_animate_shapes(source, driving_video), driving_video, mode)
+
+    # the driving inputs (methods/infer.py's set path and bench's reenactment protocol read these)
+    source_images: ClassVar[str] = "set"  # the identity is the mean over any number of source images
+    input_crop: ClassVar[str | None] = "latentpose"  # sources and drivers are cut the latent-pose way
+
+    def holds_identity(self) -> bool:
+        """A fine-tuned checkpoint carries its identity (the generator's identity_embedding): no sources needed."""
+        return bool(self.running_averages.get("generator", self.generator).finetuned)
+
+    def animate_sources(self, sources: Tensor | None, driving_video: Tensor,
+                        mode: AnimationMode | None = None) -> Tensor:
+        """Identity = the mean EMA identity embedding of the source images (N, 3, H, W) (unused by a fine-tuned
+        checkpoint, whose generator holds its own), each driving frame's pose -> (T, 3, H, W) in [0, 1]."""
         outputs = []
         with self._driving() as (embedder, generator):
-            identity = None if generator.finetuned else embedder.identity_embedding(self._read(source)[:, None])[0]
+            identity = None
+            if not generator.finetuned:
+                if sources is None or sources.dim() != 4 or len(sources) == 0:
+                    raise ShapeError("latent_pose: a meta checkpoint needs source images (N, 3, H, W), got "
+                                     f"{None if sources is None else tuple(sources.shape)}")
+                identity = embedder.identity_embedding(self._read(sources)[None])[0]  # (1, E): mean over N
             for chunk in driving_video.split(8):
                 pose = embedder.pose_embedding(self._read(chunk))
                 ident = None if identity is None else identity.expand(len(chunk), -1)

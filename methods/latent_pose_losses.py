@@ -29,25 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plumbing.errors import AnimbenchError
-from plumbing.weights import WeightFile, get, locate, register_weight
+from plumbing.weights import get, locate
 
-CAFFE_VGG19_FILE = "vgg19-d01eb7cb.pth"
-VGG_FACE_FILE = "vgg_face_weights.pth"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.680)
 NUM_LAYERS = 30  # the official PerceptualLoss keeps the first 30 modules (through relu5_1 / relu5_3)
 IDT_CROP = 1 / 1.8  # VGGFace sees the central crop of this side fraction
 FALLBACKS = ("random_vgg", "pixel_l1")
 RANDOM_VGG_SEED = 0
-
-register_weight(WeightFile(
-    CAFFE_VGG19_FILE, "animbench", ("loss:latent_pose_perceptual",),
-    "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth (jcjohnson/pytorch-vgg)",
-    description="caffe-converted VGG19 of the latent-pose perceptual loss"))
-register_weight(WeightFile(
-    VGG_FACE_FILE, "animbench", ("loss:latent_pose_idt_embed",),
-    "shrubb/latent-pose-reenactment README (criterions/common/vgg_face_weights.pth, Google Drive)",
-    description="VGG-Face (VGG16 features) of the latent-pose identity loss"))
-
 
 def _vgg_features(kind: str) -> nn.Sequential:
     """torchvision's vgg19 / vgg16 `features` layout (same keys), built without the classifier, whose 120M-parameter

@@ -142,6 +142,9 @@ def install_from(src_dir: str | os.PathLike) -> list[tuple[str, str]]:
 # Every file is declared here, next to one another, so `animbench weights list` shows everything whatever was
 # imported; "users" names each loss / metric / prep or animate option that loads the file.
 DWPOSE_FILE = "dw-ll_ucoco_384.onnx"
+CAFFE_VGG19_FILE = "vgg19-d01eb7cb.pth"
+VGG_FACE_FILE = "vgg_face_weights.pth"
+GRAPHONOMY_FILE = "universal_trained.pth"
 _TORCHVISION = "https://download.pytorch.org/models/"
 for _w in (
     WeightFile("vgg19-dcbb9e9d.pth", "torch_hub", ("loss:perceptual_vgg19", "loss:pose2img_vgg19"),
@@ -187,5 +190,18 @@ for _w in (
                 "metric:missed_detections_dwpose"),
                "https://huggingface.co/yzd-v/DWPose/blob/main/dw-ll_ucoco_384.onnx (DWPose, IDEA-Research)",
                description="DWPose RTMPose-l whole-body 384x288 ONNX, 133 COCO-WholeBody points; sha256 unknown"),
+    # latent-pose reenactment: its losses' trunks and its masks (prep --masks graphonomy); sha256 unknown
+    WeightFile(CAFFE_VGG19_FILE, "animbench", ("loss:latent_pose_perceptual",),
+               "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth (jcjohnson/pytorch-vgg)",
+               description="caffe-converted VGG19 of the latent-pose perceptual loss"),
+    WeightFile(VGG_FACE_FILE, "animbench", ("loss:latent_pose_idt_embed",),
+               "shrubb/latent-pose-reenactment README (criterions/common/vgg_face_weights.pth, Google Drive)",
+               description="VGG-Face (VGG16 features) of the latent-pose identity loss"),
+    WeightFile(GRAPHONOMY_FILE, "animbench", ("prep:masks-graphonomy",),
+               "Graphonomy universal model (github.com/Gaoyiminggithub/Graphonomy README: Google Drive "
+               "1sWJ54lCBFnzCNz5RTCGQmkVovkY9x8_D; LPD issue #1 has a re-host); LPD keeps it as data/model/"
+               + GRAPHONOMY_FILE,
+               description="Graphonomy universal human parsing (Xception DeepLabv3+ with graph transfer), 20 CIHP "
+                           "classes; sha256 unknown"),
 ):
     register_weight(_w)

@@ -28,13 +28,7 @@ import numpy as np
 from plumbing import weights
 from plumbing.errors import AnimbenchError
 
-GRAPHONOMY_FILE = "universal_trained.pth"
-weights.register_weight(weights.WeightFile(
-    GRAPHONOMY_FILE, "animbench", ("prep:masks-graphonomy",),
-    "Graphonomy universal model (github.com/Gaoyiminggithub/Graphonomy README: Google Drive "
-    "1sWJ54lCBFnzCNz5RTCGQmkVovkY9x8_D; LPD issue #1 has a re-host); LPD keeps it as data/model/" + GRAPHONOMY_FILE,
-    description="Graphonomy universal human parsing (Xception DeepLabv3+ with graph transfer), 20 CIHP classes; "
-                "sha256 unknown"))
+GRAPHONOMY_FILE = weights.GRAPHONOMY_FILE  # declared in the manifest with the other weight files
 TTA_SCALES = (1.0, 0.75, 1.5, 2.0)  # --tta 0.75,1.0,1.5,2.0 with 1.0 moved first, as the script does
 INPUT_SIZE = 256
 BACKEND = ("Graphonomy universal model (deeplab_xception_transfer_projection_savemem), TTA scales 1.0, 0.75, 1.5, "

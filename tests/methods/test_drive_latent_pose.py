@@ -19,7 +19,6 @@ import torch
 from animbench.cli import main
 from methods.checkpoints import load_into, save_checkpoint
 from methods.infer import animate_set
-from methods.interface import ShapeError
 from methods.latent_pose import LatentPose
 from prep.latentpose_crop import crop_frame, read_cropped
 
@@ -29,31 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY, TINY_FT = REPO / "configs/latent_pose-tiny.yaml", REPO / "configs/latent_pose-tiny-finetune.yaml"
 
 
-class _WithDrivingHooks(LatentPose):
-    """The hooks methods/latent_pose.py is to define (verbatim what the L5 report proposes)."""
-
-    source_images = "set"
-    input_crop = "latentpose"
-
-    def holds_identity(self) -> bool:
-        return self.running_averages.get("generator", self.generator).finetuned
-
-    def animate_sources(self, sources, driving_video, mode=None):
-        with self._driving() as (embedder, generator):
-            identity = None
-            if not generator.finetuned:
-                if sources is None or sources.dim() != 4 or len(sources) == 0:
-                    raise ShapeError("latent_pose: a meta checkpoint needs source images (N, 3, H, W)")
-                identity = embedder.identity_embedding(self._read(sources)[None])[0]  # (1, 512): mean over N
-            outputs = []
-            for chunk in driving_video.split(8):
-                pose = embedder.pose_embedding(self._read(chunk))
-                ident = None if identity is None else identity.expand(len(chunk), -1)
-                outputs.append(self._render(generator, pose, ident, tuple(driving_video.shape[-2:])))
-        return torch.cat(outputs)
-
-
-Driven = LatentPose if "animate_sources" in vars(LatentPose) else _WithDrivingHooks
+Driven = LatentPose  # the registered class, with its driving hooks
 
 
 def _load(config: Path, path: Path) -> LatentPose:

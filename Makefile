@@ -30,13 +30,16 @@ lint: venv
 	$(VENV)/bin/ruff check plumbing prep methods bench reports animbench tests benchmarks
 
 # The whole chain on synthetic sets, on CPU: synth -> prep -> train -> reconstruct / animate -> bench -> report,
-# for the video-driven families (faces) and the pose-driven one (bodies with poses).
+# for the video-driven families (faces, with masks for latent_pose) and the pose-driven one (bodies with poses).
 DEMO_STEPS ?= 300
 DEMO_POSE_STEPS ?= 200
+DEMO_LP_STEPS ?= 100
+DEMO_LP_FT_ITERS ?= 60
 demo: venv
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(VENV)/bin/animbench synth --kind faces --videos 8 --frames 40 --seed 0 --out $(DEMO)/synth-faces
-	$(VENV)/bin/animbench prep synthetic --src $(DEMO)/synth-faces --out $(DEMO)/store-faces --workers 2 --size 64 --no-progress
+	$(VENV)/bin/animbench prep synthetic --src $(DEMO)/synth-faces --out $(DEMO)/store-faces --workers 2 --size 64 \
+		--masks synthetic --no-progress
 	$(VENV)/bin/animbench store info $(DEMO)/store-faces
 	$(VENV)/bin/animbench store verify $(DEMO)/store-faces
 	$(VENV)/bin/animbench train fomm --store $(DEMO)/store-faces --config configs/fomm-tiny.yaml \
@@ -55,6 +58,20 @@ demo: venv
 		--metrics l1,psnr,ssim --out $(DEMO)/results
 	$(VENV)/bin/animbench leaderboard $(DEMO)/results
 	$(VENV)/bin/animbench report $(DEMO)/results --out $(DEMO)/report
+	@echo "--- latent-pose reenactment: meta-learn on the faces (with their masks), fine-tune on a new person, drive ---"
+	$(VENV)/bin/animbench synth --kind faces --videos 2 --identities 1 --frames 40 --seed 3 \
+		--out $(DEMO)/synth-one-face > /dev/null
+	$(VENV)/bin/animbench prep synthetic --src $(DEMO)/synth-one-face --out $(DEMO)/store-one-face --workers 2 \
+		--size 64 --masks synthetic --no-progress
+	$(VENV)/bin/animbench train latent_pose --store $(DEMO)/store-faces --config configs/latent_pose-demo.yaml \
+		--out $(DEMO)/runs/latent_pose --max-steps $(DEMO_LP_STEPS) --log-every 50 --keep-checkpoints 1
+	$(VENV)/bin/animbench finetune latent_pose --checkpoint $(DEMO)/runs/latent_pose/last-checkpoint.pth.tar \
+		--images $(DEMO)/store-one-face --config configs/latent_pose-demo-finetune.yaml \
+		--out $(DEMO)/runs/latent_pose-finetune --iters $(DEMO_LP_FT_ITERS) --no-progress > /dev/null
+	drv=$$(ls $(DEMO)/export-mp4/train/*.mp4 | head -1); \
+	$(VENV)/bin/animbench animate latent_pose --checkpoint $(DEMO)/runs/latent_pose-finetune/last-checkpoint.pth.tar \
+		--config configs/latent_pose-demo-finetune.yaml --driving $$drv --no-crop --out $(DEMO)/latent_pose.mp4 \
+		--no-progress > /dev/null
 	@echo "--- pose-driven (Everybody Dance Now): one subject, its held-out video, another dancer's poses ---"
 	$(VENV)/bin/animbench synth --kind bodies --videos 4 --identities 1 --held-out-videos 1 --frames 40 --seed 0 \
 		--out $(DEMO)/synth-bodies > /dev/null
@@ -78,6 +95,7 @@ demo: venv
 	@echo "  reconstructions   $(DEMO)/reconstruction/fomm/   animation  $(DEMO)/animation.mp4"
 	@echo "  exports           $(DEMO)/export-png/ (FOMM layout), $(DEMO)/export-mp4/   results  $(DEMO)/results/"
 	@echo "  report            $(DEMO)/report/report.html (+ .md, .tex, .csv, figures)"
+	@echo "  latent pose       $(DEMO)/runs/latent_pose{,-finetune}/, $(DEMO)/latent_pose.mp4 (the fine-tuned avatar driven)"
 	@echo "  pose-driven       $(DEMO)/store-bodies/ (frames + poses), $(DEMO)/runs/pose2img/ (+ latest_net_*.pth),"
 	@echo "                    $(DEMO)/pose-transfer.mp4 (the subject dancing another's poses), $(DEMO)/report-pose/"
 

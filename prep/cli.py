@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     store = sub.add_parser("store", help="inspect, verify or export a frame store")
     ssub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    p = ssub.add_parser("info", help="summarise a store (videos, frames, splits, encoding, config, poses)")
+    p = ssub.add_parser("info", help="summarise a store (videos, frames, splits, encoding, config, poses, masks)")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=_store_info)
@@ -86,7 +86,20 @@ def _store_info(args: argparse.Namespace) -> int:
     print("frame sizes  " + ", ".join(f"{h}x{w}: {n}" for (h, w), n in sizes.items()))
     if store.pose_info is not None:
         print("poses        " + pose_summary(store.pose_info))
+    if store.mask_info is not None:
+        print("masks        " + mask_summary(store.mask_info))
     return 0
+
+
+def mask_summary(info: dict) -> str:
+    """One line about a store's masks table: source, frames with masks, the backend's weights."""
+    with_masks = sum(1 for v in info["videos"].values() if int(v["rows"]))
+    weights = info.get("weights") or {}
+    line = (f"from {info.get('source', 'unknown source')}: {info['num_frames']} frames with masks in {with_masks} of "
+            f"{len(info['videos'])} videos")
+    if weights:
+        line += f" (weights {weights.get('file')}, sha256 {str(weights.get('sha256'))[:12]})"
+    return line
 
 
 def pose_summary(info: dict) -> str:

@@ -51,3 +51,17 @@ def test_info_of_a_store_without_poses_has_no_pose_line(tmp_path, capsys):
     assert main(["store", "info", str(root)]) == 0
     out = capsys.readouterr().out
     assert "frames       5" in out and not any(line.startswith("poses") for line in out.splitlines())
+
+
+def test_info_prints_the_mask_section(tmp_path, capsys):
+    root = tmp_path / "m"
+    facts = {"source": "DIR", "backend": "mask files", "weights": {"file": "universal_trained.pth", "sha256": "ab" * 32}}
+    with FrameStoreWriter(root, {"recipe": "test"}, masks=facts) as w:
+        w.add_video("a", _frames(4), split="train", masks=[np.full((16, 24), 255, np.uint8)] * 4)
+        w.add_video("b", _frames(2), split="test", masks=[np.zeros((16, 24), np.uint8)] * 2)
+    assert main(["store", "info", str(root)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("masks "))
+    assert line == ("masks        from DIR: 6 frames with masks in 2 of 2 videos "
+                    "(weights universal_trained.pth, sha256 abababababab)")
+    assert main(["store", "info", str(_store(tmp_path / "p", with_poses=False))]) == 0
+    assert "masks " not in capsys.readouterr().out

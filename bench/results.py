@@ -25,6 +25,7 @@ removed first when a directory is overwritten, so a run that died never opens as
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -34,6 +35,7 @@ import time
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -84,6 +86,27 @@ POOLINGS = {
             "(MSE = 10^(-PSNR/10)), those are averaged (over a video, or over all frames for the frame-weighted "
             f"mean) and the mean is converted to PSNR, capped at {PSNR_CAP_DB:g} dB",
 }
+
+
+# Below this many videos a bootstrap over videos says little: with n videos there are at most C(2n-1, n)
+# distinct resamples (35 for n = 4, 126 for n = 5) and the percentile interval of a handful of values is
+# narrower than the true uncertainty (with 2 videos an interval end often equals the estimate). Tables print
+# no interval and no p_boot below it and say so; the aggregates keep the numbers for anyone who wants them.
+MIN_VIDEOS_FOR_CI = 5
+
+
+def interval_is_shown(n_videos: int) -> bool:
+    """Whether a bootstrap interval over n videos is reported (MIN_VIDEOS_FOR_CI or more videos)."""
+    return int(n_videos) >= MIN_VIDEOS_FOR_CI
+
+
+def p_boot_text(p: float, n_boot: int) -> str:
+    """A bootstrap p as text: a share of 0 resamples reads '< 1/B' (B resamples cannot resolve less)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    if p == 0:
+        return f"< 1/{int(n_boot)}"
+    return f"{p:.3g}"
 
 
 def psnr_from_mse(mse: Any) -> np.ndarray:
@@ -532,3 +555,66 @@ def verify_results(root: str | os.PathLike) -> list[str]:
     except AnimbenchError as exc:
         return [str(exc)]
     return verify_tables(root, manifest)
+
+
+# --------------------------------------------------------------------------------------------------- coverage
+# the datasets whose official metadata csv a store can come from, by prep recipe name
+DATASET_NAMES = {"vox": "VoxCeleb", "taichi": "TaiChi-HD"}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How many clips of an official test list a run scored: counts, the list's fingerprint, the missing ids."""
+
+    dataset: str
+    split: str
+    source: str
+    expected: int
+    present: int
+    fingerprint: str
+    missing: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """'468 of 525 VoxCeleb test clips; 57 unavailable (test list sha256 0123abcd4567)'."""
+        return (f"{self.present} of {self.expected} {self.dataset} {self.split} clips; {len(self.missing)} "
+                f"unavailable (test list sha256 {self.fingerprint[:12]})")
+
+
+def official_clip_ids(metadata: str | os.PathLike, split: str = "test") -> list[str]:
+    """The clip ids of one partition of a vox/taichi-format metadata csv, named as prep names them
+    (`[person_id#]video_id#start#end`, six-digit frames), sorted."""
+    path = Path(metadata)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise AnimbenchError(f"official list {path}: cannot read ({exc.strerror or exc})") from None
+    need = {"video_id", "start", "end", "partition"}
+    if not rows or not need <= set(rows[0]):
+        raise AnimbenchError(f"official list {path}: expected a metadata csv with columns "
+                             f"{','.join(sorted(need))}[,person_id]")
+    ids = []
+    for n, row in enumerate(rows, start=2):
+        if row["partition"].strip() != split:
+            continue
+        try:
+            start, end = int(row["start"]), int(row["end"])
+        except (TypeError, ValueError):
+            raise AnimbenchError(f"official list {path} line {n}: start/end must be integers") from None
+        person = [row["person_id"].strip()] if row.get("person_id") else []
+        ids.append("#".join(person + [row["video_id"].strip(), f"{start:06d}", f"{end:06d}"]))
+    return sorted(set(ids))
+
+
+def coverage(present_ids: Iterable[str], metadata: str | os.PathLike, split: str = "test",
+             dataset: str | None = None) -> Coverage:
+    """Coverage of the official `split` list in `metadata` by the clip ids a run scored."""
+    official = official_clip_ids(metadata, split)
+    if not official:
+        raise AnimbenchError(f"official list {metadata}: no clips in partition {split!r}")
+    present = set(present_ids)
+    missing = [c for c in official if c not in present]
+    fingerprint = hashlib.sha256("\n".join(official).encode()).hexdigest()
+    return Coverage(dataset=dataset or Path(metadata).stem, split=split, source=str(metadata),
+                    expected=len(official), present=len(official) - len(missing), fingerprint=fingerprint,
+                    missing=missing)

@@ -319,10 +319,12 @@ def run_task(task: Task, on_item: Callable[[int], Any] | None = None) -> dict[st
     cols: dict[str, list] = {c: [] for c in ("video_id", "frame_index", "source_video", "source_frame",
                                              "driving_video", "metric", "value", "skipped")}
     features: dict[str, dict[str, list]] = {}
-    frames_done = 0
+    frames_done, generate_seconds = 0, 0.0
     for item in task.items:
         torch.manual_seed(s.seed ^ zlib.crc32(f"{task.method.key}/{item.video_id}".encode()))
-        out = _predict(model, task, store, item)
+        t_gen = time.perf_counter()
+        out = _predict(model, task, store, item)  # returns host arrays: GPU work has finished when it returns
+        generate_seconds += time.perf_counter() - t_gen
         reference, pred_float = out.reference, out.prediction
         pred = quantise(pred_float)  # as the official code saved frames
         for name, (metric, _) in metrics.items():
@@ -367,6 +369,7 @@ def run_task(task: Task, on_item: Callable[[int], Any] | None = None) -> dict[st
         "metrics": {name: {**_metric_columns(metric), "variant_applies": applies}
                     for name, (metric, applies) in metrics.items()},
         "model_provenance": model_prov, "frames": frames_done, "seconds": time.perf_counter() - t0,
+        "generate_seconds": generate_seconds,
     }
 
 
@@ -520,6 +523,14 @@ def bench(methods: Sequence[MethodSpec], store: str | os.PathLike, settings: Ben
         raise
 
 
+def _generation_time(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Generation time alone (no model loading, no scoring), summed over a method's tasks and per frame: what
+    the report's speed-against-quality plot draws."""
+    seconds, frames = sum(d["generate_seconds"] for d in parts), sum(d["frames"] for d in parts)
+    return {"generate_seconds": round(seconds, 4),
+            "seconds_per_frame": round(seconds / frames, 6) if frames else None}
+
+
 def _assemble(methods: Sequence[MethodSpec], fs: FrameStore, tasks: list[Task], done: list[dict[str, Any]],
               s: BenchSettings, *, items: list[protocols.Item], skipped_pairs: int, seconds: float,
               evaluation: dict[str, dict[str, Any]]) -> tuple[pd.DataFrame, list[dict], dict, dict[str, Any]]:
@@ -544,7 +555,8 @@ def _assemble(methods: Sequence[MethodSpec], fs: FrameStore, tasks: list[Task], 
                               "config_sha256": columns[m.key]["config_sha256"], "provenance": prov,
                               "evaluation": evaluation[m.key],
                               "frames": sum(d["frames"] for d in outputs[m.key]),
-                              "task_seconds": round(sum(d["seconds"] for d in outputs[m.key]), 3)}
+                              "task_seconds": round(sum(d["seconds"] for d in outputs[m.key]), 3),
+                              **_generation_time(outputs[m.key])}
     frames, set_rows, versions, metric_info = R.assemble(outputs, columns, n_videos=len(items), set_value=set_value)
     run = {
         "protocol": protocols.describe(s.protocol, s.variant, pairs=s.pairs, skipped_pairs=skipped_pairs,

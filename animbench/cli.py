@@ -17,13 +17,14 @@ def build_parser() -> argparse.ArgumentParser:
     from prep import cli as prep_cli
     from prep.poses import cli as pose_cli
     from reports import cli as reports_cli
+    from reports import compare_cli
 
     parser = argparse.ArgumentParser(
         prog="animbench",
         description="Dataset preparation and benchmark harness for image animation.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (prep_cli, pose_cli, methods_cli, bench_commands, reports_cli):
+    for module in (prep_cli, pose_cli, methods_cli, bench_commands, reports_cli, compare_cli):
         module.register(sub)
     return parser
 

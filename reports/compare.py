@@ -389,7 +389,7 @@ def _summary_lines(result: GateResult, escape) -> list[str]:
              "Δ [CI]: " + (f"paired bootstrap over the videos both runs scored ({pct}% interval)." if result.paired
                            else f"unpaired ({escape(result.unpaired_reason)}): each run's videos resampled "
                                 f"independently ({pct}% interval).")]
-    missing_rule = "listed, not gated (--allow-missing)" if result.allow_missing else "fails the gate"
+    missing_rule = "listed, not gated: --allow-missing" if result.allow_missing else "fails the gate"
     if result.methods_only_baseline:
         lines.append(f"Methods only in the baseline ({missing_rule}): "
                      f"{', '.join(escape(m) for m in result.methods_only_baseline)}.")

@@ -1,156 +1,245 @@
-"""A self-contained HTML report of a results directory: leaderboard, comparisons, provenance, per-video table
-and qualitative grids (source | driving or ground truth | each method; pose-transfer: ground truth | each
-method, as it has no source frame), images embedded as data URIs."""
+"""A self-contained HTML report of a results directory (or any object with bench.results.Results' interface):
+leaderboard, coverage, comparisons, plots, animated qualitative grids with a worst/best video selector,
+per-video tables and provenance. Rendered from reports/templates/report.html by Jinja2 with autoescaping, so
+video ids and method labels are always escaped; every image, animation and plot is a data URI (works offline).
+
+The animated grid of a video is one animated WebP (Pillow): each frame places the source | driving or ground truth |
+each method side by side, so the columns play in sync. Pose-transfer has no source column."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import os
-from html import escape
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bench.results import WEIGHTING_LABELS, Results, sample_dir_name
+from plumbing.files import atomic_write_text
 from reports.tables import board, fmt, footnotes, per_video_table
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}
-th{background:#f3f3f3}
-td.best{font-weight:bold;background:#eaf6ea}
-.ci{color:#777;font-size:12px}
-.grid img{width:128px;height:128px;image-rendering:pixelated;display:block}
-.grid td{padding:2px;text-align:center}
-details pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:12px}
-"""
+TEMPLATES = Path(__file__).parent / "templates"
+# what the "_driving" samples are under each protocol, and which protocols give the method a source frame
+# (pose-transfer does not: the method holds the subject and is driven by the poses of the stored frames)
+INPUT_LABELS = {"reconstruction": "ground truth", "animation": "driving", "pose-transfer": "ground truth"}
+NO_SOURCE_PROTOCOLS = ("pose-transfer",)
+TILE = 128  # px per column of an animated grid
+FRAME_MS = 600  # per animation frame: slow enough to compare columns
+WORST_BEST = 3  # videos listed per end in the worst/best table
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{escape(path.name)}" src="data:image/png;base64,{data}">'
+def _env() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                       trim_blocks=True, lstrip_blocks=True)
 
 
-def _leaderboard(results: Results, by: str) -> str:
+def _png_uri(path: Path) -> str:
+    return _data_uri("image/png", path.read_bytes())
+
+
+def _data_uri(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def _frame_label(path: Path) -> str:
+    return path.stem.lstrip("0") or "0"
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def _leaderboard(results: Any, by: str) -> dict[str, Any]:
     b = board(results, by)
-    head = "".join(f"<th>{escape(m)} {'↑' if b.higher_is_better.get(m) else '↓'}</th>" for m in b.metrics)
     rows = []
     for method in b.methods:
         cells = []
         for metric in b.metrics:
             c = b.cells.get((method, metric))
             if c is None:
-                cells.append("<td>–</td>")
+                cells.append(None)
                 continue
-            ci = "" if math.isnan(float(c["ci_low"])) else \
-                f'<br><span class="ci">[{fmt(c["ci_low"])}, {fmt(c["ci_high"])}]</span>'
-            cls = ' class="best"' if method in b.best(metric) else ""
-            cells.append(f"<td{cls}>{fmt(c['mean'])}{ci}</td>")
-        rows.append(f"<tr><td>{escape(method)}</td>{''.join(cells)}</tr>")
-    notes = "".join(f"<li>{escape(n)}</li>" for n in footnotes(results, b))
-    return (f"<h2>Leaderboard ({escape(WEIGHTING_LABELS[by])})</h2><table><tr><th>method</th>{head}</tr>"
-            f"{''.join(rows)}</table><ul>{notes}</ul>")
+            ci = None if math.isnan(float(c["ci_low"])) else f"[{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
+            cells.append({"mean": fmt(c["mean"]), "ci": ci, "best": method in b.best(metric)})
+        rows.append({"method": method, "cells": cells})
+    return {"label": WEIGHTING_LABELS[by], "rows": rows,
+            "metrics": [{"name": m, "arrow": "↑" if b.higher_is_better.get(m) else "↓"} for m in b.metrics],
+            "notes": footnotes(results, b)}
 
 
-def _comparisons(results: Results, by: str) -> str:
+def _comparisons(results: Any, by: str) -> list[dict[str, Any]]:
     c = results.comparisons()
     c = c[c["weighting"] == by]
-    if c.empty:
-        return ""
-    rows = "".join(
-        f"<tr><td>{escape(r['metric'])}</td><td>{escape(r['method_a'])}</td><td>{escape(r['method_b'])}</td>"
-        f"<td>{fmt(r['diff'])} <span class='ci'>[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]</span></td>"
-        f"<td>{escape(str(r['better']))}</td><td>{fmt(r['p_boot'])}</td><td>{int(r['n_videos'])}</td></tr>"
-        for _, r in c.iterrows())
-    return ("<h2>Paired comparisons</h2><table><tr><th>metric</th><th>a</th><th>b</th><th>a − b [CI]</th>"
-            f"<th>better</th><th>p_boot</th><th>videos</th></tr>{rows}</table><p>p_boot: share of paired bootstrap "
-            "resamples (same videos for both methods) in which the better method is not ahead.</p>")
+    return [{"metric": r["metric"], "a": r["method_a"], "b": r["method_b"], "diff": fmt(r["diff"]),
+             "ci": f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", "better": str(r["better"]), "p": fmt(r["p_boot"]),
+             "n": int(r["n_videos"])} for _, r in c.iterrows()]
 
 
-def _provenance(results: Results) -> str:
+def _coverage(results: Any) -> dict[str, Any] | None:
+    """What a merged results object says about which run covered which (method, metric, video); None when the
+    object has no coverage (a single results directory)."""
+    cov = getattr(results, "coverage", None)
+    if callable(cov):
+        cov = cov()
+    if cov is None or not hasattr(cov, "columns") or len(cov) == 0:
+        return None
+    return {"columns": [str(c) for c in cov.columns],
+            "rows": [[v if isinstance(v, str) else fmt(v) if isinstance(v, float) else str(v) for v in row]
+                     for row in cov.itertuples(index=False)]}
+
+
+def _provenance(results: Any) -> dict[str, Any]:
     run = results.manifest.get("run", {})
-    rows = []
-    for label, m in run.get("methods", {}).items():
-        rows.append(f"<tr><td>{escape(label)}</td><td>{escape(str(m.get('name')))}</td>"
-                    f"<td>{escape(str(m.get('checkpoint') or '–'))}<br><code>{escape(m.get('checkpoint_sha256', ''))}"
-                    f"</code></td><td>{escape(str(m.get('config') or '–'))}<br><code>"
-                    f"{escape(m.get('config_sha256', ''))}</code></td></tr>")
+    methods = [{"label": label, "name": str(m.get("name")), "checkpoint": str(m.get("checkpoint") or "–"),
+                "checkpoint_sha256": str(m.get("checkpoint_sha256", "")), "config": str(m.get("config") or "–"),
+                "config_sha256": str(m.get("config_sha256", "")),
+                "spf": "–" if m.get("seconds_per_frame") is None else f"{1000 * m['seconds_per_frame']:.3g} ms"}
+               for label, m in run.get("methods", {}).items()]
     metrics = []
     for name, info in run.get("metrics", {}).items():
         d = info.get("describe", {})
         weights = ", ".join(f"{w.get('name')} {w.get('sha256', '')[:12]}" for w in d.get("weights", [])) or "none"
-        metrics.append(f"<tr><td>{escape(name)}</td><td>{escape(str(d.get('backend')))}</td>"
-                       f"<td>{escape(weights)}</td><td>{escape(str(d.get('variant', d.get('protocol', '–'))))}</td></tr>")
-    full = escape(json.dumps(results.manifest, indent=2, sort_keys=True, default=str))
-    return ("<h2>Provenance</h2><table><tr><th>method</th><th>registry name</th><th>checkpoint (sha256)</th>"
-            f"<th>config (sha256)</th></tr>{''.join(rows)}</table>"
-            "<table><tr><th>metric</th><th>backend</th><th>weights (sha256)</th><th>variant</th></tr>"
-            f"{''.join(metrics)}</table><details><summary>Full manifest</summary><pre>{full}</pre></details>")
+        metrics.append({"name": name, "backend": str(d.get("backend")), "weights": weights,
+                        "variant": str(d.get("variant", d.get("protocol", "–")))})
+    return {"methods": methods, "metrics": metrics,
+            "manifest": json.dumps(results.manifest, indent=2, sort_keys=True, default=str)}
 
 
-def _per_video(results: Results, max_rows: int) -> str:
-    parts = ["<h2>Per video</h2>"]
+def _per_video(results: Any, max_rows: int) -> list[dict[str, Any]]:
+    tables = []
     for metric in results.metrics:
         t = per_video_table(results, metric)
         if t.empty:
             continue
-        head = "".join(f"<th>{escape(m)}</th>" for m in t.columns)
-        body = "".join(f"<tr><td>{escape(str(vid))}</td>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>"
-                       for vid, row in list(t.iterrows())[:max_rows])
-        more = f"<p>{len(t) - max_rows} more videos in videos.parquet.</p>" if len(t) > max_rows else ""
-        parts.append(f"<h3>{escape(metric)}</h3><table><tr><th>video</th>{head}</tr>{body}</table>{more}")
-    return "".join(parts)
+        rows = [{"video": str(vid), "cells": [fmt(v) for v in row]} for vid, row in list(t.iterrows())[:max_rows]]
+        tables.append({"metric": metric, "methods": [str(m) for m in t.columns], "rows": rows,
+                       "more": max(0, len(t) - max_rows)})
+    return tables
 
 
-# what the "_driving" samples are under each protocol, and which protocols give the method a source frame
-# (pose-transfer does not: the method holds the subject and is driven by the poses of the stored frames)
-INPUT_LABELS = {"reconstruction": "ground truth", "animation": "driving", "pose-transfer": "ground truth"}
-NO_SOURCE_PROTOCOLS = ("pose-transfer",)
+def _video_scores(results: Any) -> tuple[dict[str, dict[str, float]], dict[str, bool]]:
+    """metric -> video -> mean over methods of the per-video means (finite only), and higher_is_better."""
+    v = results.videos()
+    v = v[np.isfinite(v["mean"].astype(float))]
+    hib = {str(k): bool(x) for k, x in results.manifest.get("higher_is_better", {}).items()}
+    scores = {str(metric): {str(vid): float(x) for vid, x in g.groupby("video_id")["mean"].mean().items()}
+              for metric, g in v.groupby("metric")}
+    return scores, hib
 
 
-def _grids(results: Results, max_videos: int, max_frames: int) -> str:
+def _worst_best(results: Any) -> list[dict[str, Any]]:
+    """Per metric and method: the WORST_BEST worst and best videos by their per-video mean (every video, not
+    only those with samples): where to look for failures."""
+    v = results.videos()
+    v = v[np.isfinite(v["mean"].astype(float))]
+    hib = {str(k): bool(x) for k, x in results.manifest.get("higher_is_better", {}).items()}
+    out = []
+    for metric in results.metrics:
+        for method in results.methods:
+            g = v[(v["metric"] == metric) & (v["method"] == method)].sort_values(
+                ["mean", "video_id"], ascending=[hib.get(metric, False) is True, True], kind="stable")
+            if g.empty:
+                continue
+            pick = lambda d: [{"video": str(r["video_id"]), "value": fmt(r["mean"])}  # noqa: E731
+                              for _, r in d.iterrows()]
+            out.append({"metric": metric, "method": method, "worst": pick(g.head(WORST_BEST)),
+                        "best": pick(g.tail(WORST_BEST).iloc[::-1]) if len(g) > WORST_BEST else []})
+    return out
+
+
+def _tile(path: Path | None) -> np.ndarray:
+    """One grid cell: the frame scaled to TILE x TILE (nearest: no smoothing hides artefacts), grey if absent."""
+    from PIL import Image
+
+    if path is None or not path.is_file():
+        return np.full((TILE, TILE, 3), 200, np.uint8)
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").resize((TILE, TILE), Image.NEAREST))
+
+
+def animated_grid(columns: list[list[Path | None]]) -> tuple[str, bytes]:
+    """(MIME type, bytes) of an animation whose frame t places columns[c][t] side by side (a column of one path is
+    held still): the source, the driving / ground-truth frames and every method's frames play in sync. Lossless
+    animated WebP (a GIF's 256-colour palette would band faces and hide artefacts); GIF where Pillow lacks WebP."""
+    from PIL import Image, features
+
+    n = max(len(c) for c in columns)
+    frames = [Image.fromarray(np.concatenate([_tile(c[min(t, len(c) - 1)] if c else None) for c in columns], axis=1))
+              for t in range(n)]
+    buf = io.BytesIO()
+    if features.check("webp"):
+        frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0,
+                       lossless=True)
+        return "image/webp", buf.getvalue()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
+    return "image/gif", buf.getvalue()
+
+
+def _grids(results: Any, max_videos: int, max_frames: int) -> dict[str, Any]:
     protocol = results.manifest.get("run", {}).get("protocol", {}).get("name")
-    driving_label = INPUT_LABELS.get(protocol, "driving")
     with_source = protocol not in NO_SOURCE_PROTOCOLS
-    parts = []
-    for video in results.sample_videos()[:max_videos]:
-        source = results.sample_frames("_source", video) if with_source else []
-        head = "".join(f"<th>{escape(m)}</th>" for m in results.methods)
-        rows = []
+    scores, hib = _video_scores(results)
+    metric = next((m for m in results.metrics if m in scores), None)
+    videos = results.sample_videos()
+    if metric is not None:  # worst first: what the selector opens on
+        known = [v for v in videos if v in scores[metric]]
+        known.sort(key=lambda v: (scores[metric][v] * (1 if hib.get(metric) else -1), v))
+        videos = known + [v for v in videos if v not in scores[metric]]
+    videos = videos[:max_videos]
+    grids = []
+    for rank, video in enumerate(videos):
+        source = results.sample_frames("_source", video)[:1] if with_source else []
         driving = results.sample_frames("_driving", video)[:max_frames]
-        for i, drv in enumerate(driving):
-            preds = [results.root / "samples" / m / sample_dir_name(video) / drv.name for m in results.methods]
-            cells = "".join(f"<td>{_img(p) if p.is_file() else '–'}</td>" for p in preds)
-            # the source frame is the same for every row: embedded once
-            src = f"<td rowspan='{len(driving)}'>{_img(source[0]) if source else '–'}</td>" \
-                if with_source and i == 0 else ""
-            rows.append(f"<tr><td>{drv.stem.lstrip('0') or '0'}</td>{src}<td>{_img(drv)}</td>{cells}</tr>")
-        source_head = "<th>source</th>" if with_source else ""
-        parts.append(f"<h3>{escape(video)}</h3><table class='grid'><tr><th>frame</th>{source_head}"
-                     f"<th>{driving_label}</th>{head}</tr>{''.join(rows)}</table>")
-    return "<h2>Samples</h2>" + "".join(parts) if parts else ""
+        preds = {m: [results.root / "samples" / m / sample_dir_name(video) / d.name for d in driving]
+                 for m in results.methods}
+        columns = ([source or [None]] if with_source else []) + [list(driving)] + \
+            [[p if p.is_file() else None for p in preds[m]] for m in results.methods]
+        still = [{"frame": _frame_label(d), "driving": _png_uri(d),
+                  "methods": [_png_uri(p) if p.is_file() else None for p in (preds[m][i] for m in results.methods)]}
+                 for i, d in enumerate(driving)]
+        score = scores.get(metric, {}).get(video) if metric else None
+        grids.append({"id": f"video-{rank}", "video": video, "score": None if score is None else fmt(score),
+                      "animation": _data_uri(*animated_grid(columns)),
+                      "source": _png_uri(source[0]) if source else None, "still": still})
+    return {"videos": grids, "metric": metric, "with_source": with_source,
+            "driving_label": INPUT_LABELS.get(protocol, "driving"), "methods": list(results.methods),
+            "higher_is_better": bool(hib.get(metric)) if metric else False}
 
 
-def render_html(results: Results, *, by: str = "frame", max_videos: int = 4, max_frames: int = 4,
-                max_table_rows: int = 200) -> str:
-    """The report as one HTML string (no external files referenced)."""
+def _plots(results: Any, by: str) -> list[dict[str, str]]:
+    from reports.plots import distribution_figure, interval_figure, speed_figure, svg_data_uri
+
+    per_video_metrics = set(results.videos()["metric"])
+    plots = []
+    for metric in results.metrics:
+        for title, build in (("intervals", lambda m=metric: interval_figure(results, m, by)),
+                             ("per-video distribution",
+                              lambda m=metric: distribution_figure(results, m) if m in per_video_metrics else None),
+                             ("speed against quality", lambda m=metric: speed_figure(results, m, by))):
+            fig = build()
+            if fig is not None:
+                plots.append({"title": f"{metric}: {title}", "uri": svg_data_uri(fig)})
+    return plots
+
+
+def render_html(results: Results | Any, *, by: str = "frame", max_videos: int = 4, max_frames: int = 4,
+                max_table_rows: int = 200, plots: bool = True) -> str:
+    """The report as one HTML string (no external files or links referenced)."""
     run = results.manifest.get("run", {})
     title = f"animbench: {run.get('protocol', {}).get('name', '')} on {run.get('store', {}).get('path', '')}"
-    body = (f"<h1>{escape(title)}</h1><p>Results {escape(str(results.root))}, written "
-            f"{escape(results.manifest.get('created_utc', ''))}.</p>"
-            + _leaderboard(results, by) + _comparisons(results, by) + _grids(results, max_videos, max_frames)
-            + _per_video(results, max_table_rows) + _provenance(results))
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
+    return _env().get_template("report.html").render(
+        title=title, root=str(results.root), created=results.manifest.get("created_utc", ""),
+        leaderboard=_leaderboard(results, by), coverage=_coverage(results), comparisons=_comparisons(results, by),
+        plots=_plots(results, by) if plots else [], grids=_grids(results, max_videos, max_frames),
+        worst_best=_worst_best(results), per_video=_per_video(results, max_table_rows),
+        provenance=_provenance(results)) + "\n"
 
 
-def write_html(results: Results, path: str | os.PathLike, **kwargs: object) -> Path:
+def write_html(results: Results | Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     """Render and write the report atomically; return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(render_html(results, **kwargs), encoding="utf-8")  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    atomic_write_text(render_html(results, **kwargs), path)
     return path

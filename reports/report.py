@@ -1,12 +1,13 @@
-"""Render every report format of a results directory into one folder (what `animbench report` calls)."""
+"""Render every report format of one or several results directories into one folder (what `animbench report`
+calls)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from bench.results import Results
 from plumbing.errors import AnimbenchError
+from reports.merge import load_results
 
 FORMATS = ("md", "tex", "csv", "html", "png")
 
@@ -18,14 +19,31 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def write_report(results_dir: str | os.PathLike, out: str | os.PathLike, formats: tuple[str, ...] = FORMATS,
-                 by: str = "frame") -> dict[str, list[Path]]:
-    """Write leaderboard.{md,tex,csv}, report.html and figures/*.png for the formats asked; return the paths."""
+def coverage_markdown(results: object) -> str:
+    """The coverage section of the Markdown report: counts, the test list's fingerprint, the missing clips."""
+    cov = results.coverage()  # type: ignore[attr-defined]
+    if cov is None:
+        return ""
+    from reports.tables import _md
+
+    lines = ["## Coverage", "", f"{cov.summary()}.", "", f"Official list: {_md(cov.source)} (partition "
+             f"{_md(cov.split)}); sha256 of its sorted clip ids: `{cov.fingerprint}`.", ""]
+    if cov.missing:
+        lines += ["Missing clips:", ""] + [f"- {_md(c)}" for c in cov.missing] + [""]
+    return "\n".join(lines)
+
+
+def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike,
+                 formats: tuple[str, ...] = FORMATS, by: str = "frame", *, allow_mixed: bool = False,
+                 official_list: str | os.PathLike | None = None) -> dict[str, list[Path]]:
+    """Write leaderboard.{md,tex,csv}, report.html and figures/*.png for the formats asked, from one or several
+    results directories merged (reports.merge.load_results); return the paths."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise AnimbenchError(f"--formats {','.join(unknown)}: expected a subset of {','.join(FORMATS)}")
-    results = Results(results_dir)
+    results = load_results(results_dirs, allow_mixed=allow_mixed, official_list=official_list)
     results.leaderboard(by)  # a bad --by fails before anything is written
+    results.coverage()  # so does an unreadable official list
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {}
@@ -33,7 +51,8 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike, formats
         from reports.tables import comparisons_markdown, to_markdown
 
         text = to_markdown(results, by) + "\n## Paired comparisons\n\n" + comparisons_markdown(results, by)
-        written["md"] = [_write_text(out / "leaderboard.md", text)]
+        cov = coverage_markdown(results)
+        written["md"] = [_write_text(out / "leaderboard.md", text + ("\n" + cov if cov else ""))]
     if "tex" in formats:
         from reports.tables import to_latex
 

@@ -307,7 +307,8 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
 
 
 def _provenance_notes(new_a: pd.DataFrame, old_a: pd.DataFrame, common: list[tuple[str, str]]) -> list[str]:
-    """Differences a reader must know about: checkpoints and metric backends that changed between the runs."""
+    """Differences a reader must know about: the method, checkpoint, config or metric backend behind a label
+    changed between the runs."""
     notes = []
     key = ["method", "metric"]
     m = new_a.merge(old_a, on=key, suffixes=("_new", "_old"))
@@ -317,9 +318,13 @@ def _provenance_notes(new_a: pd.DataFrame, old_a: pd.DataFrame, common: list[tup
         if changed:
             notes.append(f"{what} changed for {', '.join(changed)}: differences may come from the metric, not "
                          "the method")
-    changed = sorted({r["method"] for _, r in m.iterrows() if r["checkpoint_sha256_new"] != r["checkpoint_sha256_old"]})
-    if changed:
-        notes.append(f"checkpoint changed for {', '.join(changed)}")
+    for column, what in (("method_name", "method"), ("checkpoint_sha256", "checkpoint"),
+                         ("config_sha256", "config")):
+        changed = {r["method"]: (r[f"{column}_old"], r[f"{column}_new"]) for _, r in m.iterrows()
+                   if r[f"{column}_new"] != r[f"{column}_old"]}
+        for label, (a, b) in sorted(changed.items()):
+            short = (lambda v: str(v)[:12]) if column != "method_name" else str
+            notes.append(f"{what} of {label} changed: baseline {short(a)}, new {short(b)}")
     return notes
 
 
@@ -351,9 +356,9 @@ def _change(r: GateRow) -> str:
     return f"{'worse' if r.worse_by > 0 else 'better'} by {fmt(abs(r.worse_by))}"
 
 
-def _tolerance_cell(r: GateRow, mode: str) -> str:
+def _tolerance_cell(r: GateRow, mode: str, level: float) -> str:
     if mode == "ci" and r.has_interval:
-        return "CI excludes 0"
+        return f"{int(round(100 * level))}% CI"
     return str(r.tolerance)
 
 
@@ -372,7 +377,7 @@ def _cells(result: GateResult, escape) -> list[list[str]]:
     for r in result.rows:
         arrow = "↑" if r.higher_is_better else "↓"
         out.append([escape(r.method), f"{escape(r.metric)} {arrow}", fmt(r.old), fmt(r.new), _signed(r.delta),
-                    _change(r), _tolerance_cell(r, result.mode), _interval_cell(r), r.verdict.upper()
+                    _change(r), _tolerance_cell(r, result.mode, result.level), _interval_cell(r), r.verdict.upper()
                     if r.regressed else r.verdict])
     return out
 

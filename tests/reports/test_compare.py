@@ -17,7 +17,7 @@ from reports.compare import HEADER, compare_results, md_escape, parse_tolerance,
 
 VERSIONS = package_versions()
 VID = R.versions_id(VERSIONS)
-HIB = {"l1": False, "psnr": True, "ssim": True}
+HIB = {"l1": False, "psnr": True, "ssim": True, "fid": False}
 EVIL = "a|b<script>alert(1)</script>"
 
 
@@ -37,16 +37,20 @@ def frames(values: dict[tuple[str, str], dict[str, list[float | None]]], fingerp
     return pd.DataFrame(out)
 
 
-def write(path, values, fingerprint: str = "f" * 64):
-    """A complete results directory, with the run settings compare reads (store, split, protocol)."""
+def write(path, values, fingerprint: str = "f" * 64, fid: dict[str, float] | None = None):
+    """A complete results directory, with the run settings compare reads (store, split, protocol); `fid` adds a
+    set metric per method (one distance, no per-video values)."""
     out = R.prepare_results_dir(path)
     df = frames(values, fingerprint)
+    prov = df.drop_duplicates("method").set_index("method")[list(R.PROVENANCE_COLUMNS)]
+    set_rows = [{**prov.loc[m].to_dict(), "method": m, "metric": "fid", "mean": v, "n_frames": 36, "n_videos": 12,
+                 "metric_backend": "pytorch-fid"} for m, v in (fid or {}).items()]
     methods = list(dict.fromkeys(df["method"]))
     run = {"method_order": methods, "metric_order": list(dict.fromkeys(df["metric"])),
            "store": {"fingerprint": fingerprint, "split": "test", "videos": int(df["video_id"].nunique())},
            "protocol": {"name": "reconstruction", "variant": "legacy"}}
     R.write_results(out, df, run=run, versions={VID: VERSIONS}, higher_is_better=HIB, n_boot=200,
-                    pooling={"psnr": "psnr"})
+                    pooling={"psnr": "psnr"}, set_rows=set_rows)
     return out
 
 
@@ -188,3 +192,32 @@ def test_markdown_table_escapes_labels_with_pipes_and_html(tmp_path):
     assert md_escape("x\ny") == "x y"
     text = to_text(compare_results(new, old))
     assert text.startswith("FAIL: 1 regression") and "REGRESSION" in text
+
+
+def test_the_unpaired_difference_is_the_difference_of_the_leaderboard_means(tmp_path):
+    old = write(tmp_path / "old", {("m", "psnr"): videos(20.0, noise=1, seed=3)})
+    new = write(tmp_path / "new", {("m", "psnr"): videos(21.0, n=9, noise=1, seed=4)}, fingerprint="e" * 64)
+    r = row(compare_results(new, old, by="video"), "m", "psnr")
+    means = [R.Results(d).leaderboard("video").iloc[0]["mean"] for d in (new, old)]
+    assert r.diff == pytest.approx(means[0] - means[1]) == pytest.approx(r.delta)
+    assert r.ci_low < r.diff < r.ci_high and r.n_videos == 9
+
+
+def test_a_set_metric_has_no_interval_and_uses_the_tolerance_even_under_tolerance_ci(tmp_path, capsys):
+    old = write(tmp_path / "old", {("m", "l1"): videos(0.1)}, fid={"m": 30.0})
+    new = write(tmp_path / "new", {("m", "l1"): videos(0.1)}, fid={"m": 31.0})
+    r = compare_results(new, old, tolerance_ci=True)
+    fid = row(r, "m", "fid")
+    assert not fid.has_interval and fid.weighting == "set" and fid.verdict == "regression"
+    assert compare_results(new, old, tolerance_ci=True, tolerance="fid=1.5").passed
+    assert main(["compare", str(new), "--baseline", str(old), "--tolerance-ci", "--tolerance", "fid=0.5"]) == 1
+    assert "| m | fid ↓ | 30 | 31 | +1 | worse by 1 | 0.5 | – (set metric) | **REGRESSION** |" in capsys.readouterr().out
+
+
+def test_a_label_that_now_names_another_method_is_noted(tmp_path):
+    old = write(tmp_path / "old", {("x", "l1"): videos(0.1)})
+    df_new = {("x", "l1"): videos(0.1)}
+    new = R.prepare_results_dir(tmp_path / "new")
+    f = frames(df_new).assign(method_name="oracle")
+    R.write_results(new, f, run={"method_order": ["x"]}, versions={VID: VERSIONS}, higher_is_better=HIB)
+    assert "method of x changed: baseline x, new oracle" in compare_results(new, old).notes

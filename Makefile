@@ -88,6 +88,11 @@ demo: venv
 		--methods pose2img=$(DEMO)/runs/pose2img/last-checkpoint.pth.tar@configs/pose2img-tiny.yaml \
 		--metrics l1,psnr,ssim,ssim_body,ssim_face --out $(DEMO)/results-pose
 	$(VENV)/bin/animbench report $(DEMO)/results-pose --out $(DEMO)/report-pose
+	@echo "--- regression gate: the same checkpoints benched again must score what the first run scored ---"
+	$(VENV)/bin/animbench bench --store $(DEMO)/store-faces --protocol reconstruction --workers 2 \
+		--methods fomm=$(DEMO)/runs/fomm/last-checkpoint.pth.tar@configs/fomm-tiny.yaml,monkey_net=$(DEMO)/runs/monkey_net/last-checkpoint.pth.tar@configs/monkey_net-tiny.yaml,copy-source,oracle \
+		--metrics l1,psnr,ssim --out $(DEMO)/results-rerun > /dev/null
+	$(VENV)/bin/animbench compare $(DEMO)/results-rerun --baseline $(DEMO)/results
 	@echo ""
 	@echo "demo outputs in $(abspath $(DEMO)):"
 	@echo "  synthetic videos  $(DEMO)/synth-faces/   frame store  $(DEMO)/store-faces/"

@@ -168,7 +168,7 @@ def _md(text: Any) -> str:
     """An untrusted label for a Markdown table cell: pipes, markup characters and HTML escaped."""
     out = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;").replace("<", "&lt;")
     out = out.replace(">", "&gt;")
-    for ch in "*_`[]#":
+    for ch in "*_`[]":
         out = out.replace(ch, "\\" + ch)
     return " ".join(out.split())  # a newline would end the row
 

@@ -39,12 +39,12 @@ def frame_rows(method: str, metric: str, per_video: dict[str, list[float | None]
 
 def make_results(root, methods: dict[str, float], *, n_videos: int = 6, metrics=("l1",), store: str = "f" * 64,
                  protocol: str = "reconstruction", store_path: str = "", seed: int = 0,
-                 skip: dict[str, int] | None = None) -> R.Results:
+                 skip: dict[str, int] | None = None, videos: list[str] | None = None) -> R.Results:
     """A results directory: each method scores `level + noise` on n videos of 4 frames (skip: method -> how many
     of its first video's frames have no detection)."""
     rng = np.random.default_rng(seed)
     parts = []
-    videos = [f"vid{i}" for i in range(n_videos)]
+    videos = videos or [f"vid{i}" for i in range(n_videos)]
     for method, level in methods.items():
         for metric in metrics:
             per_video = {}

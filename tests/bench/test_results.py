@@ -195,3 +195,34 @@ def test_leaderboard_orders_methods_as_the_run_listed_them(tmp_path):
     assert list(board["method"]) == ["zeta", "alpha"] and set(board["weighting"]) == {"video"}
     with pytest.raises(AnimbenchError, match="--by"):
         R.Results(out).leaderboard("pixel")
+
+
+def test_intervals_need_a_minimum_number_of_videos_and_p_boot_zero_reads_less_than_one_over_b():
+    assert R.MIN_VIDEOS_FOR_CI == 5
+    assert not R.interval_is_shown(4) and R.interval_is_shown(5)
+    assert R.p_boot_text(0.0, 1000) == "< 1/1000"
+    assert R.p_boot_text(0.0123, 1000) == "0.0123" and R.p_boot_text(math.nan, 1000) == "–"
+
+
+def test_coverage_counts_an_official_partition_named_as_prep_names_clips(tmp_path):
+    csv = tmp_path / "taichi-metadata.csv"
+    csv.write_text("video_id,start,end,bbox,fps,width,height,partition\n"
+                   "a,5,70,0-0-1-1,25,9,9,test\nb,0,64,0-0-1-1,25,9,9,test\nc,0,64,0-0-1-1,25,9,9,train\n")
+    assert R.official_clip_ids(csv) == ["a#000005#000070", "b#000000#000064"]
+    cov = R.coverage(["a#000005#000070", "elsewhere"], csv, "test", "TaiChi-HD")
+    assert (cov.expected, cov.present, cov.missing) == (2, 1, ["b#000000#000064"])
+    assert cov.summary().startswith("1 of 2 TaiChi-HD test clips; 1 unavailable (test list sha256 ")
+    # the fingerprint is of the list, not of what was present
+    assert R.coverage([], csv).fingerprint == cov.fingerprint
+
+
+def test_a_bad_official_list_is_a_one_line_error_naming_it(tmp_path):
+    bad = tmp_path / "list.csv"
+    bad.write_text("name,split\nx,test\n")
+    with pytest.raises(AnimbenchError, match=r"official list .*list.csv: expected a metadata csv with columns"):
+        R.official_clip_ids(bad)
+    with pytest.raises(AnimbenchError, match="cannot read"):
+        R.official_clip_ids(tmp_path / "missing.csv")
+    bad.write_text("video_id,start,end,partition\nx,zero,5,test\n")
+    with pytest.raises(AnimbenchError, match="line 2: start/end must be integers"):
+        R.official_clip_ids(bad)

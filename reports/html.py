@@ -78,23 +78,35 @@ def _comparisons(results: Any, by: str) -> list[dict[str, Any]]:
 
 
 def _coverage(results: Any) -> dict[str, Any] | None:
-    """What a merged results object says about which run covered which (method, metric, video); None when the
-    object has no coverage (a single results directory)."""
+    """The runs merged into this report (reports.merge: manifest["runs"]) and the official test list's coverage
+    (`coverage()`: bench.results.Coverage or None); None when there is neither to show."""
+    runs = [{"run": str(r.get("run")), "root": str(r.get("root")),
+             "created": str(r.get("manifest", {}).get("created_utc", "")),
+             "store": str(r.get("manifest", {}).get("run", {}).get("store", {}).get("fingerprint", "")),
+             "protocol": str(r.get("manifest", {}).get("run", {}).get("protocol", {}).get("name", ""))}
+            for r in results.manifest.get("runs", []) if isinstance(r, dict)]
     cov = getattr(results, "coverage", None)
-    if callable(cov):
-        cov = cov()
-    if cov is None or not hasattr(cov, "columns") or len(cov) == 0:
+    cov = cov() if callable(cov) else cov
+    if cov is None and len(runs) < 2:
         return None
-    return {"columns": [str(c) for c in cov.columns],
-            "rows": [[v if isinstance(v, str) else fmt(v) if isinstance(v, float) else str(v) for v in row]
-                     for row in cov.itertuples(index=False)]}
+    summary = cov.summary() if hasattr(cov, "summary") else None
+    missing = list(getattr(cov, "missing", []) or [])
+    return {"runs": runs if len(runs) > 1 else [], "summary": summary, "missing": missing[:50],
+            "more_missing": max(0, len(missing) - 50)}
+
+
+def _sample_file(results: Any, method: str, video: str, name: str) -> Path:
+    """A method's sample frame, in whichever run the method came from (merged results) or in root/samples."""
+    if hasattr(results, "sample_file"):
+        return Path(results.sample_file(method, video, name))
+    return results.root / "samples" / method / sample_dir_name(video) / name
 
 
 def _provenance(results: Any) -> dict[str, Any]:
     run = results.manifest.get("run", {})
     methods = [{"label": label, "name": str(m.get("name")), "checkpoint": str(m.get("checkpoint") or "–"),
                 "checkpoint_sha256": str(m.get("checkpoint_sha256", "")), "config": str(m.get("config") or "–"),
-                "config_sha256": str(m.get("config_sha256", "")),
+                "config_sha256": str(m.get("config_sha256", "")), "run": str(m.get("run", "")),
                 "spf": "–" if m.get("seconds_per_frame") is None else f"{1000 * m['seconds_per_frame']:.3g} ms"}
                for label, m in run.get("methods", {}).items()]
     metrics = []
@@ -103,7 +115,7 @@ def _provenance(results: Any) -> dict[str, Any]:
         weights = ", ".join(f"{w.get('name')} {w.get('sha256', '')[:12]}" for w in d.get("weights", [])) or "none"
         metrics.append({"name": name, "backend": str(d.get("backend")), "weights": weights,
                         "variant": str(d.get("variant", d.get("protocol", "–")))})
-    return {"methods": methods, "metrics": metrics,
+    return {"methods": methods, "metrics": metrics, "runs": any(m["run"] for m in methods),
             "manifest": json.dumps(results.manifest, indent=2, sort_keys=True, default=str)}
 
 
@@ -192,8 +204,7 @@ def _grids(results: Any, max_videos: int, max_frames: int) -> dict[str, Any]:
     for rank, video in enumerate(videos):
         source = results.sample_frames("_source", video)[:1] if with_source else []
         driving = results.sample_frames("_driving", video)[:max_frames]
-        preds = {m: [results.root / "samples" / m / sample_dir_name(video) / d.name for d in driving]
-                 for m in results.methods}
+        preds = {m: [_sample_file(results, m, video, d.name) for d in driving] for m in results.methods}
         columns = ([source or [None]] if with_source else []) + [list(driving)] + \
             [[p if p.is_file() else None for p in preds[m]] for m in results.methods]
         still = [{"frame": _frame_label(d), "driving": _png_uri(d),

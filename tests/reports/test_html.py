@@ -127,3 +127,23 @@ def test_report_without_generation_time_skips_the_speed_plot(hostile_results, tm
     path = write_html(old, tmp_path / "old.html")
     text = path.read_text()
     assert "against quality" not in text and "Leaderboard" in text and "Coverage" not in text
+
+
+def test_report_of_merged_runs_names_each_run_and_animates_every_method(hostile_results, tmp_path):
+    import shutil
+
+    from reports.merge import load_results
+
+    second = tmp_path / "second"
+    shutil.copytree(hostile_results.root, second)
+    merged = load_results([hostile_results.root, second])
+    text = render_html(merged)
+    assert len(merged.methods) == 4 and all("@" in m for m in merged.methods)
+    assert '<h2 id="coverage">Coverage</h2>' in text and ">second</td>" in text
+    anims = _animations(text)
+    assert len(anims) == 3 and all(im.size == (128 * 6, 128) for im in anims)
+    for im in anims:  # every method's column found its frames in its own run: no grey placeholder tile
+        im.seek(1)
+        frame = np.asarray(im.convert("RGB"))
+        assert not any((frame[:, 128 * c:128 * (c + 1)] == 200).all() for c in range(6))
+    assert "<i>o&r" not in text and "&lt;i&gt;o&amp;r@" in text

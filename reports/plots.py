@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from bench.results import WEIGHTING_LABELS, Results  # noqa: E402
 from reports.tables import board, fmt  # noqa: E402
@@ -139,6 +140,9 @@ def speed_figure(results: Any, metric: str, by: str = "frame") -> plt.Figure | N
         ax.errorbar([1000 * speed[m]], [mean], yerr=err, fmt="o", capsize=4)
         ax.annotate(m, (1000 * speed[m], mean), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")  # 1.6, not 1.6x10^0, on a narrow log range
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("generation time per frame (ms, log scale)")
     arrow = "higher is better" if b.higher_is_better.get(metric) else "lower is better"
     ax.set_ylabel(f"{metric} ({arrow})")

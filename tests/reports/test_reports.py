@@ -37,31 +37,33 @@ def results(tmp_path_factory) -> Results:
     return Results(root / "res")
 
 
-def test_markdown_leaderboard_bolds_the_best_and_shows_intervals(results):
+def test_markdown_leaderboard_bolds_the_best_and_states_n_without_intervals_below_five_videos(results):
     md = tables.to_markdown(results, "frame")
-    assert md.splitlines()[0] == "| method | l1 ↓ | ssim ↑ |"
-    row = next(line for line in md.splitlines() if line.startswith("| my_oracle"))
-    assert row == "| my_oracle | **0** [0, 0] | **1** [1, 1] |"
+    header = md.splitlines()[0]
+    assert header.startswith("| method | n | l1 (numpy ") and " ↓ | ssim (torch " in header and header.endswith(" ↑ |")
+    row = next(line for line in md.splitlines() if line.startswith("| my"))
+    assert row == "| my\\_oracle | 3 | **0** | **1** |"  # the label's markdown '_' escaped; 3 videos: no interval
     cs = results.aggregates().query("method == 'copy-source' and metric == 'l1' and weighting == 'frame'").iloc[0]
-    assert f"{tables.fmt(cs['mean'])} [{tables.fmt(cs['ci_low'])}, {tables.fmt(cs['ci_high'])}]" in md
+    assert f"| copy-source | 3 | {tables.fmt(cs['mean'])} |" in md and "[" not in row
+    assert "No interval where fewer than 5 videos were scored (here n = 3)" in md
     assert "frame-weighted" in md and "bootstrap over videos (100 resamples, seed 0)" in md
     assert "video-weighted" in tables.to_markdown(results, "video")
 
 
 def test_latex_table_is_booktabs_with_escaped_labels_and_bold_best(results):
     tex = tables.to_latex(results, "video", caption="Tai-Chi 50% test")
-    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lcc}", r"my\_oracle",
-                  r"$\mathbf{0} \pm 0$", r"l1 $\downarrow$", r"ssim $\uparrow$", r"Tai-Chi 50\% test"):
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrcc}", r"my\_oracle",
+                  r"$\mathbf{0}$", r"$\downarrow$", r"$\uparrow$", r"Tai-Chi 50\% test", "No interval where fewer"):
         assert token in tex, token
     cs_row = next(line for line in tex.splitlines() if line.startswith("copy-source"))
-    assert r"\mathbf" not in cs_row and r"\pm" in cs_row
+    assert r"\mathbf" not in cs_row and r"\pm" not in tex  # intervals are never printed as a symmetric +-
 
 
-def test_csv_has_one_row_per_method_and_metric_with_ci_bounds(results):
+def test_csv_has_one_row_per_method_and_metric_and_no_bounds_below_five_videos(results):
     df = pd.read_csv(io.StringIO(tables.to_csv(results, "frame")))
     assert len(df) == 4 and list(df.columns) == tables.CSV_COLUMNS
-    assert (df["ci_low"] <= df["mean"]).all() and (df["mean"] <= df["ci_high"]).all()
-    assert set(df["weighting"]) == {"frame"}
+    assert df["ci_low"].isna().all() and df["ci_high"].isna().all() and not df["ci_shown"].any()
+    assert (df["n_videos"] == 3).all() and set(df["weighting"]) == {"frame"}
 
 
 def test_html_is_self_contained_with_grids_provenance_and_per_video_table(results):

@@ -9,7 +9,7 @@ from pathlib import Path
 from plumbing.errors import AnimbenchError
 from reports.merge import load_results
 
-FORMATS = ("md", "tex", "csv", "html", "png")
+FORMATS = ("md", "tex", "csv", "html", "png", "pdf")
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -36,7 +36,7 @@ def coverage_markdown(results: object) -> str:
 def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike,
                  formats: tuple[str, ...] = FORMATS, by: str = "frame", *, allow_mixed: bool = False,
                  official_list: str | os.PathLike | None = None) -> dict[str, list[Path]]:
-    """Write leaderboard.{md,tex,csv}, report.html and figures/*.png for the formats asked, from one or several
+    """Write leaderboard.{md,tex,csv}, report.html and figures/*.{png,pdf} for the formats asked, from one or several
     results directories merged (reports.merge.load_results); return the paths."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -65,8 +65,9 @@ def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out:
         from reports.html import write_html
 
         written["html"] = [write_html(results, out / "report.html", by=by)]
-    if "png" in formats:
-        from reports.plots import plot_all
+    for kind in ("png", "pdf"):  # the same figures (bars, distributions, intervals, speed vs quality); PDF for papers
+        if kind in formats:
+            from reports.plots import figures
 
-        written["png"] = plot_all(results, out / "figures", by)
+            written[kind] = figures(results, out / "figures", by, formats=(kind,))
     return written

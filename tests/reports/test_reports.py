@@ -80,15 +80,18 @@ def test_html_is_self_contained_with_grids_provenance_and_per_video_table(result
 
 def test_report_writes_every_format_and_the_cli_prints_the_paths(results, tmp_path, capsys):
     written = write_report(results.root, tmp_path / "rep")
-    assert set(written) == {"md", "tex", "csv", "html", "png"}
-    pngs = written["png"]
-    assert sorted(p.name for p in pngs) == ["bar_l1.png", "bar_ssim.png", "videos_l1.png", "videos_ssim.png"]
+    assert set(written) == {"md", "tex", "csv", "html", "png", "pdf"}
+    pngs, pdfs = written["png"], written["pdf"]
+    assert {p.name for p in pngs} >= {"bar_l1.png", "bar_ssim.png", "videos_l1.png", "videos_ssim.png",
+                                      "intervals_l1.png", "intervals_ssim.png"}
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert sorted(p.stem for p in pdfs) == sorted(p.stem for p in pngs)  # the same figures for papers
+    assert all(p.read_bytes()[:5] == b"%PDF-" for p in pdfs)
     assert main(["report", str(results.root), "--out", str(tmp_path / "cli"), "--formats", "md,csv"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [f"md\t{tmp_path / 'cli' / 'leaderboard.md'}", f"csv\t{tmp_path / 'cli' / 'leaderboard.csv'}"]
-    assert main(["report", str(results.root), "--out", str(tmp_path / "x"), "--formats", "md,pdf"]) == 2
-    assert "--formats pdf" in capsys.readouterr().err
+    assert main(["report", str(results.root), "--out", str(tmp_path / "x"), "--formats", "md,docx"]) == 2
+    assert "--formats docx" in capsys.readouterr().err
 
 
 def test_reports_render_without_importing_torch(results, tmp_path):

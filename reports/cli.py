@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _merge_arguments(p)
     p.add_argument("--out", required=True, help="folder for the report files")
     p.add_argument("--formats", default="md,tex,csv,html,png,pdf",
-                   help="comma-separated subset of md,tex,csv,html,png (default: all)")
+                   help="comma-separated subset of md,tex,csv,html,png,pdf (default: all)")
     p.add_argument("--by", choices=("frame", "video"), default="frame",
                    help="aggregate weighting: frame (FOMM, default) or video (Monkey-Net)")
     p.set_defaults(func=_report)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bench.results import WEIGHTING_LABELS, Results, sample_dir_name
+from bench.results import WEIGHTING_LABELS, Results, interval_is_shown, p_boot_text, sample_dir_name
 from plumbing.files import atomic_write_text
-from reports.tables import board, fmt, footnotes, per_video_table
+from reports.tables import board, fmt, footnotes, has_interval, metric_header, per_video_table
 
 TEMPLATES = Path(__file__).parent / "templates"
 # what the "_driving" samples are under each protocol, and which protocols give the method a source frame
@@ -61,20 +60,29 @@ def _leaderboard(results: Any, by: str) -> dict[str, Any]:
             if c is None:
                 cells.append(None)
                 continue
-            ci = None if math.isnan(float(c["ci_low"])) else f"[{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
+            # the tables' rules (reports.tables): an interval only from enough videos
+            ci = f"[{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]" if has_interval(c) else None
             cells.append({"mean": fmt(c["mean"]), "ci": ci, "best": method in b.best(metric)})
-        rows.append({"method": method, "cells": cells})
+        ns = {int(c["n_videos_used"]) for (m, _), c in b.cells.items() if m == method and c["weighting"] != "set"}
+        rows.append({"method": method, "n": ", ".join(map(str, sorted(ns))) or "–", "cells": cells})
     return {"label": WEIGHTING_LABELS[by], "rows": rows,
-            "metrics": [{"name": m, "arrow": "↑" if b.higher_is_better.get(m) else "↓"} for m in b.metrics],
+            "metrics": [{"name": metric_header(results, m), "arrow": "↑" if b.higher_is_better.get(m) else "↓"}
+                        for m in b.metrics],
             "notes": footnotes(results, b)}
 
 
 def _comparisons(results: Any, by: str) -> list[dict[str, Any]]:
     c = results.comparisons()
     c = c[c["weighting"] == by]
-    return [{"metric": r["metric"], "a": r["method_a"], "b": r["method_b"], "diff": fmt(r["diff"]),
-             "ci": f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", "better": str(r["better"]), "p": fmt(r["p_boot"]),
-             "n": int(r["n_videos"])} for _, r in c.iterrows()]
+    n_boot = int(results.manifest.get("bootstrap", {}).get("n_boot", 0) or 0)
+    rows = []
+    for _, r in c.iterrows():
+        tested = interval_is_shown(int(r["n_videos"]))  # below the minimum: no interval, no test (reports.tables)
+        rows.append({"metric": r["metric"], "a": r["method_a"], "b": r["method_b"], "diff": fmt(r["diff"]),
+                     "ci": f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if tested else "",
+                     "better": str(r["better"]) + ("" if tested else " (not tested)"),
+                     "p": p_boot_text(float(r["p_boot"]), n_boot) if tested else "–", "n": int(r["n_videos"])})
+    return rows
 
 
 def _coverage(results: Any) -> dict[str, Any] | None:

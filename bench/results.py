@@ -612,9 +612,15 @@ def coverage(present_ids: Iterable[str], metadata: str | os.PathLike, split: str
     official = official_clip_ids(metadata, split)
     if not official:
         raise AnimbenchError(f"official list {metadata}: no clips in partition {split!r}")
+    return coverage_of(present_ids, official, split, dataset or Path(metadata).stem, str(metadata))
+
+
+def coverage_of(present_ids: Iterable[str], official: Iterable[str], split: str, dataset: str,
+                source: str) -> Coverage:
+    """Coverage of a list of clip ids (an official list, or the clips the store's prep run planned)."""
+    official = sorted(set(official))
     present = set(present_ids)
     missing = [c for c in official if c not in present]
     fingerprint = hashlib.sha256("\n".join(official).encode()).hexdigest()
-    return Coverage(dataset=dataset or Path(metadata).stem, split=split, source=str(metadata),
-                    expected=len(official), present=len(official) - len(missing), fingerprint=fingerprint,
-                    missing=missing)
+    return Coverage(dataset=dataset, split=split, source=source, expected=len(official),
+                    present=len(official) - len(missing), fingerprint=fingerprint, missing=missing)

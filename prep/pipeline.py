@@ -330,6 +330,23 @@ def _restore_work(root: Path, record: dict[str, Any], units: Sequence[Unit]) -> 
         _atomic_json(root / WORK_DIR / "units" / f"{unit_name(unit.key)}.json", result)
 
 
+def plan_by_split(units: Sequence[Unit]) -> dict[str, dict[str, Any]]:
+    """The clips a run set out to store, per split: count and sha256 of the sorted clip ids, and the ids themselves
+    for the test split (for a metadata recipe: the official test list, so a leaderboard can say how many of the
+    official test clips it scored and which are missing)."""
+    by_split: dict[str, list[str]] = {}
+    for unit in units:
+        for clip in unit.clips:
+            by_split.setdefault(str(clip.split), []).append(str(clip.video_id))
+    out = {}
+    for split, ids in sorted(by_split.items()):
+        ids = sorted(set(ids))
+        out[split] = {"num_clips": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+        if split == "test":
+            out[split]["clips"] = ids
+    return out
+
+
 def _prepare(root: Path, record: dict[str, Any], resume: bool, overwrite: bool, units: Sequence[Unit]) -> None:
     run_file = root / WORK_DIR / RUN_FILE
     if root.exists() and not root.is_dir():
@@ -395,7 +412,7 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
     settings = {k: v for k, v in config.as_dict().items()
                 if k not in ("download", "download_timeout", "pose_device", "mask_device")}
     record = {"recipe": config.recipe, "config": settings, "units": len(units),
-              "units_sha1": hashlib.sha1(plan.encode()).hexdigest()}
+              "units_sha1": hashlib.sha1(plan.encode()).hexdigest(), "plan": plan_by_split(units)}
     _prepare(root, record, resume, overwrite, units)
 
     todo = []

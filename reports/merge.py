@@ -54,6 +54,7 @@ from bench.results import (
     Results,
     compare_methods,
     coverage,
+    coverage_of,
 )
 from plumbing.errors import AnimbenchError
 
@@ -260,9 +261,16 @@ class MergedResults:
             recipe = cfg.get("recipe")
             if metadata is None:
                 metadata = cfg.get("metadata") or (cfg.get("config") or {}).get("metadata")
+        present = set(self.videos()["video_id"])
+        plan = store.get("plan") or {}
+        if not metadata and plan.get("clips"):  # the test list the store's prep run planned (bench records it)
+            recipe = store.get("recipe") or recipe
+            dataset = DATASET_NAMES.get(str(recipe))
+            source = f"the store's prep plan ({recipe} recipe)"
+            return coverage_of(present, plan["clips"], str(store.get("split") or "test"),
+                               dataset or f"planned {recipe or 'store'}", source)
         if not metadata:
             return None
-        present = set(self.videos()["video_id"])
         return coverage(present, metadata, str(store.get("split") or "test"),
                         DATASET_NAMES.get(str(recipe), None))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -136,3 +137,29 @@ def test_one_directory_is_a_merge_of_one_with_labels_unchanged(tmp_path):
     assert merged.methods == res.methods
     pd.testing.assert_frame_equal(merged.aggregates().drop(columns="run"), res.aggregates())
     pd.testing.assert_frame_equal(merged.comparisons().drop(columns="run"), res.comparisons())
+
+
+def test_coverage_comes_from_the_test_clips_the_store_planned(tmp_path):
+    """A store prepared from official metadata records its planned test clips (prep.pipeline.plan_by_split), the
+    bench copies them into the results: the leaderboard counts the scored ones and lists the missing, no csv
+    needed."""
+    from prep.pipeline import plan_by_split
+    from prep.recipes import Clip, Unit
+
+    def clip(name: str, split: str) -> Clip:
+        return Clip(video_id=name, split=split, person_id=None, start=0, end=4, ref_fps=25.0, bbox=None,
+                    ref_size=(64, 64))
+
+    units = [Unit(key="vox/a", source="a.mp4", clips=(clip("vid0", "test"), clip("vid1", "test"))),
+             Unit(key="vox/b", source="b.mp4", clips=(clip("gone", "test"), clip("t0", "train")))]
+    plan = plan_by_split(units)
+    assert plan["test"]["clips"] == ["gone", "vid0", "vid1"] and "clips" not in plan["train"]
+    assert plan["train"]["num_clips"] == 1 and len(plan["test"]["sha256"]) == 64
+    res = make_results(tmp_path / "r", {"copy-source": 0.1}, videos=["vid0", "vid1"], n_videos=2)
+    manifest = res.root / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["run"]["store"].update(recipe="vox", plan=plan["test"])
+    manifest.write_text(json.dumps(data))
+    cov = load_results(tmp_path / "r").coverage()
+    assert cov.summary().startswith("2 of 3 VoxCeleb test clips; 1 unavailable") and cov.missing == ["gone"]
+    assert cov.fingerprint == plan["test"]["sha256"]

@@ -222,7 +222,8 @@ def test_cli_bench_then_leaderboard(store, tmp_path, capsys):
     assert R.Results(out).videos()["video_id"].nunique() == 2
     assert main(["leaderboard", str(out), "--by", "video"]) == 0
     text = capsys.readouterr().out
-    assert "| oracle | **0** [0, 0] | **100** [100, 100] |" in text and "video-weighted" in text
+    # 2 videos: n stated, no interval (fewer than reports' minimum of 5 videos)
+    assert "| oracle | 2 | **0** | **100** |" in text and "video-weighted" in text
     assert "inf" not in text
 
 

@@ -55,9 +55,10 @@ def _status_word(name: str) -> str:
 
 
 def _weights_list(args: argparse.Namespace) -> int:
-    rows = [(_status_word(w.name), w.name, ",".join(w.users), str(weights.folder_path(w.folder)))
+    # users last, unpadded: a file several metrics and options load has a long list
+    rows = [(_status_word(w.name), w.name, str(weights.folder_path(w.folder)), ",".join(w.users))
             for w in select_weights([])]
-    header = ("STATUS", "NAME", "USERS", "FOLDER")
+    header = ("STATUS", "NAME", "FOLDER", "USERS")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for r in [header, *rows]:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:3])) + "  " + r[3])

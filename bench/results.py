@@ -109,6 +109,18 @@ def p_boot_text(p: float, n_boot: int) -> str:
     return f"{p:.3g}"
 
 
+def leaderboard_of(aggregates: pd.DataFrame, methods: list[str], metrics: list[str], by: str) -> pd.DataFrame:
+    """The rows of one weighting ('frame' or 'video'; set metrics always join), methods and metrics in the given
+    order: the one leaderboard rule of a results directory and of several merged (reports.merge)."""
+    if by not in WEIGHTINGS:
+        raise AnimbenchError(f"leaderboard --by {by!r}: expected one of {list(WEIGHTINGS)}")
+    a = aggregates[aggregates["weighting"].isin([by, "set"])]
+    order = {m: i for i, m in enumerate(methods)}
+    morder = {m: i for i, m in enumerate(metrics)}
+    return a.sort_values(by=["method", "metric"], key=lambda s: s.map(order if s.name == "method" else morder),
+                         kind="stable").reset_index(drop=True)
+
+
 def psnr_from_mse(mse: Any) -> np.ndarray:
     """PSNR in dB (data range 1) of mean squared errors, capped at PSNR_CAP_DB (identical frames included)."""
     floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
@@ -528,14 +540,7 @@ class Results:
 
     def leaderboard(self, by: str = "frame") -> pd.DataFrame:
         """Aggregates of one weighting ('frame' or 'video'; set metrics such as FID always join), in run order."""
-        if by not in WEIGHTINGS:
-            raise AnimbenchError(f"leaderboard --by {by!r}: expected one of {list(WEIGHTINGS)}")
-        a = self.aggregates()
-        a = a[a["weighting"].isin([by, "set"])]
-        order = {m: i for i, m in enumerate(self.methods)}
-        morder = {m: i for i, m in enumerate(self.metrics)}
-        return a.sort_values(by=["method", "metric"], key=lambda s: s.map(order if s.name == "method" else morder),
-                             kind="stable").reset_index(drop=True)
+        return leaderboard_of(self.aggregates(), self.methods, self.metrics, by)
 
     def sample_frames(self, method: str, video_id: str) -> list[Path]:
         """Sample PNGs of one method ('_source', '_driving' for the inputs) and video, in frame order."""

@@ -51,6 +51,7 @@ import skimage.data  # noqa: E402
 import torch  # noqa: E402
 
 from bench.metrics.registry import get_metric  # noqa: E402
+from benchmarks.common import emit_report  # noqa: E402
 from methods.config import load_config  # noqa: E402
 from methods.registry import load_model  # noqa: E402
 from methods.train import train  # noqa: E402
@@ -285,13 +286,7 @@ def main() -> None:
                     "frame, clean = frames without a face skipped; fallbacks counted in both"),
         "rows": rows, "samples": str(work / "samples.png"),
         "package_versions": package_versions()}
-    text = json.dumps(report, indent=2, default=str)
-    print(text)
-    if args.out is not None:
-        from plumbing.files import atomic_write_text
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(text + "\n", args.out)
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

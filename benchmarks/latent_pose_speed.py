@@ -32,8 +32,6 @@ stage (its warm-up block).
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import statistics
 import sys
 import time
@@ -45,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from benchmarks.common import emit_report, maxrss_mb  # noqa: E402
 from methods.config import load_config  # noqa: E402
 from methods.latent_pose import LatentPose  # noqa: E402
 from methods.train import make_optimizers, train_batch  # noqa: E402
@@ -54,9 +53,6 @@ STAGES = ("tiny_meta_step", "drive", "finetune_step", "meta_step")  # built in t
 CONFIGS = {"drive": "latent_pose-finetune.yaml", "finetune_step": "latent_pose-finetune.yaml",
            "meta_step": "latent_pose-meta.yaml", "tiny_meta_step": "latent_pose-tiny.yaml"}
 
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _sync(device: torch.device) -> None:
@@ -137,7 +133,7 @@ def main() -> None:
         runs[stage], units[stage], info[stage] = setup(stage, device, args)
         info[stage]["warmup_seconds"] = round(runs[stage](), 3)  # allocations, first-call overheads
         info[stage]["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) \
-            if device.type == "cuda" else round(_maxrss_mb(), 1)
+            if device.type == "cuda" else round(maxrss_mb(), 1)
     seconds = {s: [] for s in stages}
     for _ in range(args.rounds):
         for stage, run in runs.items():
@@ -151,13 +147,7 @@ def main() -> None:
               "memory": "cuda max_memory_allocated per stage" if device.type == "cuda"
               else "max RSS after the stage's warm-up (cumulative)", "stages": rows,
               "package_versions": package_versions()}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out is not None:
-        from plumbing.files import atomic_write_text
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(text + "\n", args.out)
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.metrics.pixel import l1, psnr, ssim  # noqa: E402
+from benchmarks.common import emit_report  # noqa: E402
 from methods.config import load_config  # noqa: E402
 from methods.infer import quantise  # noqa: E402
 from methods.registry import get_method  # noqa: E402
@@ -104,13 +104,7 @@ def main() -> None:
         "mean": {k: round(float(np.mean(v)), 4) for k, v in scores.items()},
         "copy_zero_output_baseline": {"l1": round(float(np.mean(l1(np.full_like(pred, 0.5), gt))), 4)},
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out is not None:
-        from plumbing.files import atomic_write_text
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(text + "\n", args.out)
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ torch.cuda.max_memory_allocated per stage.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import statistics
 import sys
 import time
@@ -30,15 +28,13 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from benchmarks.common import emit_report, maxrss_mb  # noqa: E402
 from methods.config import load_config  # noqa: E402
 from methods.registry import get_method  # noqa: E402
 from plumbing.provenance import package_versions  # noqa: E402
 
 STAGES = ("global", "local", "face")
 
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _sync(device: torch.device) -> None:
@@ -91,7 +87,7 @@ def main() -> None:
         _, run, info[stage] = setup(stage, device, args.frames)
         run()  # warm-up block (allocations, first-call overheads)
         info[stage]["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) \
-            if device.type == "cuda" else round(_maxrss_mb(), 1)
+            if device.type == "cuda" else round(maxrss_mb(), 1)
         runs[stage] = run
     seconds = {s: [] for s in stages}
     for _ in range(args.rounds):
@@ -105,13 +101,7 @@ def main() -> None:
               "memory": "cuda max_memory_allocated per stage" if device.type == "cuda"
               else "max RSS after the stage's warm-up (cumulative)", "stages": rows,
               "package_versions": package_versions()}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out is not None:
-        from plumbing.files import atomic_write_text
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(text + "\n", args.out)
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

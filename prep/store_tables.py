@@ -101,6 +101,23 @@ def pose_columns(table: pa.Table) -> dict[str, np.ndarray]:
     return out
 
 
+def table_shards(root: Path, folder: str, used: Sequence[str], videos: Mapping[str, Mapping[str, Any]],
+                 what: str) -> tuple[list[dict[str, Any]], int]:
+    """The hash, rows and bytes of every file of a side table in `folder`, and its total row count; an error when
+    the files hold other than the rows the videos recorded (a file missing or stale)."""
+    shards = []
+    for shard in used:
+        path = root / folder / shard
+        if path.is_file():
+            shards.append({"name": shard, "sha256": sha256_file(path),
+                           "rows": pq.ParquetFile(path).metadata.num_rows, "bytes": path.stat().st_size})
+    total = sum(int(v["rows"]) for v in videos.values())
+    if sum(s["rows"] for s in shards) != total:
+        raise AnimbenchError(f"store {root}: the {what} files hold {sum(s['rows'] for s in shards)} rows, the "
+                             f"videos {total}; a {what} file is missing or stale")
+    return shards, total
+
+
 def pose_section(root: Path, rows: Sequence[dict[str, Any]], used: Sequence[str], poses: Mapping[str, Any]
                   ) -> dict[str, Any]:
     """The manifest's `poses` section: format, source, coordinates, per-video digests and skipped frames, and
@@ -111,16 +128,7 @@ def pose_section(root: Path, rows: Sequence[dict[str, Any]], used: Sequence[str]
     if len(formats) > 1:
         raise AnimbenchError(f"store {root}: poses mix body formats {', '.join(formats)}; one store holds one "
                              "(convert BODY_25 with map_25_to_23, or prep the videos into separate stores)")
-    shards = []
-    for name in used:
-        path = root / POSES_DIR / name
-        if path.is_file():
-            shards.append({"name": name, "sha256": sha256_file(path),
-                           "rows": pq.ParquetFile(path).metadata.num_rows, "bytes": path.stat().st_size})
-    total = sum(int(v["rows"]) for v in videos.values())
-    if sum(s["rows"] for s in shards) != total:
-        raise AnimbenchError(f"store {root}: the pose files hold {sum(s['rows'] for s in shards)} rows, the videos "
-                             f"{total}; a pose file is missing or stale")
+    shards, total = table_shards(root, POSES_DIR, used, videos, "pose")
     return {
         **dict(poses), "body_format": formats[0] if formats else None, "coordinates": POSE_COORDINATES,
         "outside": POSE_OUTSIDE_RULE, "num_frames": total,
@@ -226,16 +234,7 @@ def frame_table_section(root: Path, name: str, rows: Sequence[dict[str, Any]], u
     digest (plus the facts its writer recorded), and the hash of every file."""
     empty = {"rows": 0, "sha256": frame_digest([], [])}
     videos = {r["video_id"]: dict(r.get(name) or empty) for r in rows}
-    shards = []
-    for shard in used:
-        path = root / name / shard
-        if path.is_file():
-            shards.append({"name": shard, "sha256": sha256_file(path),
-                           "rows": pq.ParquetFile(path).metadata.num_rows, "bytes": path.stat().st_size})
-    total = sum(int(v["rows"]) for v in videos.values())
-    if sum(s["rows"] for s in shards) != total:
-        raise AnimbenchError(f"store {root}: the {name} files hold {sum(s['rows'] for s in shards)} rows, the "
-                             f"videos {total}; a {name} file is missing or stale")
+    shards, total = table_shards(root, name, used, videos, name)
     return {**dict(facts), "num_frames": total, "videos": dict(sorted(videos.items())), "shards": shards}
 
 

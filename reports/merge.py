@@ -49,12 +49,12 @@ import pandas as pd
 from bench.results import (
     DATASET_NAMES,
     POOLINGS,
-    WEIGHTINGS,
     Coverage,
     Results,
     compare_methods,
     coverage,
     coverage_of,
+    leaderboard_of,
 )
 from plumbing.errors import AnimbenchError
 
@@ -213,14 +213,7 @@ class MergedResults:
 
     def leaderboard(self, by: str = "frame") -> pd.DataFrame:
         """Aggregates of one weighting ('frame' or 'video'; set metrics always join), in run order."""
-        if by not in WEIGHTINGS:
-            raise AnimbenchError(f"leaderboard --by {by!r}: expected one of {list(WEIGHTINGS)}")
-        a = self.aggregates()
-        a = a[a["weighting"].isin([by, "set"])]
-        order = {m: i for i, m in enumerate(self.methods)}
-        morder = {m: i for i, m in enumerate(self.metrics)}
-        return a.sort_values(by=["method", "metric"], key=lambda s: s.map(order if s.name == "method" else morder),
-                             kind="stable").reset_index(drop=True)
+        return leaderboard_of(self.aggregates(), self.methods, self.metrics, by)
 
     # ------------------------------------------------------------------------------------------ samples
     def sample_frames(self, method: str, video_id: str) -> list[Path]:

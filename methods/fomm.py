@@ -8,8 +8,7 @@ Shapes below are for the official 256² configs (K = num_kp = 10). Keypoints are
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,7 +27,13 @@ from methods.config import (
     load_config,
 )
 from methods.fomm_keypoints import normalize_kp
-from methods.interface import AnimationMode, Method, check_animate_shapes, check_reconstruct_shapes
+from methods.interface import (
+    AnimationMode,
+    Method,
+    check_animate_shapes,
+    check_reconstruct_shapes,
+    inference_mode,
+)
 from methods.layers import (
     AntiAliasInterpolation2d,
     DownBlock2d,
@@ -460,18 +465,9 @@ class FOMM(Method):
                     for s in maps_real)
         return {"disc_gan": total}
 
-    @contextmanager
-    def _inference(self) -> Iterator[None]:
+    def _inference(self):
         """eval mode (BN running statistics) and no_grad, restoring the previous modes afterwards."""
-        modes = [(m, m.training) for m in (self.kp_detector, self.generator)]
-        try:
-            for m, _ in modes:
-                m.eval()
-            with torch.no_grad():
-                yield
-        finally:
-            for m, training in modes:
-                m.train(training)
+        return inference_mode(self.kp_detector, self.generator)
 
     def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
         """Reconstruction protocol step: absolute keypoints of driving applied to source -> (B, 3, H, W)."""

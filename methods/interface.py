@@ -51,12 +51,14 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from methods.checkpoints import NETWORK_ENTRIES, REQUIRED_ENTRIES, load_checkpoint, load_matching
@@ -69,6 +71,21 @@ if TYPE_CHECKING:
 # paper that defined it; recorded in reconstruction.json.
 RECONSTRUCTION_PROTOCOL = "fomm-reconstruction"
 ADAM_BETAS = (0.5, 0.999)  # FOMM's; the default of optimizer_options
+
+
+@contextmanager
+def inference_mode(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm running statistics, spectral norm without a power iteration) and no_grad for the
+    modules, their previous train/eval modes restored afterwards: every family's inference runs inside this."""
+    modes = [(m, m.training) for m in modules]
+    try:
+        for m, _ in modes:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.train(training)
 
 
 class ShapeError(AnimbenchError, ValueError):

@@ -46,6 +46,7 @@ from methods.interface import (
     ShapeError,
     check_animate_shapes,
     check_reconstruct_shapes,
+    inference_mode,
 )
 from methods.latent_pose_augment import PoseAugmentation
 from methods.latent_pose_data import FinetuneDataset, LatentPoseDataset, official_image
@@ -646,15 +647,8 @@ class LatentPose(Method):
     def _driving(self) -> Iterator[tuple[nn.Module, nn.Module]]:
         embedder = self.running_averages.get("embedder", self.embedder)
         generator = self.running_averages.get("generator", self.generator)
-        modes = [(m, m.training) for m in (embedder, generator)]
-        try:
-            for m, _ in modes:
-                m.eval()
-            with torch.no_grad():
-                yield embedder, generator
-        finally:
-            for m, training in modes:
-                m.train(training)
+        with inference_mode(embedder, generator):
+            yield embedder, generator
 
     def _read(self, frames: Tensor) -> Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, S, S) read as the official driver loader reads crops (load_cropped)."""

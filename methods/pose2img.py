@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +33,7 @@ from torch import Tensor, nn
 
 from methods.checkpoints import load_checkpoint
 from methods.config import LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec, get_path, load_config
-from methods.interface import Method
+from methods.interface import Method, inference_mode
 from methods.pose2img_losses import (
     PERCEPTUAL_FALLBACKS,
     VGGLoss,
@@ -601,18 +600,9 @@ class Pose2Img(Method):
         stage: PIL nearest to width 512; local / face: sides rounded to the generator's multiple)."""
         return self.view.label_tensor(label)
 
-    @contextmanager
-    def _inference(self) -> Iterator[None]:
-        nets = [getattr(self, n) for n in ("generator", "face_generator") if getattr(self, n) is not None]
-        modes = [(m, m.training) for m in nets]
-        try:
-            for m in nets:
-                m.eval()
-            with torch.no_grad():
-                yield
-        finally:
-            for m, training in modes:
-                m.train(training)
+    def _inference(self):
+        return inference_mode(*[getattr(self, n) for n in ("generator", "face_generator")
+                                if getattr(self, n) is not None])
 
     def generate(self, labels: Tensor, face_boxes: Tensor | None = None, previous: Tensor | None = None
                  ) -> tuple[Tensor, Tensor]:

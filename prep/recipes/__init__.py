@@ -17,7 +17,7 @@ import importlib
 import math
 import os
 import pkgutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,12 +123,14 @@ def _number(row: dict[str, str], key: str, kind: type, where: str, positive: boo
 
 
 def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathLike, *, with_person: bool,
-                   url_template: str | None = YOUTUBE_URL, download: bool = False) -> list[Unit]:
+                   url_template: str | None = YOUTUBE_URL, download: bool = False,
+                   skip_lines: Collection[int] = ()) -> list[Unit]:
     """Units from a vox/taichi-format metadata csv: one unit per source video, one clip per row.
 
     Every row is checked here: ids are plain names (video and person ids without '#', which joins the parts
     of clip names), numbers are numbers in range, no clip appears twice. src must exist unless the videos are
-    to be downloaded into it."""
+    to be downloaded into it. Rows on `skip_lines` (file line numbers) are left out: the caller has reported
+    them."""
     if not Path(src).is_dir() and not (download and url_template):
         raise AnimbenchError(f"--src {src}: no such directory" + (" (or pass --download)" if url_template else ""))
     cols = ["video_id", "start", "end", "bbox", "fps", "width", "height", "partition"]
@@ -139,6 +141,8 @@ def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathL
     by_video: dict[str, list[Clip]] = {}
     lines: dict[str, int] = {}
     for n, row in enumerate(rows, start=2):
+        if n in skip_lines:
+            continue
         where = f"metadata {metadata} line {n}"
         vid = check_id(row["video_id"].strip(), field="video_id", where=where, allow_hash=False)
         person = (check_id(row["person_id"].strip(), field="person_id", where=where, allow_hash=False)

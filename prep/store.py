@@ -1,12 +1,12 @@
 """The frame store: the single source of truth for its schema, writers, reader and verification.
 
-Layout of a store directory (readable with plain pyarrow, pandas or DuckDB)::
+Layout of a store directory (readable with plain pyarrow, pandas, DuckDB, Hugging Face `datasets` and Ray Data,
+none of which needs animbench)::
 
     STORE/
-      frames/*.parquet     one row per frame: video_id, frame_index, image (encoded PNG or JPEG bytes),
-                           sha256 (of the image bytes; schema v2); a video's frames are contiguous and in
-                           order inside one shard; row groups of `row_group_size` frames, so one frame never
-                           decodes a whole shard
+      frames/*.parquet     one row per frame: video_id, frame_index, image, sha256 (of the image bytes; schema
+                           v2); a video's frames are contiguous and in order inside one shard; row groups of
+                           `row_group_size` frames, so one frame never decodes a whole shard
       videos.parquet       one row per video: split, person id, source, fps, original size, crop box, ...
       failures.parquet     one row per unit of work that failed: video id, stage, error class, message
       poses/*.parquet      optional keypoints table, one file per frames shard (same name): one row per frame
@@ -15,6 +15,14 @@ Layout of a store directory (readable with plain pyarrow, pandas or DuckDB)::
       crop_boxes/*.parquet optional latent-pose crop face boxes, one file per frames shard: one row per frame
       manifest.json        written last: schema version, config, per-shard hash and row counts, versions,
                            and the `poses` / `masks` / `crop_boxes` sections of the optional tables
+
+The frames' `image` column (schema v3) follows Hugging Face datasets' `Image` feature: a struct {bytes: binary
+(the encoded PNG / JPEG), path: string (a name only, "<video_id>/<frame_index:07d>.png", nothing on disk)}, and
+every shard's Parquet schema metadata carries the features under the key "huggingface" as
+`{"info": {"features": {...}}}` (what `datasets.Features.from_arrow_schema` reads), so
+`load_dataset("parquet", data_files="STORE/frames/*.parquet")` decodes `image` to PIL images and
+`ray.data.read_parquet("STORE/frames")` gives rows whose `image["bytes"]` any image library opens. Stores of
+schema v1 and v2 hold the encoded bytes in a plain binary `image` column; they still open and verify.
 
 The masks and crop-boxes tables are described in prep/store_tables.py (their schemas and helpers live there).
 
@@ -99,8 +107,11 @@ from prep.store_tables import (  # noqa: F401 - pose_schema, count_outside, POSE
     write_frame_table,
 )
 
-SCHEMA_VERSION = 2  # v2 added the per-frame sha256 column (the optional poses table needs no new version)
-READABLE_VERSIONS = (1, 2)  # v1 stores open; their frames are checked per whole video only
+# v2 added the per-frame sha256 column (the optional poses table needs no new version); v3 made `image` the
+# Hugging Face Image struct {bytes, path} with the HF features in the shards' schema metadata (the bytes, their
+# digests and the content hash are as in v2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # v1 stores open; their frames are checked per whole video only
 FORMAT_NAME = "animbench-frame-store"
 FRAMES_DIR = "frames"
 VIDEOS_FILE = "videos.parquet"
@@ -109,9 +120,21 @@ MANIFEST_FILE = "manifest.json"
 DEFAULT_ROW_GROUP = 16
 DIGEST_PREFIX = 8  # bytes of each frame's sha256 a reader compares: a random corruption passes with p = 2^-64
 
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # HF datasets' Image storage
+# The HF features of the frame columns, as `datasets.Features.to_dict()` writes them (sha256 is left out: HF
+# infers fixed_size_binary[32] from the Arrow type, and a Value it cannot parse would drop every feature).
+HF_FEATURES = {"video_id": {"dtype": "string", "_type": "Value"}, "frame_index": {"dtype": "int32", "_type": "Value"},
+               "image": {"_type": "Image"}}
 FRAME_SCHEMA = pa.schema(
-    [("video_id", pa.string()), ("frame_index", pa.int32()), ("image", pa.binary()), ("sha256", pa.binary(32))]
+    [("video_id", pa.string()), ("frame_index", pa.int32()), ("image", IMAGE_TYPE), ("sha256", pa.binary(32))],
+    metadata={b"huggingface": json.dumps({"info": {"features": HF_FEATURES}}).encode()},
 )
+IMAGE_EXTENSIONS = {"png": ".png", "jpeg": ".jpg"}  # the `path` names' suffix; another format: "." + its name
+
+
+def image_path(video_id: str, frame_index: int, image_format: str) -> str:
+    """The `image.path` of a stored frame: a stable name, "<video_id>/<frame_index:07d>.<ext>" (no file)."""
+    return f"{video_id}/{int(frame_index):07d}{IMAGE_EXTENSIONS.get(image_format, '.' + image_format)}"
 VIDEO_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),
@@ -316,8 +339,12 @@ class ShardWriter(_Writer):
         if not self._buffer:
             return
         ids, idx, data, digests = zip(*self._buffer, strict=True)
+        fmt = self.encode.image_format
+        image = pa.StructArray.from_arrays(
+            [pa.array(data, pa.binary()), pa.array([image_path(v, i, fmt) for v, i in zip(ids, idx, strict=True)])],
+            fields=list(IMAGE_TYPE))
         table = pa.table(
-            {"video_id": list(ids), "frame_index": pa.array(idx, pa.int32()), "image": list(data),
+            {"video_id": list(ids), "frame_index": pa.array(idx, pa.int32()), "image": image,
              "sha256": list(digests)},
             schema=FRAME_SCHEMA,
         )
@@ -326,7 +353,8 @@ class ShardWriter(_Writer):
             # dictionary-encode the repeated ids.
             self._writer = pq.ParquetWriter(
                 self._tmp, FRAME_SCHEMA,
-                compression={"video_id": "zstd", "frame_index": "zstd", "image": "none", "sha256": "none"},
+                compression={"video_id": "zstd", "frame_index": "zstd", "image.bytes": "none", "image.path": "zstd",
+                             "sha256": "none"},
                 use_dictionary=["video_id"], write_statistics=["video_id", "frame_index"],
             )
         self._writer.write_table(table, row_group_size=self.row_group_size)
@@ -568,6 +596,7 @@ class _ShardIndex:
     # the first DIGEST_PREFIX bytes of each row's sha256, row after row (schema v2; None for v1 shards): read
     # once per shard, so a random read fetches no second column (8 bytes a frame stay in memory, not 32)
     digests: bytes | None = None
+    image_column: str = "image"  # the encoded bytes: "image.bytes" in schema v3 shards, "image" before
 
 
 class FrameStore:
@@ -715,7 +744,9 @@ class FrameStore:
                     raise self._damaged(name, video_id, None, "its sha256 column has missing values")
                 raw = np.frombuffer(col.buffers()[1], np.uint8, count=32 * len(col), offset=32 * col.offset)
                 digests = raw.reshape(-1, 32)[:, :DIGEST_PREFIX].tobytes()
-            idx = _ShardIndex(pf, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sizes, digests)
+            image = pf.schema_arrow.field("image").type if "image" in pf.schema_arrow.names else None
+            column = "image.bytes" if isinstance(image, pa.StructType) else "image"
+            idx = _ShardIndex(pf, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), sizes, digests, column)
             self._shards[name] = idx
         return idx
 
@@ -737,8 +768,9 @@ class FrameStore:
         # one call for all row groups touched (each holds row_group_size frames), single-threaded: the
         # thread-pool hand-off costs more than reading a few frames
         try:
-            images = shard.file.read_row_groups([int(g) for g in unique], columns=["image"],
-                                                use_threads=False).column(0)
+            # v3 reads only the struct's bytes child; flatten() turns it into a plain binary column
+            images = shard.file.read_row_groups([int(g) for g in unique], columns=[shard.image_column],
+                                                use_threads=False).flatten().column(0)
         except (OSError, pa.ArrowException) as exc:
             frames = int(wanted[0]) if len(wanted) == 1 else None
             raise self._damaged(shard_name, video_id, frames, f"cannot read ({_one_line(exc)})") from exc

@@ -79,14 +79,17 @@ def test_a_damaged_shard_footer_is_a_one_line_error(tmp_path):
 
 
 def _downgrade_to_v1(root: Path) -> None:
-    """Turn a store into what schema v1 wrote: no per-frame digest column, manifest version 1."""
+    """Turn a store into what schema v1 wrote: the encoded bytes in a plain binary `image` column, no per-frame
+    digest column, manifest version 1."""
     manifest = json.loads((root / "manifest.json").read_text())
     for shard in manifest["shards"]:
         path = root / "frames" / shard["name"]
         pf = pq.ParquetFile(path)
-        table = pf.read().drop_columns(["sha256"])
+        table = pf.read().replace_schema_metadata()
+        table = table.set_column(2, "image", table["image"].combine_chunks().field("bytes")).drop_columns(["sha256"])
         pq.write_table(table, path, row_group_size=pf.metadata.row_group(0).num_rows,
                        compression={"video_id": "zstd", "frame_index": "zstd", "image": "none"})
+        assert pq.read_schema(path).field("image").type == pa.binary()
         shard["sha256"] = sha256_file(path)
     manifest["schema_version"] = 1
     (root / "manifest.json").write_text(json.dumps(manifest))
@@ -114,5 +117,5 @@ def test_frame_digests_are_plain_sha256_of_the_stored_bytes(tmp_path):
     table = pq.read_table(root / "frames")
     assert table.schema.field("sha256").type == pa.binary(32)
     for image, digest in zip(table["image"].to_pylist()[:5], table["sha256"].to_pylist()[:5], strict=True):
-        assert hashlib.sha256(image).digest() == digest
-    assert json.loads((root / "manifest.json").read_text())["schema_version"] == 2
+        assert hashlib.sha256(image["bytes"]).digest() == digest
+    assert json.loads((root / "manifest.json").read_text())["schema_version"] == 3

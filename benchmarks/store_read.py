@@ -1,9 +1,11 @@
-"""Random training pairs per second: the frame store vs FOMM's png-per-frame layout, one core, same run.
+"""Random training pairs per second: the frame store in every format vs FOMM's png-per-frame layout, one core.
 
 The baseline is what FOMM's FramesDataset does per item: `os.listdir` the video folder, draw two sorted
 indices with replacement, `skimage.io.imread` each PNG and `img_as_float32` it. The store path draws the same
-pairs and returns the same float32 arrays. Bytes on disk are reported as apparent size and as allocated
-blocks (a file per frame costs at least one filesystem block).
+pairs and returns the same float32 arrays, from one store per format: PNG by fpng (the default), PNG by zlib
+level 1 (the encoder before fpng), JPEG q95 and lossless JPEG XL (effort 1). Bytes on disk are reported as
+apparent size, as allocated blocks (a file per frame costs at least one filesystem block) and per frame, with
+each store's write time.
 
     python benchmarks/store_read.py --out bench_out/store_read.json [--src ../shared/data/monkeynet/actions]
 """
@@ -42,11 +44,22 @@ def load_strips(src: Path, frame: int) -> dict[str, tuple[str, np.ndarray]]:
     return videos
 
 
-def build_store(root: Path, videos: dict, encode: EncodeOptions) -> Path:
+# name -> encoding of one store each; the first is the default format
+STORES = {
+    "store_png": EncodeOptions("png"),
+    "store_png_zlib1": EncodeOptions("png", png_compression=1),
+    "store_jpeg95": EncodeOptions("jpeg", jpeg_quality=95),
+    "store_jxl": EncodeOptions("jxl"),
+}
+
+
+def build_store(root: Path, videos: dict, encode: EncodeOptions) -> float:
+    """Write the videos into a store at root; returns the seconds it took."""
+    t0 = time.perf_counter()
     with FrameStoreWriter(root, {"recipe": "benchmark"}, encode=encode) as w:
         for vid, (split, frames) in videos.items():
             w.add_video(vid, frames, split=split)
-    return root
+    return time.perf_counter() - t0
 
 
 def disk_bytes(root: Path) -> tuple[int, int]:
@@ -108,8 +121,7 @@ def main() -> int:
     n_frames = sum(len(f) for _, f in videos.values())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        png = build_store(tmp / "store-png", videos, EncodeOptions("png"))
-        jpg = build_store(tmp / "store-jpeg95", videos, EncodeOptions("jpeg", jpeg_quality=95))
+        write_s = {name: build_store(tmp / name, videos, enc) for name, enc in STORES.items()}
         # The FOMM layout as the official preprocessing writes it: one PNG per frame (skimage/imageio defaults).
         from skimage.io import imsave
 
@@ -118,11 +130,11 @@ def main() -> int:
             d.mkdir(parents=True)
             for i, f in enumerate(frames):
                 imsave(d / f"{i:07d}.png", f, check_contrast=False)
-        export_png_layout(png, tmp / "fomm-from-store")  # sanity: the store exports the same layout
+        export_png_layout(tmp / "store_png", tmp / "fomm-from-store")  # sanity: the store exports the same layout
         results = {"source": str(src), "videos": len(videos), "frames": n_frames, "pairs": args.pairs,
                    "rounds": args.rounds, "threads": 1}
-        runs = (("fomm_png_files", fomm_pairs, tmp / "fomm"), ("store_png", store_pairs, png),
-                ("store_jpeg95", store_pairs, jpg))
+        runs = (("fomm_png_files", fomm_pairs, tmp / "fomm"),
+                *((name, store_pairs, tmp / name) for name in STORES))
         for _, fn, root in runs:
             fn(root, 200, seed=1)  # warm the page cache and imports
         # Interleaved rounds: load changes on a shared machine then hit every variant alike.
@@ -134,10 +146,12 @@ def main() -> int:
         for name, _, root in runs:
             apparent, allocated = disk_bytes(root)
             results[name] = {"pairs_per_s": round(per_round * args.rounds / seconds[name], 1), "bytes": apparent,
-                             "bytes_allocated": allocated}
+                             "bytes_allocated": allocated, "bytes_per_frame": round(apparent / n_frames, 1)}
         base = results["fomm_png_files"]
-        for name in ("store_png", "store_jpeg95"):
+        for name, enc in STORES.items():
             r = results[name]
+            r["encoding"] = enc.as_dict()
+            r["write_frames_per_s"] = round(n_frames / write_s[name], 1)
             r["speedup_vs_fomm"] = round(r["pairs_per_s"] / base["pairs_per_s"], 2)
             r["bytes_ratio_vs_fomm"] = round(r["bytes"] / base["bytes"], 3)
             r["allocated_ratio_vs_fomm"] = round(r["bytes_allocated"] / base["bytes_allocated"], 3)
@@ -150,6 +164,13 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    print(f"\n{n_frames} frames, {args.pairs} pairs, 1 thread (machine load affects every row alike)")
+    print("| layout | pairs/s | x FOMM | bytes/frame | bytes x FOMM | write frames/s |")
+    print("|---|---|---|---|---|---|")
+    for name in ("fomm_png_files", *STORES):
+        r = results[name]
+        print(f"| {name} | {r['pairs_per_s']} | {r.get('speedup_vs_fomm', 1.0)} | {r['bytes_per_frame']} | "
+              f"{r.get('bytes_ratio_vs_fomm', 1.0)} | {r.get('write_frames_per_s', '-')} |")
     return 0
 
 

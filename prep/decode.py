@@ -8,9 +8,11 @@ frames identical whatever the worker count.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -21,7 +23,6 @@ from plumbing.errors import AnimbenchError
 VIDEO_EXTENSIONS = (".mp4", ".gif", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 BACKENDS = ("auto", "decord", "pyav")
-_DECORD_CHUNK = 32  # frames per get_batch call: sequential within a chunk, bounded memory
 
 
 class DecodeStopped(Exception):
@@ -62,13 +63,17 @@ class FrameSource:
     backend = "none"
     fps: float | None = None  # None for frame folders and strips
     num_frames: int | None = None  # as reported by the container; may be wrong for broken files
+    _ended_at: int | None = None  # frames in the video, once a range has run into its end
+    seek_mode = "direct"  # how a range's first frame is reached: frames read by index here; decoders say theirs
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index, RGB frame) for start <= index < stop (to the end when stop is None).
 
-        Raises DecodeStopped when a bounded range cannot be completed or decoding fails midway.
+        Raises DecodeStopped when a bounded range cannot be completed or decoding fails midway; at the end of
+        the stream its count is the video's length when known (a range starting past the end reports that).
         """
         expected = start
+        self._ended_at = None
         try:
             for index, frame in self._iter(start, stop):
                 expected = index + 1
@@ -78,7 +83,8 @@ class FrameSource:
         except Exception as exc:  # a decoder error midway: report how far decoding got
             raise DecodeStopped(expected, exc) from exc
         if stop is not None and expected < stop:
-            raise DecodeStopped(expected)
+            ended = self._ended_at
+            raise DecodeStopped(expected if ended is None else min(expected, ended))
 
     def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
         raise NotImplementedError
@@ -88,9 +94,17 @@ class FrameSource:
 
 
 class DecordSource(FrameSource):
-    """decord.VideoReader, one thread, sorted contiguous get_batch chunks (unsorted batches are slow)."""
+    """decord.VideoReader, one thread, read frame by frame with `next()`.
+
+    decord decodes only the clip: opening indexes every packet's pts and key flag (for mp4 from the moov
+    index, in milliseconds), and `seek_accurate` goes to the key frame at or before the frame asked for, unless
+    decoding on from the current frame is shorter, then decodes forward to it. `next()` rather than
+    `get_batch`: a 32-frame get_batch of 720p took about twice the CPU and 3-6x the peak memory (a fresh
+    batch array and its page faults every call; benchmarks/prep_memory.py) for the same frames.
+    """
 
     backend = "decord"
+    seek_mode = "keyframe (decord)"
 
     def __init__(self, path: str) -> None:
         import decord
@@ -98,45 +112,137 @@ class DecordSource(FrameSource):
         self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
+        self._next = 0  # the frame next() returns
 
     def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
         end = self.num_frames if stop is None else min(stop, self.num_frames)
-        for lo in range(start, end, _DECORD_CHUNK):
-            hi = min(end, lo + _DECORD_CHUNK)
-            batch = self._reader.get_batch(list(range(lo, hi))).asnumpy()
-            for k in range(hi - lo):
-                yield lo + k, batch[k]
+        if stop is None or stop > self.num_frames:  # the range runs into the end of the video
+            self._ended_at = self.num_frames
+        if start >= end:
+            return
+        if start != self._next:
+            self._next = -1  # unknown until the seek returns
+            self._reader.seek_accurate(start)
+        for index in range(start, end):
+            frame = self._reader.next().asnumpy()
+            self._next = index + 1
+            yield index, frame
 
     def close(self) -> None:
         """Drop the reader (decord frees its buffers on deletion)."""
         self._reader = None
 
 
+class _OffGrid(Exception):
+    """A decoded frame whose pts is not where constant-rate seeking expects it (the message says why)."""
+
+
 class PyAVSource(FrameSource):
-    """PyAV: sequential decode from the first frame; robust where decord fails (gif, broken indexes)."""
+    """PyAV; robust where decord fails (gif, broken indexes). A range that starts after frame 0 seeks to the key
+    frame before it and decodes forward, numbering frames by pts: exact for constant-frame-rate video, where
+    frame i has pts start_time + i / fps. Video that is variable-rate (average rate != base rate), lacks
+    timestamps, or whose decoded pts leave that grid decodes sequentially from frame 0 instead, as before
+    seeking existed; `seek_mode` records which ("keyframe", or "sequential (why)")."""
 
     backend = "pyav"
 
     def __init__(self, path: str) -> None:
         import av
 
+        self._path = path
         self._container = av.open(path)
         if not self._container.streams.video:
             self._container.close()
             raise AnimbenchError(f"{path}: no video stream")
-        stream = self._container.streams.video[0]
-        stream.thread_count = 1
-        self._stream = stream
+        self._stream = self._open_stream()
+        stream = self._stream
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
         self.num_frames = int(stream.frames) or None
+        self._fresh = True  # nothing demuxed yet: a range from frame 0 needs no seek
+        self._t0 = stream.start_time
+        self._ticks = None  # stream time-base ticks per frame, as a Fraction
+        base, tb = stream.base_rate, stream.time_base
+        if not (base and tb and self._t0 is not None and stream.average_rate):
+            self.seek_mode = "sequential (no frame rate, time base or start time to seek by)"
+        elif abs(stream.average_rate / base - 1) > 1e-3:
+            self.seek_mode = f"sequential (variable frame rate: average {stream.average_rate} != base {base})"
+        else:
+            self.seek_mode = "keyframe"
+            self._ticks = 1 / (Fraction(base) * Fraction(tb))
 
-    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
-        for index, frame in enumerate(self._container.decode(self._stream)):
+    def _open_stream(self):
+        stream = self._container.streams.video[0]
+        stream.thread_count = 1
+        return stream
+
+    def _index(self, frame) -> int:
+        """The frame's index from its pts; _OffGrid when it is not (within a quarter frame) on the rate's grid."""
+        if frame.pts is None:
+            raise _OffGrid("a decoded frame has no pts")
+        position = (frame.pts - self._t0) / self._ticks
+        index = round(position)
+        if abs(position - index) > Fraction(1, 4) or index < 0:
+            raise _OffGrid(f"pts {frame.pts} is frame {float(position):.2f} at {float(1 / self._ticks)} ticks/frame")
+        return index
+
+    def _seeking(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        """Seek to the key frame at or before `start`, then decode forward; frames must come consecutively."""
+        back = 0
+        while True:  # a demuxer that lands after `start` (it may seek by dts) is asked again, further back
+            target = self._t0 + int((start - back) * self._ticks)
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            self._fresh = False
+            frames = self._container.decode(self._stream)
+            first = next(frames, None)
+            if first is None:
+                return  # nothing after the key frame: the range starts after the end
+            index = self._index(first)
+            if index <= start:
+                break
+            if start - back <= 0:
+                raise _OffGrid(f"seeking to frame 0 lands on frame {index}")
+            back = min(start, max(1, 2 * back))
+        expected = index
+        for frame in itertools.chain([first], frames):
+            index = self._index(frame)
+            if index != expected:
+                raise _OffGrid(f"frame {expected} expected, pts gives frame {index}")
+            expected += 1
             if stop is not None and index >= stop:
                 return
             if index >= start:
                 yield index, frame.to_ndarray(format="rgb24")
+        self._ended_at = expected
+
+    def _sequential(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode from the first frame, numbering frames as they come."""
+        if not self._fresh:  # reopen rather than seek to 0: the first frames are exactly where decoding starts
+            import av
+
+            self._container.close()
+            self._container = av.open(self._path)
+            self._stream = self._open_stream()
+        self._fresh = False
+        count = 0
+        for count, frame in enumerate(self._container.decode(self._stream), 1):
+            index = count - 1
+            if stop is not None and index >= stop:
+                return
+            if index >= start:
+                yield index, frame.to_ndarray(format="rgb24")
+        self._ended_at = count
+
+    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        if start > 0 and self.seek_mode == "keyframe":
+            try:
+                for index, frame in self._seeking(start, stop):
+                    start = index + 1
+                    yield index, frame
+                return
+            except _OffGrid as why:  # this file breaks the constant-rate assumption: number frames by count
+                self.seek_mode = f"sequential ({why})"
+        yield from self._sequential(start, stop)
 
     def close(self) -> None:
         """Close the container."""

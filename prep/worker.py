@@ -45,6 +45,7 @@ from prep.stages import StageTimer, crop_pad_resize, fetch, scaled_box, stored_a
 from prep.store import DEFAULT_ROW_GROUP, ShardWriter, failure_row
 
 Report = Callable[[str, int], None]  # (stage, frames done): the worker's heartbeat
+SEEK_GAP = 250  # frames between clips decoded through rather than seeked over: a long (10 s) GOP
 
 
 @dataclass
@@ -116,6 +117,22 @@ def _short(clip: Clip, lo: int, hi: int | None, stop: DecodeStopped) -> str:
         return f"{asked} needs source frames up to {hi} but {stop}"
     where = "starts after" if lo >= stop.count else "runs past"
     return f"{asked} {where} the end of the video ({stop.count} frames)"
+
+
+def _runs(plan: list[tuple[Clip, int, int | None]]) -> list[list[tuple[Clip, int, int | None]]]:
+    """Clips sorted by first frame -> runs decoded in one pass: a clip starting more than SEEK_GAP frames after
+    every earlier clip has ended starts a new run (seeking there costs at most a GOP; the gap would cost more)."""
+    runs: list[list[tuple[Clip, int, int | None]]] = []
+    reach: int | None = 0  # the end of the current run's frames (None: to the end of the video)
+    for item in plan:
+        lo, hi = item[1], item[2]
+        if runs and (reach is None or lo - reach <= SEEK_GAP):
+            runs[-1].append(item)
+            reach = None if reach is None or hi is None else max(reach, hi)
+        else:
+            runs.append([item])
+            reach = hi
+    return runs
 
 
 class UnitProcessor:
@@ -257,6 +274,7 @@ class UnitProcessor:
                 self._open_poses(unit, plan)
                 self._open_masks(unit, plan)
                 failures = self._write(source, plan, writer)
+                result["seek"] = source.seek_mode  # how clips were reached (a VFR video decodes from frame 0)
             except _Redo as redo:
                 writer.abort()
                 known.update(redo.failures)
@@ -437,18 +455,18 @@ class UnitProcessor:
 
     def _write(self, source: FrameSource, plan: list[tuple[Clip, int, int | None]], writer: ShardWriter
                ) -> list[dict[str, str]]:
-        """Decode once and write every planned clip; disjoint clips stream, overlapping ones are buffered."""
-        if not plan:
-            return []
-        plan = sorted(plan, key=lambda p: (p[1], p[0].video_id))
-        first = plan[0][1]
-        last = None if any(hi is None for _, _, hi in plan) else max(hi for _, _, hi in plan)
-        frames = self._timed(source.frames(first, last))
-        disjoint = all(a[2] is not None and a[2] <= b[1] for a, b in zip(plan, plan[1:], strict=False))
-        if disjoint:
-            self._write_streaming(source, plan, frames, writer)
-            return []
-        return self._write_buffered(source, plan, frames, writer)
+        """Write every planned clip, decoding each run of nearby clips once (the source seeks to a run's first
+        frame); within a run disjoint clips stream, overlapping ones are buffered."""
+        failures = []
+        for run in _runs(sorted(plan, key=lambda p: (p[1], p[0].video_id))):
+            last = None if any(hi is None for _, _, hi in run) else max(hi for _, _, hi in run)
+            frames = self._timed(source.frames(run[0][1], last))
+            disjoint = all(a[2] is not None and a[2] <= b[1] for a, b in zip(run, run[1:], strict=False))
+            if disjoint:
+                self._write_streaming(source, run, frames, writer)
+            else:
+                failures += self._write_buffered(source, run, frames, writer)
+        return failures
 
     def _write_streaming(self, source, plan, frames, writer) -> None:
         """Clips in frame order straight into the shard (constant memory); a late failure redoes the unit."""

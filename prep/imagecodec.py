@@ -2,15 +2,15 @@
 applies them.
 
 Formats (`EncodeOptions.image_format`):
-- "png" (default): ordinary lossless PNG written by fpng (SIMD Up filter + a fast deflate; ~20x faster to encode
-  than zlib level 1 on 256x256 video frames for ~1.2x the bytes; `benchmarks/png_encoders.py`). With an explicit
-  `png_compression` level the frames are written by OpenCV's zlib instead (the encoder before fpng). Either
-  output opens in every PNG reader (OpenCV, Pillow, imageio, browsers) pixel-exact.
+- "png" (default): ordinary lossless PNG written by fpng (SIMD Up filter + a fast deflate): ~15x faster to
+  encode than zlib level 1 on 256x256 video frames for ~1.2x the bytes (`benchmarks/png_encoders.py`). With
+  an explicit `png_compression` level the frames are written by OpenCV's zlib instead (the encoder before
+  fpng). Either output opens pixel-exact in every PNG reader (OpenCV, Pillow, imageio, browsers).
 - "jpeg": lossy, with a quality (OpenCV / libjpeg-turbo).
 - "jxl": lossless JPEG XL via imagecodecs (libjxl), effort 1 by default: ~0.7x the bytes of zlib-1 PNG and ~5x
-  faster to encode, but slower to decode than PNG and opened by fewer readers: imagecodecs (so `decode_image`
-  here), Pillow only with the `pillow-jxl-plugin` package imported (`import pillow_jxl`), imageio through that
-  Pillow plugin; the OpenCV wheels on PyPI do not read it.
+  faster to encode, but slower to decode than fpng PNG, and fewer readers open it: imagecodecs (so
+  `decode_image` here), Pillow only with the `pillow-jxl-plugin` package imported (`import pillow_jxl`),
+  imageio through that Pillow plugin; the OpenCV wheels on PyPI do not read it.
 
 Output is deterministic (same pixels and options -> same bytes): fpng's SIMD and scalar paths compute the same
 filter and checksums, and libjxl runs single-threaded here. The manifest records the encoder and its version.

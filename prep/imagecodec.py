@@ -107,7 +107,8 @@ def decode_image(data: bytes) -> np.ndarray:
         try:
             img = _imagecodecs().jpegxl_decode(data, numthreads=1)
         except Exception as e:  # imagecodecs raises its own error types per codec
-            raise AnimbenchError(f"could not decode a stored JPEG XL frame (corrupt image bytes: {e})") from None
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            raise AnimbenchError(f"could not decode a stored JPEG XL frame (corrupt image bytes: {why})") from e
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise AnimbenchError(f"stored JPEG XL frame is {img.dtype} {img.shape}: expected uint8 HxWx3 RGB")
         return img

@@ -1,6 +1,7 @@
 """Decoding only the clip: both backends seek to the key frame before a range and give exactly the frames that
 decoding from frame 0 gives, on h264 with several GOPs and B-frames; past-the-end ranges stop as before; a
-variable-frame-rate video falls back to decoding from frame 0 (recorded); the worker seeks between far clips."""
+variable-frame-rate video falls back to decoding from frame 0 (recorded); the worker streams every clip and
+seeks between far ones."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from prep.decode import DecodeStopped, open_source
 from prep.recipes import Clip, Unit
-from prep.worker import SEEK_GAP, PrepConfig, UnitProcessor, _runs
+from prep.worker import SEEK_GAP, PrepConfig, UnitProcessor, _lanes, _runs
 from tests.prep.prep_helpers import pattern_frame
 
 BACKENDS = ("decord", "pyav")
@@ -128,14 +129,17 @@ def _clip(name: str, start: int | None, end: int | None) -> Clip:
     return Clip(video_id=name, split="train", start=start, end=end)
 
 
-def test_runs_split_where_seeking_beats_decoding_the_gap():
-    """Clips are decoded in one pass while the next starts within SEEK_GAP frames of all earlier ones' end;
-    a clip to the end of the video keeps everything after it in its run."""
-    plan = [(_clip("a", 0, 10), 0, 10), (_clip("b", 5, 20), 5, 20), (_clip("c", 20 + SEEK_GAP, 600),
-            20 + SEEK_GAP, 600), (_clip("d", 2000, 2010), 2000, 2010), (_clip("e", 3000, None), 3000, None),
-            (_clip("f", 9000, 9010), 9000, 9010)]
-    assert [[c.video_id for c, _, _ in run] for run in _runs(plan)] == [["a", "b", "c"], ["d"], ["e", "f"]]
-    assert _runs([]) == []
+def test_clips_stream_in_lanes_and_runs():
+    """Overlapping clips go to separate lanes (each streams; nothing is buffered); within a lane, a clip
+    starting more than SEEK_GAP frames after the previous one ends starts a new run (a seek)."""
+    spans = {"a": (0, 10), "b": (5, 20), "c": (10, 30), "d": (30 + SEEK_GAP, 600), "e": (2000, 2010),
+             "f": (2005, None), "g": (9000, 9010)}
+    plan = [(_clip(k, lo, hi), lo, hi) for k, (lo, hi) in spans.items()]
+    lanes = _lanes(plan)
+    assert [[c.video_id for c, _, _ in lane] for lane in lanes] == [["a", "c", "d", "e", "g"], ["b", "f"]]
+    assert [[[c.video_id for c, _, _ in run] for run in _runs(lane)] for lane in lanes] == [
+        [["a", "c", "d"], ["e"], ["g"]], [["b"], ["f"]]]
+    assert _lanes([]) == [] and _runs([]) == []
 
 
 def _stored(shard) -> dict[str, list[np.ndarray]]:

@@ -237,10 +237,12 @@ def test_export_mp4_decodes_with_all_frames(tmp_path, videos):
         export_mp4(tmp_path / "s", tmp_path / "m", splits=["val"])
 
 
-def test_png_compression_level_is_recorded_and_lossless(tmp_path, videos):
-    fast = _write(tmp_path / "fast", videos, encode=EncodeOptions("png", png_compression=0))
-    small = _write(tmp_path / "small", videos)
-    assert fast["encoding"]["png_compression"] == 0 and small["encoding"]["png_compression"] == 1
-    np.testing.assert_array_equal(FrameStore(tmp_path / "fast").read("v2"), videos["v2"])
+def test_png_encoder_and_zlib_level_are_recorded_and_lossless(tmp_path, videos):
+    zlib = _write(tmp_path / "zlib", videos, encode=EncodeOptions("png", png_compression=0))
+    default = _write(tmp_path / "default", videos)
+    assert zlib["encoding"]["png_compression"] == 0 and "png_compression" not in default["encoding"]
+    assert default["encoding"]["png_encoder"].startswith("fpng ")
+    for name in ("zlib", "default"):
+        np.testing.assert_array_equal(FrameStore(tmp_path / name).read("v2"), videos["v2"])
     with pytest.raises(AnimbenchError, match="png compression 12"):
         EncodeOptions("png", png_compression=12)

@@ -102,7 +102,7 @@ def export_png_layout(store_dir: str | os.PathLike, out: str | os.PathLike, *, s
         lossless = store.manifest["encoding"]["image_format"] == "png"
         folder.mkdir()
         for i, data in enumerate(store.read_encoded(vid)):  # checked against the video's frame hash
-            if not lossless:  # JPEG stores: decode, then write a lossless PNG of what the store holds
+            if not lossless:  # JPEG and JPEG XL stores: decode, then write a lossless PNG of what the store holds
                 data = encode_image(decode_image(data), EncodeOptions("png"))
             (folder / f"{i:07d}.png").write_bytes(data)
 

@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs); loss lines stay")
     p.add_argument("--align-corners", type=_bool, default=None, metavar="true|false",
                    help="grid_sample convention (default true: the official weights' torch 1.0 semantics)")
+    p.add_argument("--stage", metavar="NAME",
+                   help="training stage, one of the method's stages (default: the one its config trains; mraa: "
+                        "main, then avd started --init-from the main run's checkpoint)")
     p.add_argument("--init-from", metavar="PATH",
                    help="start from this checkpoint's (or official checkpoint folder's) weights: every tensor whose "
                         "key and shape match (e.g. EDN's local stage from its global run)")
@@ -138,6 +141,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--relative", dest="relative", action="store_true", default=None,
                       help="relative keypoint motion (default: the config's animate/transfer params)")
     mode.add_argument("--absolute", dest="relative", action="store_false", help="absolute driving keypoints")
+    mode.add_argument("--avd", action="store_true", default=None,
+                      help="animation via disentanglement (families with an AVD network, e.g. mraa)")
     p.add_argument("--adapt-scale", action="store_true", default=None,
                    help="scale the motion by the keypoint hull-area ratio (default: the config's)")
     p.add_argument("--align-corners", type=_bool, default=None, metavar="true|false")
@@ -179,7 +184,7 @@ def _train(args: argparse.Namespace) -> int:
                     max_steps=args.max_steps, batch_size=args.batch_size, device=args.device, amp=args.amp,
                     resume=args.resume, seed=args.seed, num_workers=args.workers, log_every=args.log_every,
                     align_corners=args.align_corners, keep_checkpoints=args.keep_checkpoints,
-                    progress=not args.no_progress, init_from=args.init_from)
+                    progress=not args.no_progress, init_from=args.init_from, stage=args.stage)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         keys = ("status", "method", "steps", "final_losses", "last_checkpoint", "steps_per_s", "wall_s")
         print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
@@ -229,7 +234,7 @@ def _animate(args: argparse.Namespace) -> int:
 
     pose_options = {"normalize_to": args.normalize_to, "face_boxes": args.face_boxes, "video": args.video,
                     "frame_size": args.frame_size, "pose_backend": args.pose_backend}
-    video_options = {"relative": args.relative, "adapt_scale": args.adapt_scale,
+    video_options = {"relative": args.relative, "adapt_scale": args.adapt_scale, "avd": args.avd,
                      "align_corners": args.align_corners, "no_crop": args.no_crop, "detector": args.detector}
     if check_animate_inputs(args.method, args.source, args.driving, args.poses, pose_options=pose_options,
                             video_options=video_options) == "poses":
@@ -242,7 +247,7 @@ def _animate(args: argparse.Namespace) -> int:
                          config=args.config, relative=args.relative, adapt_scale=args.adapt_scale,
                          align_corners=args.align_corners, device=args.device, fps=args.fps,
                          overwrite=args.overwrite, progress=not args.no_progress, no_crop=bool(args.no_crop),
-                         detector=args.detector)
+                         detector=args.detector, avd=bool(args.avd))
         keys = ("output", "format", "num_frames", "frame_size", "fps", "mode")
     print(json.dumps({k: record[k] for k in keys}, indent=2, default=str))
     return 0

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from methods.data import frame_shape, resize_frames
-from methods.interface import RECONSTRUCTION_PROTOCOL, scale_box
+from methods.interface import RECONSTRUCTION_PROTOCOL, AnimationMode, scale_box
 from plumbing.errors import AnimbenchError
 from plumbing.files import atomic_path, atomic_write_text
 from plumbing.progress import progress_bar
@@ -352,6 +352,40 @@ def animation_settings(model: nn.Module, relative: bool | None, adapt_scale: boo
     return model.animation_mode(relative, adapt_scale).as_dict()
 
 
+def avd_families() -> list[str]:
+    """The registered methods whose family animates by disentanglement (`supports_avd`), sorted."""
+    from methods.registry import METHODS
+
+    return sorted(name for name, card in METHODS.items()
+                  if getattr(getattr(card.build, "__self__", None), "supports_avd", False))
+
+
+def check_avd(method: str, avd: bool) -> None:
+    """A one-line AnimbenchError when --avd is asked of a family without an AVD network."""
+    if avd and method not in avd_families():
+        raise AnimbenchError(f"--avd: method {method} has no animation-via-disentanglement network; the methods "
+                             f"that have one: {', '.join(avd_families()) or 'none'}")
+
+
+def check_align_corners(method: str, align_corners: bool | None) -> None:
+    """A one-line AnimbenchError when --align-corners contradicts a family's fixed convention (`grid_convention`)."""
+    from methods.registry import get_method
+
+    fixed = getattr(getattr(get_method(method).build, "__self__", None), "grid_convention", None)
+    if fixed is not None and align_corners is not None and bool(align_corners) != fixed:
+        raise AnimbenchError(f"--align-corners {str(bool(align_corners)).lower()}: method {method} runs with "
+                             f"align_corners={str(fixed).lower()}, the convention its official weights need")
+
+
+def resolve_mode(model: nn.Module, relative: bool | None, adapt_scale: bool | None, avd: bool = False
+                 ) -> AnimationMode:
+    """The mode of `animbench animate`: with avd, the family's absolute mode with option "avd" True; else its
+    animation_mode of the flags (None: its config's)."""
+    if avd:
+        return model.animation_mode(False, adapt_scale).with_option("avd", True)
+    return model.animation_mode(relative, adapt_scale)
+
+
 def animate_frames(
     model: nn.Module,
     source_img: np.ndarray,
@@ -361,13 +395,15 @@ def animate_frames(
     *,
     device: str | torch.device | None = None,
     chunk: int = ANIMATE_CHUNK,
+    mode: AnimationMode | None = None,
 ) -> Iterator[np.ndarray]:
     """Animate one image (H, W, 3) by driving frames (H, W, 3), uint8 or [0, 1] floats, from any iterable:
-    yields float32 (H, W, 3) predictions as they are made, `chunk` driving frames per model call."""
+    yields float32 (H, W, 3) predictions as they are made, `chunk` driving frames per model call. `mode` (e.g.
+    resolve_mode's, with avd) replaces the one relative / adapt_scale give."""
     dev = _model_device(model, device)
     model.to(dev).eval()
     source = torch.from_numpy(_as_float(source_img, None)).permute(2, 0, 1).unsqueeze(0).to(dev)
-    mode = model.animation_mode(relative, adapt_scale)
+    mode = model.animation_mode(relative, adapt_scale) if mode is None else mode
 
     def run(frames: list[np.ndarray]) -> np.ndarray:
         driving = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(dev)
@@ -542,6 +578,7 @@ def reconstruct(method: str, store: str | os.PathLike, out_dir: str | os.PathLik
     """`animbench reconstruct`: load a registered method and run the reconstruction protocol on a store."""
     from methods.registry import load_model
 
+    check_align_corners(method, align_corners)
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device,
                                    align_corners=align_corners)
     size = evaluation_size(method, config)  # as `animbench bench`: the config's frame shape, else the store's
@@ -554,18 +591,21 @@ def animate(method: str, source: str | os.PathLike | None, driving: str | os.Pat
             checkpoint: str | None = None, config: str | None = None, relative: bool | None = None,
             adapt_scale: bool | None = None, align_corners: bool | None = None, device: str = "cpu",
             fps: float | None = None, overwrite: bool = False, progress: bool = True, no_crop: bool = False,
-            detector: str | None = None) -> dict[str, Any]:
+            detector: str | None = None, avd: bool = False) -> dict[str, Any]:
     """`animbench animate`: animate a source image by a driving video; writes OUT and OUT.json (provenance).
 
     The driving video is streamed: decoded, centre-cropped to the model's aspect ratio (a warning on stderr when
     it is not already) and resized one frame at a time, animated in chunks, and written as it is produced.
     A family with a face crop (`input_crop`) or a set of source images (`source_images = "set"`) goes through
-    `animate_set` (no_crop, detector: its crop options)."""
+    `animate_set` (no_crop, detector: its crop options). avd: animation via disentanglement (`--avd`), for the
+    families that have it (`supports_avd`)."""
     from methods.config import load_config
     from methods.registry import load_model
 
     kind = output_kind(out)  # a bad OUT fails before any work
     _output_path(out, overwrite)
+    check_avd(method, avd)
+    check_align_corners(method, align_corners)
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device,
                                    align_corners=align_corners)
     if model.input_crop is not None or model.source_images != "one":
@@ -581,11 +621,12 @@ def animate(method: str, source: str | os.PathLike | None, driving: str | os.Pat
     size = frame_shape(load_config(config, method=method)) if config is not None else None
     source_img, source_crop = _load_image(source, size)
     video = DrivingVideo(driving, size if size is not None else source_img.shape[:2])
+    mode = resolve_mode(model, relative, adapt_scale, avd)
     bar = progress_bar(video.num_frames, f"animate {method}", "frame", enabled=progress)
     made = []
 
     def produced() -> Iterator[np.ndarray]:
-        for frame in animate_frames(model, source_img, video, relative, adapt_scale, device=device):
+        for frame in animate_frames(model, source_img, video, device=device, mode=mode):
             bar.update(1)
             made.append(frame.shape[:2])
             yield frame
@@ -597,7 +638,7 @@ def animate(method: str, source: str | os.PathLike | None, driving: str | os.Pat
     record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": list(made[0]),
               "fps": fps or video.fps, "source": str(source), "driving": str(driving),
               "crop": {"source": source_crop, "driving": video.crop},
-              "mode": animation_settings(model, relative, adapt_scale),
+              "mode": mode.as_dict(),
               "quantisation": None if kind == "npy" else QUANTISATION, "provenance": provenance}
     _write_json(path.with_name(path.name + ".json"), record)
     return record

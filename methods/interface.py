@@ -36,7 +36,11 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
    `checkpoint_entries(step)` (what the official checkpoint layout holds beyond networks, optimisers and epoch),
    `official_files()` (files the official code writes beside its checkpoints, e.g. `latest_net_G.pth`), and
    `stages` with `training_stage(cfg)` (EDN's global -> local -> face: one config per stage, each run started
-   `--init-from` the previous one, whose matching weights `load_pretrained` copies).
+   `--init-from` the previous one, whose matching weights `load_pretrained` copies). A family whose stages share
+   one config (MRAA's main -> avd, chosen by `animbench train --stage NAME`) hears the stage through
+   `set_training_stage(stage)` before its optimisers are made, and `stage_config(cfg, stage)` gives the config
+   whose train_params schedule that stage (MRAA's train_avd_params); `epoch_entries(epoch)` names the epoch as
+   its official layout does (MRAA's epoch_reconstruction / epoch_avd).
    `read_checkpoint(path)` reads what `animbench ... --checkpoint` names (a file by default; a family may read a
    folder of official files). Optimisers: `optimizer_options(cfg, stage)` (Adam or RAdam, betas, eps) and
    `optimizer_groups(cfg, stage)` (one optimiser per network by default; a family whose official code steps
@@ -44,6 +48,9 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
    groups, saved as `optimizer_<group>`). `after_step(step)` runs after every step (e.g. weight running averages),
    `prepare_training(dataset)` once when a run starts (not on resume; e.g. a fine-tuning run's identity
    embedding), and `load_entries(ckpt)` reads back, after the networks, what `checkpoint_entries` wrote.
+   Animation by disentanglement (`animbench animate --avd`): a family that has it sets `supports_avd = True` and
+   reads `mode.option("avd")`. A family whose official weights need one grid_sample convention sets
+   `grid_convention` (MRAA: False); None leaves it to the caller (default True, FOMM's).
 5. Its card, registered at the bottom of the file: `register_method(MethodCard(name=..., build=...))`.
    methods/registry.py finds the file by itself (any module of methods/ that registers a card), so no shared
    list changes.
@@ -134,6 +141,10 @@ class AnimationMode:
         return replace(self, relative=self.relative if relative is None else relative,
                        adapt_scale=self.adapt_scale if adapt_scale is None else adapt_scale)
 
+    def with_option(self, name: str, value: Any) -> AnimationMode:
+        """This mode with one of the family's own settings set (added or replaced)."""
+        return replace(self, options=tuple({**dict(self.options), name: value}.items()))
+
     def as_dict(self) -> dict[str, Any]:
         """The mode as plain data, recorded with every animation."""
         return {"relative": self.relative, "adapt_scale": self.adapt_scale, **dict(self.options)}
@@ -154,6 +165,10 @@ class Method(nn.Module):
     # training stages, in order; a config trains one of them (training_stage)
     stages: ClassVar[tuple[str, ...]] = ("main",)
     align_corners: bool | None = None
+    # the grid_sample convention the official weights need when it is fixed (MRAA: False); None: the caller's
+    grid_convention: ClassVar[bool | None] = None
+    # True when animate reads mode.option("avd") (animation via disentanglement, `animbench animate --avd`)
+    supports_avd: ClassVar[bool] = False
     # pose-driven families: label maps rendered at label_size (W, H) from poses letterboxed into canvas_size, the
     # generator run at generator_size (W, H); face boxes of face_box_size pixels (see pose_condition)
     label_size: tuple[int, int] = (1024, 512)
@@ -274,6 +289,18 @@ class Method(nn.Module):
     def training_stage(self, cfg: Mapping[str, Any]) -> str:
         """The stage a config trains (one of `stages`)."""
         return self.stages[0]
+
+    def set_training_stage(self, stage: str) -> None:
+        """Called by the loop with the stage it trains (one of `stages`), before the optimisers are made."""
+
+    def stage_config(self, cfg: Mapping[str, Any], stage: str) -> dict[str, Any]:
+        """The config whose train_params schedule `stage` (epochs, repeats, batch, milestones): cfg itself by
+        default."""
+        return dict(cfg)
+
+    def epoch_entries(self, epoch: int) -> dict[str, Any]:
+        """Entries naming the epoch in the official layout beyond `epoch` (e.g. MRAA's epoch_reconstruction)."""
+        return {}
 
     def frozen_networks(self, cfg: Mapping[str, Any], epoch: int) -> set[str]:
         """Networks whose optimiser does not step in this (0-based) epoch."""

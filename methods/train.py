@@ -16,6 +16,10 @@ default, or RAdam); a network without a learning rate is frozen (requires_grad F
 (gamma 0.1 at `epoch_milestones`), or pix2pixHD's when `train_params.niter_decay` is set: the learning rate
 constant for `niter` epochs, then linearly down to 0 over `niter_decay` epochs (num_epochs defaults to their sum).
 
+`stage` (`--stage NAME`) picks one of the method's `stages` (default: the one its config trains); the method hears
+it (`set_training_stage`) and says which train_params schedule it (`stage_config`: MRAA's AVD stage trains from
+train_avd_params, started --init-from the main run). The stage is recorded in run.json and a resume must match it.
+
 `init_from` (`--init-from RUN_OR_CHECKPOINT`) starts from another run's weights: `model.load_pretrained` copies
 every tensor whose key and shape match (pix2pixHD's --load_pretrain), as EDN's local stage starts from its global
 run and its face stage from the local run; what was loaded is recorded in run.json.
@@ -366,6 +370,7 @@ def train(
     keep_checkpoints: int | None = None,
     progress: bool = True,
     init_from: str | os.PathLike | None = None,
+    stage: str | None = None,
 ) -> dict[str, Any]:
     """Train a registered method on a store's train split; returns the run summary (also written to run.json).
 
@@ -373,6 +378,8 @@ def train(
     progress: a step N of M bar with ETA on stderr (rank 0); the loss log lines go to stdout either way.
     init_from: a checkpoint (or official checkpoint folder) whose matching weights start this run
     (model.load_pretrained; not re-applied on resume, the run's own checkpoint holds them).
+    stage: the training stage (one of the method's `stages`; None: `model.training_stage(cfg)`), e.g. MRAA's
+    "avd" started --init-from its main run; the method's `stage_config` gives the schedule it trains with.
     """
     t_start = time.perf_counter()
     card = get_method(method)
@@ -382,7 +389,20 @@ def train(
                                          or keep_checkpoints < 1):
         raise AnimbenchError(f"keep_checkpoints: expected a positive number of checkpoints, got {keep_checkpoints!r}")
     cfg = load_config(config, method=method)
-    tp = cfg["train_params"]
+    owner = getattr(card.build, "__self__", None)
+    fixed = getattr(owner, "grid_convention", None) if isinstance(owner, type) else None
+    if fixed is not None and align_corners is not None and bool(align_corners) != fixed:
+        raise AnimbenchError(f"--align-corners {str(bool(align_corners)).lower()}: method {method} runs with "
+                             f"align_corners={str(fixed).lower()}, the convention its official weights need")
+    align = (DEFAULT_ALIGN_CORNERS if fixed is None else fixed) if align_corners is None else bool(align_corners)
+    torch.manual_seed(seed)
+    model = card.build(cfg, align)
+    stage = model.training_stage(cfg) if stage is None else stage
+    if stage not in model.stages:
+        raise AnimbenchError(f"--stage {stage}: method {method} has the training stages {list(model.stages)}")
+    model.set_training_stage(stage)
+    stage_cfg = model.stage_config(cfg, stage)
+    tp = stage_cfg["train_params"]
     default_epochs = tp.get("num_epochs")
     if default_epochs is None and tp.get("niter_decay") is not None:  # pix2pixHD's: niter + niter_decay
         default_epochs = int(tp.get("niter") or 0) + int(tp["niter_decay"])
@@ -405,13 +425,10 @@ def train(
     store = store if isinstance(store, FrameStore) else FrameStore(store)
 
     # --- model, optimisers, schedulers ---
-    align = DEFAULT_ALIGN_CORNERS if align_corners is None else bool(align_corners)
-    torch.manual_seed(seed)
-    model = card.build(cfg, align).to(dev)
+    model = model.to(dev)
     nets = {name: getattr(model, name) for name in model.networks}
-    stage = model.training_stage(cfg)
     optimizers = make_optimizers(model, cfg, stage=stage)
-    schedulers, schedule = make_schedulers(optimizers, cfg)
+    schedulers, schedule = make_schedulers(optimizers, stage_cfg)
     backends = model.training_backends()  # e.g. a perceptual network: fails early when its weights are missing
 
     # --- resume ---
@@ -423,7 +440,7 @@ def train(
     if last is not None:
         previous = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).is_file() else {}
         for key, now in (("method", method), ("config_sha256", cfg["_meta"]["sha256"]),
-                         ("store_fingerprint", store.fingerprint)):
+                         ("store_fingerprint", store.fingerprint), ("stage", stage)):
             if previous.get(key, now) != now:
                 raise AnimbenchError(f"{out}/{RUN_FILE}: {key} {previous[key]!r} differs from this run's {now!r}; "
                                      "resume with the same method, config and store")
@@ -467,7 +484,7 @@ def train(
     if steps_per_epoch == 0:
         raise AnimbenchError(f"store {store.root}: {len(dataset)} training samples per epoch, fewer than the batch "
                              f"size {global_batch}; lower --batch-size or raise --repeats")
-    freq = tp.get("checkpoint_freq") or get_path(cfg, "train_params.log_params.cpk_freq_epoch", None)
+    freq = tp.get("checkpoint_freq") or get_path(stage_cfg, "train_params.log_params.cpk_freq_epoch", None)
 
     summary: dict[str, Any] = {
         "status": "running", "method": method, "paper": card.paper,
@@ -512,7 +529,7 @@ def train(
             return
         path = out / (CHECKPOINT_NAME % epoch)
         with _unwrapped(model, nets):
-            extra = model.checkpoint_entries(step)  # the family's own official entries
+            extra = {**model.checkpoint_entries(step), **model.epoch_entries(epoch)}  # the family's own entries
             official = model.official_files()
         extra["animbench"] = {"step": step, "next_epoch": next_epoch, "epoch_step": epoch_step, "seed": seed,
                               "schedulers": {n: _scheduler_state(s) for n, s in schedulers.items()}}

@@ -1,0 +1,325 @@
+"""TPSMM: official state-dict layout per config, the TPS numerics, checkpoints, training stages, animation modes."""
+
+from __future__ import annotations
+
+import ast
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from methods.checkpoints import load_into, save_checkpoint
+from methods.config import load_config
+from methods.interface import AnimationMode
+from methods.layers import make_coordinate_grid
+from methods.registry import get_method
+from methods.tpsmm import TPSMM, load_tpsmm_config
+from methods.tpsmm_tps import (
+    KeypointTPS,
+    RandomTPS,
+    dropout_probability,
+    dropout_softmax,
+    relative_keypoints,
+    tps_system,
+)
+from methods.train import make_optimizers, train_batch
+from plumbing.errors import AnimbenchError
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "tpsmm-tiny.yaml"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TPSMM:
+    torch.manual_seed(0)
+    return TPSMM.from_config(TINY)
+
+
+def _parse_dump(path: Path) -> dict[str, list[tuple[str, tuple]]]:
+    entries: dict[str, list[tuple[str, tuple]]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            entry, key, shape = line.split(" ", 2)
+            entries.setdefault(entry, []).append((key, tuple(ast.literal_eval(shape))))
+    return entries
+
+
+def test_official_configs_load_as_they_are_and_give_the_official_keys_and_shapes(shared_dir):
+    configs = sorted((shared_dir / "data" / "official-configs" / "tpsmm").glob("*.yaml"))
+    assert [p.stem for p in configs] == ["mgif-256", "taichi-256", "ted-384", "vox-256"]
+    for path in configs:
+        cfg = load_tpsmm_config(path)
+        assert cfg["_meta"]["path"] == str(path) and "method" not in cfg  # the file as it is
+        dump = _parse_dump(shared_dir / "reference" / "state-dicts" / f"tpsmm_{path.stem}.txt")
+        with torch.device("meta"):  # shapes only: no 88M-parameter initialisation
+            model = TPSMM.from_config(cfg)
+        assert list(model.networks) == [n for n in ("inpainting_network", "dense_motion_network", "kp_detector",
+                                                    "bg_predictor", "avd_network") if n in dump], path.name
+        for entry in model.networks:
+            got = [(k, tuple(v.shape)) for k, v in getattr(model, entry).state_dict().items()]
+            assert got == dump[entry], f"{path.name}: {entry}"
+
+
+def test_a_typo_in_a_config_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("warp_loss: 10", "warp_los: 10"))
+    with pytest.raises(AnimbenchError, match=r"bad.yaml: unknown key train_params.loss_weights.warp_los"):
+        TPSMM.from_config(str(bad))
+
+
+def test_tps_with_equal_keypoints_is_not_the_identity_by_the_documented_amount():
+    """The ridge 0.01·I on the whole 8×8 system (§2.4) makes p = q a non-identity warp. Measured here (100 draws
+    of 50 keypoints uniform on [-0.8, 0.8], 64² grid, per-coordinate |T(z) - z|): median of the mean deviation
+    0.013, median of the max 0.12 (reference: 0.012 / 0.117); the control points map to within 3e-4 (median of
+    the worst point per draw; the worst draw 1.4e-3)."""
+    g = torch.Generator().manual_seed(0)
+    identity = make_coordinate_grid((64, 64)).view(1, 1, 64, 64, 2)
+    means, maxes, at_points = [], [], []
+    for _ in range(100):
+        kp = torch.rand(1, 50, 2, generator=g) * 1.6 - 0.8
+        tps = KeypointTPS.fit(kp, kp)
+        deviation = (tps.grids((64, 64)) - identity).abs()
+        means.append(deviation.mean().item())
+        maxes.append(deviation.amax().item())
+        points = kp.view(1, 10, 1, 5, 2)
+        mapped = torch.stack([tps.warp_coordinates(points[:, k, 0])[0, k] for k in range(10)])
+        at_points.append((mapped - points[0, :, 0]).abs().max().item())
+    assert 0.010 < statistics.median(means) < 0.016
+    assert 0.09 < statistics.median(maxes) < 0.15
+    assert 1e-5 < statistics.median(at_points) < 6e-4 and max(at_points) < 3e-3
+
+
+def test_tps_fit_is_the_official_float32_inverse_and_reordering_changes_it():
+    """The official fit is inverse(L) @ Y in float32. Reordering those float ops (torch.linalg.solve, or float64)
+    moves the motion grid by (50 draws, max |Δ| over a 64² grid, normalised units):
+      - keypoints spread over [-0.8, 0.8]: median 8e-6, worst 9e-5 (solve); the same for float64;
+      - each TPS group clustered within ±0.05 (what detectors give on small parts): median 5e-5, worst 4.6e-4
+        (solve); float64: median 1.5e-4, worst 1.1e-2.
+    Random-weight tiny models move their predictions by ~1e-5; trained flows amplify it. So the official order
+    is what this implementation runs, and 1e-4 is not a meaningful bound for TPSMM outputs with clustered
+    keypoints."""
+    g = torch.Generator().manual_seed(0)
+    diffs = []
+    for _ in range(50):
+        centre = torch.rand(1, 10, 1, 2, generator=g) * 1.4 - 0.7
+        kp_driving = (centre + (torch.rand(1, 10, 5, 2, generator=g) * 2 - 1) * 0.05).reshape(1, 50, 2)
+        kp_source = kp_driving + (torch.rand(1, 50, 2, generator=g) * 2 - 1) * 0.1
+        system, targets = tps_system(kp_driving, kp_source)
+        official = KeypointTPS.fit(kp_driving, kp_source)
+        assert torch.equal(official.weights, torch.matmul(torch.inverse(system), targets)[:, :, :5])
+        solved = KeypointTPS(torch.linalg.solve(system, targets), kp_driving)
+        diffs.append((official.grids((64, 64)) - solved.grids((64, 64))).abs().max().item())
+    assert 1e-5 < statistics.median(diffs) < 2e-4 and max(diffs) < 2e-3
+
+
+def test_random_tps_without_noise_is_the_identity_and_uses_the_euclidean_kernel():
+    transform = RandomTPS(2, sigma_affine=0.0, sigma_tps=0.0, points_tps=5)
+    z = torch.rand(2, 7, 2) * 2 - 1
+    assert torch.allclose(transform.warp_coordinates(z), z)
+    transform.control_params = torch.full((2, 1, 25), 0.01)
+    point = torch.tensor([[[0.3, -0.2]]]).expand(2, 1, 2)
+    r2 = ((point.view(2, 1, 1, 2) - make_coordinate_grid((5, 5)).view(1, 1, 25, 2)) ** 2).sum(-1)
+    expected = point + (0.01 * r2 * torch.log(r2 + 1e-9)).sum(-1, keepdim=True)
+    assert torch.allclose(transform.warp_coordinates(point), expected, atol=1e-6)
+
+
+def test_dropout_softmax_keeps_the_background_and_renormalises():
+    logits = torch.randn(3, 11, 4, 4)
+    torch.manual_seed(0)
+    everything_dropped = dropout_softmax(logits, 1.0)
+    # the official + 1e-6 in the partition: weight e / (e + 1e-6), e = exp(x_0 - max_k x_k) >= exp(-|range|)
+    assert torch.allclose(everything_dropped[:, 0], torch.ones(3, 4, 4), atol=1e-3)
+    assert torch.equal(everything_dropped[:, 1:], torch.zeros(3, 10, 4, 4))
+    assert torch.allclose(dropout_softmax(logits, 0.0), torch.softmax(logits, 1), atol=1e-5)
+    some = dropout_softmax(logits, 0.5)
+    assert torch.allclose(some.sum(1), torch.ones(3, 4, 4), atol=1e-5)
+    kept = some[:, :, 0, 0] > 0
+    assert kept[:, 0].all() and torch.equal(kept[:, :, None, None].expand_as(some), some > 0)  # constant in space
+
+
+def test_dropout_schedules_of_the_official_configs():
+    vox = [dropout_probability(e, 35, 0.1, 0.3, 10) for e in (0, 1, 7, 34, 35)]
+    assert vox[:2] == [0.1, pytest.approx(0.13)] and vox[2:4] == [0.3, 0.3] and vox[4] is None
+    assert dropout_probability(10, 35, 0.0, 0.7, 10) == pytest.approx(0.7)  # taichi
+
+
+def test_relative_keypoints_scale_by_the_hull_of_batch_element_zero():
+    square = torch.tensor([[0.0, 0.0], [0.2, 0.0], [0.2, 0.2], [0.0, 0.2]])  # area 0.04
+    big = torch.tensor([[-0.4, -0.4], [0.0, -0.4], [0.0, 0.0], [-0.4, 0.0]])  # area 0.16
+    kp_source, initial = square.expand(2, 4, 2), big.expand(2, 4, 2)
+    driving = initial + torch.tensor([0.1, -0.2])
+    out = relative_keypoints(kp_source, driving, initial)
+    assert torch.allclose(out, kp_source + 0.5 * torch.tensor([0.1, -0.2]))  # sqrt(0.04 / 0.16)
+    assert torch.allclose(relative_keypoints(kp_source, driving, initial, adapt_scale=False),
+                          kp_source + torch.tensor([0.1, -0.2]))
+
+
+def test_animation_modes_on_hand_made_inputs(tiny):
+    torch.manual_seed(3)
+    source, still = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    video = torch.cat([still, torch.rand(2, 3, 64, 64)])
+    tiny.train()
+    with torch.no_grad():
+        tiny.eval()
+        kp_source, kp_video = tiny.kp_detector(source), tiny.kp_detector(video)
+        want_standard = torch.cat([tiny.generate(source, kp_source, kp) for kp in kp_video.split(1)])
+        itself = tiny.generate(source, kp_source, kp_source)
+        tiny.train()
+    standard = tiny.animate(source, video, AnimationMode.of(False, False), batch_size=2)
+    assert tiny.kp_detector.training and tiny.avd_network.training  # modes restored
+    assert torch.allclose(standard, want_standard, atol=1e-5) and 0 <= standard.min() and standard.max() <= 1
+    # relative: no driving motion since frame 0 -> the source keeps its own keypoints
+    relative = tiny.animate(source, still.expand(3, 3, 64, 64), AnimationMode.of(True, True))
+    assert torch.allclose(relative, itself.expand_as(relative), atol=1e-5)
+    # avd: the driving keypoints replaced by avd_network(kp_source, kp_driving); with a hand-made AVD that
+    # returns the identity's keypoints every frame is the source as it is
+    real_avd = tiny.avd_network
+    try:
+        tiny.avd_network = _ReturnsIdentity()
+        avd = tiny.animate(source, video, AnimationMode.of(False, False, {"avd": True}))
+    finally:
+        tiny.avd_network = real_avd
+    assert torch.allclose(avd, itself.expand_as(avd), atol=1e-5)
+    assert not torch.allclose(standard, itself.expand_as(standard), atol=1e-3)  # the modes differ
+
+
+class _ReturnsIdentity(torch.nn.Module):
+    def forward(self, kp_source, kp_driving):
+        return kp_source
+
+
+def test_reconstruction_uses_the_bg_affine(tiny):
+    source, driving = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        tiny.bg_predictor.bg_encoder.fc.bias.add_(torch.tensor([0.0, 0.0, 0.3, 0.0, 0.0, 0.0]))  # shift x
+        shifted = tiny.reconstruct(source, driving)
+        tiny.bg_predictor.bg_encoder.fc.bias.sub_(torch.tensor([0.0, 0.0, 0.3, 0.0, 0.0, 0.0]))
+    assert not torch.allclose(shifted, tiny.reconstruct(source, driving), atol=1e-4)
+
+
+_FRESH_PROCESS = """
+import sys, torch
+torch.set_num_threads(1)
+from methods.tpsmm import TPSMM
+from methods.checkpoints import load_into
+from methods.interface import AnimationMode
+model = TPSMM.from_config(sys.argv[1])
+load_into(model, model.read_checkpoint(sys.argv[2]), strict=True)
+x = torch.load(sys.argv[3])
+torch.save({"reconstruct": model.reconstruct(x["source"], x["driving"]),
+            "avd": model.animate(x["source"][:1], x["driving"], AnimationMode.of(False, False, {"avd": True}))},
+           sys.argv[4])
+"""
+
+
+def test_saved_checkpoint_reproduces_outputs_bit_for_bit_in_a_fresh_process(tiny, tmp_path):
+    torch.manual_seed(5)
+    inputs = {"source": torch.rand(2, 3, 64, 64), "driving": torch.rand(2, 3, 64, 64)}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    path = save_checkpoint(tmp_path / "00000000-checkpoint.pth.tar", tiny, None, 0)
+    subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(TINY), str(path), str(tmp_path / "inputs.pt"),
+                    str(tmp_path / "out.pt")], check=True, cwd=REPO, timeout=120)
+    got = torch.load(tmp_path / "out.pt")
+    assert torch.equal(got["reconstruct"], tiny.reconstruct(inputs["source"], inputs["driving"]))
+    avd = tiny.animate(inputs["source"][:1], inputs["driving"], AnimationMode.of(False, False, {"avd": True}))
+    assert torch.equal(got["avd"], avd)
+
+
+def test_an_official_layout_checkpoint_loads_with_weights_only(tiny, tmp_path):
+    """`Logger.save_cpk` of train.py: the networks, one `optimizer` over inpainting + dense + kp, the bg
+    optimizer, epoch; read with weights_only=True and loaded strictly."""
+    trained = [tiny.inpainting_network, tiny.dense_motion_network, tiny.kp_detector]
+    optimizer = torch.optim.Adam([p for net in trained for p in net.parameters()], lr=2e-4, weight_decay=1e-4)
+    official = {name: getattr(tiny, name).state_dict() for name in tiny.networks}
+    official.update(optimizer=optimizer.state_dict(),
+                    optimizer_bg_predictor=torch.optim.Adam(tiny.bg_predictor.parameters()).state_dict(), epoch=99)
+    torch.save(official, tmp_path / "vox.pth.tar")
+    torch.manual_seed(1)
+    other = TPSMM.from_config(TINY)
+    ckpt = other.read_checkpoint(tmp_path / "vox.pth.tar")
+    assert load_into(other, ckpt, strict=True).keys() == set(tiny.networks)
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(other.reconstruct(x, x.flip(-1)), tiny.reconstruct(x, x.flip(-1)))
+    del official["kp_detector"]
+    torch.save(official, tmp_path / "broken.pth.tar")
+    with pytest.raises(AnimbenchError, match="entry 'kp_detector' missing"):
+        other.read_checkpoint(tmp_path / "broken.pth.tar")
+
+
+def test_training_hooks_follow_the_official_optimisers():
+    cfg = load_config(TINY)
+    model = TPSMM.from_config(cfg)
+    assert model.optimizer_groups(cfg, "main") == {
+        "generator": ("inpainting_network", "dense_motion_network", "kp_detector"), "bg_predictor": ("bg_predictor",)}
+    assert model.optimizer_options(cfg, "main")["weight_decay"] == 1e-4
+    assert "weight_decay" not in model.optimizer_options(cfg, "avd")
+    assert model.learning_rates(cfg, "avd") == {"avd_network": 1e-3}
+    cfg["train_params"]["bg_start"] = 10  # vox: the bg predictor waits 10 epochs
+    assert model.frozen_networks(cfg, 9) == {"bg_predictor"} and model.frozen_networks(cfg, 10) == set()
+    card = get_method("tpsmm")
+    assert card.checkpoints["vox.pth.tar"] == "vox" and card.configs["tiny"] == "configs/tpsmm-tiny.yaml"
+
+
+def test_a_few_adam_steps_lower_the_loss_and_the_flow_gradients_are_clipped(monkeypatch):
+    cfg = load_config(TINY)
+    cfg["train_params"]["lr_generator"] = 5e-4
+    cfg["train_params"]["bg_start"] = 100  # the bg cycle loss starts at 0 (identity init): judged below
+    torch.manual_seed(0)
+    model = TPSMM.from_config(cfg)
+    model.train()
+    optimizers = make_optimizers(model, cfg, "main")
+    assert set(optimizers) == {"generator", "bg_predictor"}
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    # epoch 0 with bg_start 0: dropout on, the bg affine and its cycle loss; without the clip the gradients of
+    # the untrained keypoint detector exceed 10 (so the bound checked in the steps below can fail)
+    with monkeypatch.context() as patch:
+        patch.setitem(model.train_params, "bg_start", 0)
+        patch.setattr(TPSMM, "clip_gradients", lambda self, bg_active=True: None)
+        losses, outputs = model.generator_step(source, driving, torch.tensor([0, 0]))
+        assert set(losses) == {"perceptual", "equivariance_value", "warp_loss", "bg"}
+        assert outputs["dropout_p"] == 0.1 and outputs["bg_param"].shape == (2, 3, 3)
+        sum(losses.values()).backward()
+        assert max(p.grad.abs().max() for p in model.kp_detector.parameters() if p.grad is not None) > 10
+        assert any(p.grad is not None for p in model.bg_predictor.parameters())
+    model.zero_grad(set_to_none=True)
+    epoch = torch.tensor([40, 40])  # past dropout_epoch: no TPS dropout
+    totals = []
+    for _ in range(5):
+        torch.manual_seed(123)  # the same equivariance transform every step
+        losses = train_batch(model, optimizers, (source, driving, epoch), frozen=model.frozen_networks(cfg, 40))
+        assert set(losses) == {"perceptual", "equivariance_value", "warp_loss"}
+        totals.append(sum(losses.values()))
+        for net in (model.kp_detector, model.dense_motion_network):
+            assert max(p.grad.abs().max() for p in net.parameters() if p.grad is not None) <= 10 * (1 + 1e-6)
+    assert totals[-1] < totals[0], totals
+    assert all(p.grad is None for p in model.bg_predictor.parameters())  # not used before bg_start
+
+
+def test_avd_stage_trains_only_the_avd_network():
+    cfg = load_config(TINY)
+    torch.manual_seed(0)
+    model = TPSMM.from_config(cfg)
+    model.train()
+    optimizers = make_optimizers(model, cfg, "avd")
+    assert set(optimizers) == {"avd"} and optimizers["avd"].param_groups[0]["lr"] == 1e-3
+    before = {name: {k: v.clone() for k, v in getattr(model, name).state_dict().items()} for name in model.networks}
+    source, driving = torch.rand(8, 3, 64, 64), torch.rand(8, 3, 64, 64)
+    totals = []
+    for _ in range(3):
+        torch.manual_seed(7)  # the same random scale every step
+        losses = train_batch(model, optimizers, (source, driving, torch.zeros(8, dtype=torch.long)))
+        assert set(losses) == {"rec_kp"}
+        totals.append(losses["rec_kp"])
+    assert totals[-1] < totals[0], totals
+    for name in model.networks:
+        after = getattr(model, name).state_dict()
+        same = all(torch.equal(before[name][k], after[k]) for k in after)
+        assert same == (name != "avd_network"), name  # BatchNorm statistics of the detector included
+    assert model.kp_detector.training  # modes restored after the eval-mode keypoints
+    assert math.isfinite(totals[-1])

@@ -281,3 +281,38 @@ def test_stage_and_align_corners_errors(tmp_path):
               progress=False)
     with pytest.raises(AnimbenchError, match="align_corners=false"):
         train("mraa", tmp_path / "s", TINY, tmp_path / "r", align_corners=True, progress=False)
+
+
+def test_cli_avd_stage_and_animate_avd_to_npy(runs, tmp_path, capsys):
+    import av
+    import numpy as np
+    from PIL import Image
+
+    root, main_ckpt, _ = runs
+    frames = np.full((4, 64, 64, 3), 40, np.uint8)
+    for t in range(4):
+        frames[t, 10 + 3 * t:30 + 3 * t, 12:28] = (230, 120, 30)
+    with av.open(str(tmp_path / "driving.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.height, stream.width, stream.pix_fmt = 64, 64, "yuv420p"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(stream.encode())
+    Image.fromarray(frames[0]).save(tmp_path / "source.png")
+    store = root / "store"
+    assert main(["train", "mraa", "--store", str(store), "--config", str(TINY), "--out", str(tmp_path / "avd"),
+                 "--stage", "avd", "--init-from", str(main_ckpt), "--max-steps", "1", "--batch-size", "2",
+                 "--device", "cpu", "--no-progress"]) == 0
+    common = ["--config", str(TINY), "--source", str(tmp_path / "source.png"), "--driving",
+              str(tmp_path / "driving.mp4")]
+    ckpt = str(tmp_path / "avd" / "last-checkpoint.pth.tar")
+    assert main(["animate", "mraa", "--checkpoint", ckpt, *common, "--out", str(tmp_path / "a.npy"), "--avd"]) == 0
+    out = np.load(tmp_path / "a.npy")
+    assert out.dtype == np.float32 and out.shape == (4, 64, 64, 3)
+    record = json.loads((tmp_path / "a.npy.json").read_text())
+    assert record["mode"] == {"relative": False, "adapt_scale": False, "avd": True}
+    assert record["provenance"]["align_corners"] is False
+    capsys.readouterr()
+    assert main(["animate", "mraa", "--checkpoint", str(main_ckpt), *common, "--out", str(tmp_path / "b.npy"),
+                 "--avd"]) == 2
+    assert "--stage avd" in capsys.readouterr().err and not (tmp_path / "b.npy").exists()

@@ -370,6 +370,7 @@ class TPSMM(Method):
     discriminators = ()
     stages = ("main", "avd")
     supports_avd = True
+    grid_convention = True  # explicit at every official grid_sample and resize (§2.10)
 
     def __init__(self, kp_detector: KPDetector, dense_motion_network: DenseMotionNetwork,
                  inpainting_network: InpaintingNetwork, bg_predictor: BGMotionPredictor | None,
@@ -380,9 +381,11 @@ class TPSMM(Method):
         self.kp_detector = kp_detector
         self.bg_predictor = bg_predictor
         self.avd_network = avd_network
-        # the official checkpoint's entries, in its order; no bg_predictor when common_params.bg is False (mgif)
+        # the stage-1 checkpoint's entries, in the official order (no bg_predictor when common_params.bg is False,
+        # as mgif); avd_network joins them once a checkpoint holds it or the AVD stage trains it
         self.networks = tuple(name for name in ("inpainting_network", "dense_motion_network", "kp_detector",
-                                                "bg_predictor", "avd_network") if getattr(self, name) is not None)
+                                                "bg_predictor") if getattr(self, name) is not None)
+        self.stage = "main"
         self.config = cfg
         self.train_params = cfg.get("train_params") or {}
         self.loss_weights = self.train_params.get("loss_weights") or {}
@@ -418,6 +421,18 @@ class TPSMM(Method):
         self.dense_motion_network.align_corners = self._align_corners
         self.inpainting_network.align_corners = self._align_corners
 
+    # --- checkpoints ---
+    def read_checkpoint(self, path: Any) -> dict[str, Any]:
+        """An official `.pth.tar` (training, AVD or released) or ours. avd_network joins the networks when the
+        file holds it; a stage-1 file saved before bg_start has no bg_predictor, which then leaves the networks
+        (its untrained fc gives exactly the identity affine, the official code's bg-less motion)."""
+        ckpt = super().read_checkpoint(path)
+        if "avd_network" in ckpt and "avd_network" not in self.networks:
+            self.networks = (*self.networks, "avd_network")
+        if "bg_predictor" not in ckpt and "bg_predictor" in self.networks and self.stage == "main":
+            self.networks = tuple(n for n in self.networks if n != "bg_predictor")
+        return ckpt
+
     # --- inference ---
     def _inference(self):
         return inference_mode(*(getattr(self, name) for name in self.networks))
@@ -449,6 +464,9 @@ class TPSMM(Method):
         No background motion and no dropout in animation (§2.12)."""
         source = check_animate_shapes(source, driving_video)
         mode = self.animation_mode() if mode is None else mode
+        if mode.option("avd", False) and "avd_network" not in self.networks:
+            raise AnimbenchError("tpsmm --avd: the checkpoint has no avd_network; train it with `animbench train "
+                                 "tpsmm --stage avd --init-from MAIN_CHECKPOINT`")
         frames = []
         with self._inference():
             kp_source = self.kp_detector(source)
@@ -466,6 +484,21 @@ class TPSMM(Method):
         return torch.cat(frames)
 
     # --- training hooks ---
+    def set_training_stage(self, stage: str) -> None:
+        """Stage "avd" adds avd_network to the networks (saved, trained); "main" trains the others."""
+        self.stage = stage
+        if stage == "avd" and "avd_network" not in self.networks:
+            self.networks = (*self.networks, "avd_network")
+
+    def stage_config(self, cfg: Mapping[str, Any], stage: str) -> dict[str, Any]:
+        """The AVD stage's schedule is train_avd_params (epochs, repeats, batch, milestones, checkpoint_freq)."""
+        if stage != "avd":
+            return dict(cfg)
+        if not isinstance(cfg.get("train_avd_params"), Mapping):
+            where = (cfg.get("_meta") or {}).get("path") or "<config>"
+            raise AnimbenchError(f"{where}: train_avd_params missing; the AVD stage trains from it")
+        return {**cfg, "train_params": dict(cfg["train_avd_params"])}
+
     def learning_rates(self, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, float]:
         """main: train_params.lr_generator for every network but the AVD; avd: train_avd_params.lr for it alone."""
         where = (cfg.get("_meta") or {}).get("path") or "<config>"
@@ -495,7 +528,8 @@ class TPSMM(Method):
 
     def frozen_networks(self, cfg: Mapping[str, Any], epoch: int) -> set[str]:
         """The bg predictor's optimiser waits until train_params.bg_start (vox: epoch 10)."""
-        if self.bg_predictor is not None and epoch < int(get_path(cfg, "train_params.bg_start", 0)):
+        if self.stage == "main" and self.bg_predictor is not None and epoch < int(
+                get_path(cfg, "train_params.bg_start", 0)):
             return {"bg_predictor"}
         return set()
 
@@ -511,7 +545,7 @@ class TPSMM(Method):
 
     def training_backends(self) -> dict[str, Any] | None:
         """The perceptual loss's network (VGG19 or the config's fallback); raises early when it is missing."""
-        if self._trains_avd():
+        if self.stage == "avd":
             return None
         return {"backend": self.perceptual_loss.backend, "description": self.perceptual_loss.backend_description}
 
@@ -528,16 +562,11 @@ class TPSMM(Method):
             self._perceptual.to(device)
         return self._perceptual
 
-    def _trains_avd(self) -> bool:
-        """True in the AVD stage: the loop froze every network but avd_network (make_optimizers)."""
-        return (any(p.requires_grad for p in self.avd_network.parameters())
-                and not any(p.requires_grad for p in self.kp_detector.parameters()))
-
     def generator_step(self, source: Tensor, driving: Tensor, epoch: Tensor | int | None = None
                        ) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """One batch's weighted losses of the stage being trained (main: perceptual, equivariance_value,
         warp_loss, bg; avd: rec_kp) and the outputs; epoch (0-based) drives the dropout and bg schedules."""
-        if self._trains_avd():
+        if self.stage == "avd":
             return self.avd_step(source, driving)
         epoch = 0 if epoch is None else int(torch.as_tensor(epoch).flatten()[0])
         w, tp = self.loss_weights, self.train_params

@@ -38,7 +38,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def tiny() -> TPSMM:
     torch.manual_seed(0)
-    return TPSMM.from_config(TINY)
+    model = TPSMM.from_config(TINY)
+    model.networks = (*model.networks, "avd_network")  # as after reading a checkpoint that holds an AVD network
+    return model
 
 
 def _parse_dump(path: Path) -> dict[str, list[tuple[str, tuple]]]:
@@ -60,8 +62,9 @@ def test_official_configs_load_as_they_are_and_give_the_official_keys_and_shapes
         with torch.device("meta"):  # shapes only: no 88M-parameter initialisation
             model = TPSMM.from_config(cfg)
         assert list(model.networks) == [n for n in ("inpainting_network", "dense_motion_network", "kp_detector",
-                                                    "bg_predictor", "avd_network") if n in dump], path.name
-        for entry in model.networks:
+                                                    "bg_predictor") if n in dump], path.name
+        assert set(dump) == {*model.networks, "avd_network"}
+        for entry in dump:
             got = [(k, tuple(v.shape)) for k, v in getattr(model, entry).state_dict().items()]
             assert got == dump[entry], f"{path.name}: {entry}"
 
@@ -306,6 +309,10 @@ def test_avd_stage_trains_only_the_avd_network():
     torch.manual_seed(0)
     model = TPSMM.from_config(cfg)
     model.train()
+    with pytest.raises(AnimbenchError, match="no avd_network"):
+        model.animate(torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64), AnimationMode.of(False, False, {"avd": True}))
+    model.set_training_stage("avd")
+    assert model.networks[-1] == "avd_network" and model.stage_config(cfg, "avd")["train_params"]["batch_size"] == 8
     optimizers = make_optimizers(model, cfg, "avd")
     assert set(optimizers) == {"avd"} and optimizers["avd"].param_groups[0]["lr"] == 1e-3
     before = {name: {k: v.clone() for k, v in getattr(model, name).state_dict().items()} for name in model.networks}
@@ -323,3 +330,16 @@ def test_avd_stage_trains_only_the_avd_network():
         assert same == (name != "avd_network"), name  # BatchNorm statistics of the detector included
     assert model.kp_detector.training  # modes restored after the eval-mode keypoints
     assert math.isfinite(totals[-1])
+
+
+def test_a_stage_one_checkpoint_before_bg_start_has_neither_bg_nor_avd(tmp_path):
+    torch.manual_seed(2)
+    model = TPSMM.from_config(TINY)
+    stage_one = {name: getattr(model, name).state_dict() for name in
+                 ("inpainting_network", "dense_motion_network", "kp_detector")}
+    torch.save({**stage_one, "epoch": 3}, tmp_path / "00000003-checkpoint.pth.tar")
+    other = TPSMM.from_config(TINY)
+    load_into(other, other.read_checkpoint(tmp_path / "00000003-checkpoint.pth.tar"), strict=True)
+    assert other.networks == ("inpainting_network", "dense_motion_network", "kp_detector")
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(other.reconstruct(x, x.flip(-1)), model.reconstruct(x, x.flip(-1)))  # bg: the identity

@@ -1,5 +1,9 @@
-"""Frame sources: decoder backends for video files (decord first, PyAV as the fallback), folders of frame
+"""Frame sources: decoder backends for video files (PyAV first, decord as the fallback), folders of frame
 images (FOMM's png layout) and Monkey-Net's stacked strips, behind one small interface.
+
+Both video backends decode only the range asked for, from the key frame before it. PyAV comes first because its
+memory stays bounded: decord's reader decodes ahead of a slow consumer into an unbounded queue (about 1 MB per
+720p frame read, 2.4 GB after 2,000 frames: benchmarks/prep_memory.py), and it can deadlock (decord #373).
 
 Every source yields `(index, frame)` for a half-open range of frame indices, frames as RGB uint8 HxWx3.
 Decoding runs single-threaded: the pipeline parallelises across videos, and one thread per decoder keeps the
@@ -287,7 +291,8 @@ def open_source(path: str | os.PathLike, kind: str = "video", backend: str = "au
                 frame_width: int | None = None) -> FrameSource:
     """Open a video file ('video'), a frame folder ('frames') or a strip image ('strip').
 
-    backend 'auto' tries decord and falls back to PyAV when decord cannot open the file.
+    backend 'auto' opens PyAV and falls back to decord when PyAV cannot open the file (PyAV's error is raised
+    when neither can).
     """
     path = str(path)
     if kind == "frames":
@@ -300,18 +305,18 @@ def open_source(path: str | os.PathLike, kind: str = "video", backend: str = "au
         raise AnimbenchError(f"decoder {backend!r}: expected one of {', '.join(BACKENDS)}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
-    if backend == "pyav" or (backend == "auto" and path.lower().endswith(".gif")):  # decord cannot time gifs
-        return PyAVSource(path)
     if backend == "decord":
         return DecordSource(path)
+    if backend == "pyav" or path.lower().endswith(".gif"):  # decord cannot time gifs
+        return PyAVSource(path)
     try:
-        return DecordSource(path)
-    except Exception as first:  # noqa: BLE001 - any decord failure means: try the robust decoder
+        return PyAVSource(path)
+    except Exception as first:  # noqa: BLE001 - any PyAV failure means: try the other decoder
         try:
-            return PyAVSource(path)
-        except Exception as second:
-            second.add_note(f"decord also failed: {type(first).__name__}: {str(first).strip()[:200]}")
-            raise second from first
+            return DecordSource(path)
+        except Exception as second:  # noqa: BLE001 - PyAV's error is the one that names the problem
+            first.add_note(f"decord also failed: {type(second).__name__}: {str(second).strip()[:200]}")
+            raise first from None
 
 
 def frame_range(start: int | None, end: int | None, fps: float | None, ref_fps: float | None

@@ -431,13 +431,18 @@ class MRAA(Method):
             self.networks = (*self.networks, AVD)
 
     def stage_config(self, cfg: Mapping[str, Any], stage: str) -> dict[str, Any]:
-        """The AVD stage's schedule is train_avd_params (epochs, repeats, batch, milestones, checkpoint_freq)."""
+        """The AVD stage's schedule is train_avd_params (epochs, repeats, batch, milestones, checkpoint_freq).
+
+        Its milestones move one epoch later: train_avd.py calls `scheduler.step(epoch)` after epoch e, which sets
+        the closed-form rate of e (not e + 1), so milestone 20 first applies to epoch 21 there."""
         if stage != "avd":
             return dict(cfg)
         where = (cfg.get("_meta") or {}).get("path") or "<config>"
         if not isinstance(cfg.get("train_avd_params"), Mapping):
             raise AnimbenchError(f"{where}: train_avd_params missing; the AVD stage trains from it")
-        return {**cfg, "train_params": dict(cfg["train_avd_params"])}
+        params = dict(cfg["train_avd_params"])
+        params["epoch_milestones"] = [int(m) + 1 for m in params.get("epoch_milestones") or []]
+        return {**cfg, "train_params": params}
 
     def learning_rates(self, cfg: Mapping[str, Any], stage: str = "main") -> dict[str, float]:
         """main: train_params.lr for generator, region and bg predictors; avd: train_avd_params.lr for the AVD."""

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from methods.fomm_keypoints import hull_area
 from methods.layers import make_coordinate_grid
+from plumbing.errors import AnimbenchError
 
 
 def region_moments(heatmap: Tensor) -> dict[str, Tensor]:
@@ -102,7 +103,12 @@ def embedding_to_region_params(embedding: Tensor, num_regions: int) -> dict[str,
 
 def movement_scale(source: Mapping[str, Tensor], driving_initial: Mapping[str, Tensor]) -> float:
     """√area(hull(μ_source)) / √area(hull(μ_driving,0)) of batch element 0, as the official relative mode."""
-    return float(np.sqrt(hull_area(source["shift"][0])) / np.sqrt(hull_area(driving_initial["shift"][0])))
+    try:
+        return float(np.sqrt(hull_area(source["shift"][0])) / np.sqrt(hull_area(driving_initial["shift"][0])))
+    except AnimbenchError:
+        raise AnimbenchError("relative: the region centres of the source or of driving frame 0 are degenerate "
+                             "(collinear or repeated), their hull has no area, and MRAA always scales relative "
+                             "motion by it; animate with --absolute or --avd") from None
 
 
 def relative_region_params(source: Mapping[str, Tensor], driving: Mapping[str, Tensor],

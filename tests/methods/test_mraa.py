@@ -147,6 +147,9 @@ def test_relative_params_scale_by_the_hull_and_keep_the_driving_covariance():
     assert torch.allclose(new["shift"], 2 * square + 2 * 0.05)  # scale sqrt(4 area) / sqrt(area) = 2
     assert torch.allclose(new["affine"], 0.5 * rotation)
     assert torch.equal(new["covar"], driving["covar"])  # official: not recomputed from the new affine
+    line = {"shift": torch.tensor([[[0.0, 0.0], [0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]]), "affine": eye}
+    with pytest.raises(AnimbenchError, match="--absolute or --avd"):
+        relative_region_params(source, driving, line)
 
 
 def test_animation_modes_on_hand_made_inputs(tiny):
@@ -224,7 +227,10 @@ def test_checkpoints_hold_the_official_entries_and_stage_avd_trains_only_the_avd
             "epoch_reconstruction"} <= set(first) and "avd_network" not in first
     second = load_checkpoint(avd_ckpt, required=MRAA.required_entries)
     assert {"avd_network", "optimizer_avd", "epoch_avd"} <= set(second) and "optimizer_reconstruction" not in second
-    assert json.loads((root / "avd" / "run.json").read_text())["stage"] == "avd"
+    run = json.loads((root / "avd" / "run.json").read_text())
+    assert run["stage"] == "avd" and run["frozen_networks"] == ["bg_predictor", "generator", "region_predictor"]
+    assert run["schedule"]["epoch_milestones"] == [21, 26]  # official step(epoch): [20, 25] one epoch later
+    assert run["schedule"]["learning_rates"] == {"avd_network": 1e-3}
     for entry in ("generator", "region_predictor", "bg_predictor"):
         model = getattr(MRAA.from_config(TINY), entry)
         params = {name for name, _ in model.named_parameters()}

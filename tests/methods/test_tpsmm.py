@@ -17,7 +17,8 @@ from methods.config import load_config
 from methods.interface import AnimationMode
 from methods.layers import make_coordinate_grid
 from methods.registry import get_method
-from methods.tpsmm import TPSMM, load_tpsmm_config
+from methods.tpsmm import TPSMM
+from methods.tpsmm_config import load_tpsmm_config
 from methods.tpsmm_tps import (
     KeypointTPS,
     RandomTPS,

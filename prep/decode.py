@@ -190,34 +190,52 @@ class PyAVSource(FrameSource):
             raise _OffGrid(f"pts {frame.pts} is frame {float(position):.2f} at {float(1 / self._ticks)} ticks/frame")
         return index
 
+    def _decoded(self, start: int) -> Iterator:
+        """Frames decoded from the demuxer's position. Packets of frames before `start` skip non-reference
+        frames (no frame refers to them, so frames from `start` on are unchanged; a GOP's pre-roll costs about a
+        third less); the last packet's frame number is kept as the video's end."""
+        context = self._stream.codec_context
+        first_pts = self._t0 + (start - Fraction(1, 2)) * self._ticks
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.pts is not None:
+                    self._last_packet = max(self._last_packet, round((packet.pts - self._t0) / self._ticks))
+                context.skip_frame = "NONREF" if packet.pts is not None and packet.pts < first_pts else "DEFAULT"
+                yield from context.decode(packet)
+        finally:
+            context.skip_frame = "DEFAULT"
+
     def _seeking(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
-        """Seek to the key frame at or before `start`, then decode forward; frames must come consecutively."""
+        """Seek to the key frame at or before `start`, decode forward; frames from `start` must be consecutive."""
         back = 0
         while True:  # a demuxer that lands after `start` (it may seek by dts) is asked again, further back
             target = self._t0 + int((start - back) * self._ticks)
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-            self._fresh = False
-            frames = self._container.decode(self._stream)
+            self._fresh, self._last_packet = False, -1
+            frames = self._decoded(start)
             first = next(frames, None)
-            if first is None:
-                return  # nothing after the key frame: the range starts after the end
+            if first is None:  # nothing after the key frame: the range starts after the end
+                self._ended_at = self._last_packet + 1 if self._last_packet >= 0 else None
+                return
             index = self._index(first)
             if index <= start:
                 break
             if start - back <= 0:
                 raise _OffGrid(f"seeking to frame 0 lands on frame {index}")
             back = min(start, max(1, 2 * back))
-        expected = index
+        expected = start
         for frame in itertools.chain([first], frames):
             index = self._index(frame)
+            if index < start and expected == start:
+                continue  # the pre-roll from the key frame
             if index != expected:
                 raise _OffGrid(f"frame {expected} expected, pts gives frame {index}")
             expected += 1
             if stop is not None and index >= stop:
                 return
-            if index >= start:
-                yield index, frame.to_ndarray(format="rgb24")
-        self._ended_at = expected
+            yield index, frame.to_ndarray(format="rgb24")
+        if self._last_packet >= 0:  # the stream's last frame, also when the range starts after it
+            self._ended_at = max(self._last_packet + 1, expected if expected > start else 0)
 
     def _sequential(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
         """Decode from the first frame, numbering frames as they come."""

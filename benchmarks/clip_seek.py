@@ -147,7 +147,7 @@ def main() -> int:
               file=sys.stderr)
     for backend, r in ratios.items():
         print(f"{backend}: end/start (same GOP phase) {r['end_over_start_same_phase']}x (must be <= 2); end clip "
-              f"ending on a key frame / start clip {r['end_gop_end_over_start_on_key']}x (one GOP decoded)"
+              f"at GOP end / start clip on key frame {r['end_gop_end_over_start_on_key']}x (a GOP's pre-roll)"
               + (f"; from frame 0 end/start {r['from_zero_end_over_start']}x" if from_zero else ""), file=sys.stderr)
     report = {"benchmark": "clip_seek", "video": {"name": path.name, "frames": num_frames, "gop": args.gop},
               "clip_frames": CLIP, "repeats": args.repeats, "rows": rows, "ratios": ratios,

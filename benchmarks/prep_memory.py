@@ -9,8 +9,9 @@ can be), and two clips overlapping on 60% of the video (before lanes, overlappin
 The videos are the cached ones of benchmarks/clip_seek.py ($BENCH_CACHE or bench_out/cache; made on first
 use). Must show: the 5-minute source's peak within 1.2x of the 1-minute source's, per backend and case.
 
-decord is measured only when asked (`--backends decord --seconds 30 60`): its reader decodes ahead of a slow
-consumer into an unbounded queue, about 1 MB per 720p frame, so a 5-minute source would take ~7 GB.
+decord is measured only when asked (`--backends decord --seconds 30 60`): its decoder thread runs ahead of a
+slow consumer into an unbounded queue (1.2-1.9 GB for a 1-minute source; on a 5-minute one it can hold most of
+the video, several GB).
 """
 
 from __future__ import annotations

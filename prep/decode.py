@@ -2,8 +2,10 @@
 images (FOMM's png layout) and Monkey-Net's stacked strips, behind one small interface.
 
 Both video backends decode only the range asked for, from the key frame before it. PyAV comes first because its
-memory stays bounded: decord's reader decodes ahead of a slow consumer into an unbounded queue (about 1 MB per
-720p frame read, 2.4 GB after 2,000 frames: benchmarks/prep_memory.py), and it can deadlock (decord #373).
+memory stays bounded (a worker peaks at ~220 MB on 1- and 5-minute 720p sources: benchmarks/prep_memory.py):
+decord's decoder thread runs ahead of a slow reader into an unbounded queue (a worker peaked at 1.2-1.9 GB on
+a 1-minute 720p source, and a slow reader of a 5-minute one reached 2.4 GB after 2,000 frames, still growing),
+and decord can deadlock (decord #373).
 
 Every source yields `(index, frame)` for a half-open range of frame indices, frames as RGB uint8 HxWx3.
 Decoding runs single-threaded: the pipeline parallelises across videos, and one thread per decoder keeps the
@@ -103,8 +105,9 @@ class DecordSource(FrameSource):
     decord decodes only the clip: opening indexes every packet's pts and key flag (for mp4 from the moov
     index, in milliseconds), and `seek_accurate` goes to the key frame at or before the frame asked for, unless
     decoding on from the current frame is shorter, then decodes forward to it. `next()` rather than
-    `get_batch`: a 32-frame get_batch of 720p took about twice the CPU and 3-6x the peak memory (a fresh
-    batch array and its page faults every call; benchmarks/prep_memory.py) for the same frames.
+    `get_batch`: reading 400 720p frames in 32-frame batches took about twice the CPU and 3-6x the peak memory
+    of `next()` (a fresh batch array and its page faults every call). Either way decord's decoder thread runs
+    ahead of a slow reader into an unbounded queue (see the module's docstring), so 'auto' prefers PyAV.
     """
 
     backend = "decord"

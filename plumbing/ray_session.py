@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 from plumbing.errors import AnimbenchError
 
+LOCAL_SYSTEM_CONFIG = {"enable_metrics_collection": False}
+
 
 @contextmanager
 def ray_session(workers: int | None = None, address: str | None = None) -> Iterator[bool]:
@@ -34,7 +36,10 @@ def ray_session(workers: int | None = None, address: str | None = None) -> Itera
         temp = os.environ.get("RAY_TMPDIR")  # sockets and spill files off a small or shared /tmp
         if temp:
             os.makedirs(temp, exist_ok=True)
-        ray.init(num_cpus=workers or os.cpu_count(), _temp_dir=temp or None, **quiet)
+        # metrics feed the dashboard's Prometheus export, which is off: collecting them only costs the raylet
+        # and GCS CPU beside the workers (measured: benchmarks/prep_throughput.py reports Ray's cores)
+        ray.init(num_cpus=workers or os.cpu_count(), _temp_dir=temp or None,
+                 _system_config=LOCAL_SYSTEM_CONFIG, **quiet)
     try:
         yield True
     finally:

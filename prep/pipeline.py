@@ -53,7 +53,9 @@ from prep.worker import PrepConfig, UnitProcessor, unit_video_ids
 
 WORK_DIR = "_work"
 RUN_FILE = "run.json"
-POLL_S = 0.25
+# The driver sleeps in ray.wait, which returns as soon as a unit finishes; this only paces the heartbeat checks
+# and the live frame rate, so it can be long enough that the driver stays off the workers' cores.
+POLL_S = 1.0
 
 
 def unit_name(key: str) -> str:
@@ -138,6 +140,7 @@ class PrepSummary:
     failures: list[dict[str, str]]
     wall_s: float
     manifest: dict[str, Any] = field(repr=False)
+    decoded: int = 0  # source frames the workers decoded (with seeking, about the stored frames plus a GOP a clip)
 
     def by_reason(self) -> dict[str, int]:
         """Failure counts keyed 'stage/error'."""
@@ -180,7 +183,7 @@ class _Scheduler:
         self.config, self.root, self.timeout, self.retries, self.bar = config, root, timeout, retries, bar
         self.workers, self.keep_warm = workers, keep_warm
         self.actors: list[Any] = []
-        self.frames = 0
+        self.frames = self.decoded = self.failed = 0
         self.t0 = time.monotonic()
 
     def _spawn(self):
@@ -216,6 +219,7 @@ class _Scheduler:
                     task = inflight.pop(ref)
                     self._collect(ref, task, queue, idle)
                 self._watch(inflight, queue, idle)
+                self._show(inflight)
             finished = True
         finally:
             if finished and self.keep_warm:
@@ -275,10 +279,25 @@ class _Scheduler:
 
     def _advance(self, result: dict[str, Any]) -> None:
         self.frames += int(result.get("frames", 0))
-        if self.bar is not None:
-            rate = self.frames / max(time.monotonic() - self.t0, 1e-9)
-            self.bar.set_postfix_str(f"{rate:.0f} frames/s, {self.frames} frames", refresh=False)
-            self.bar.update(1)
+        self.decoded += int(result.get("decoded", 0))
+        self.failed += bool(result.get("failures"))
+        self.bar.update(1)
+
+    def _show(self, inflight: dict[Any, dict[str, Any]]) -> None:
+        """The bar's live figures across workers: units with failures, frames stored per second, and frames
+        decoded per second counting what the running units decoded so far (their heartbeats), so a run of a
+        few long videos moves too."""
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        running = sum(int((t["beat"] or {}).get("frames", 0)) for t in inflight.values())
+        self.bar.set_postfix_str(progress_postfix(self.failed, self.frames, self.frames / elapsed,
+                                                  (self.decoded + running) / elapsed))
+
+
+def progress_postfix(failed: int, frames: int, stored_per_s: float, decoded_per_s: float) -> str:
+    """What the bar shows beside done/total videos, their rate and the ETA: videos with failures, frames stored
+    and the rates of all workers together."""
+    return (f"failed {failed}, {frames} frames stored ({stored_per_s:.0f}/s), decoding {decoded_per_s:.0f} "
+            "frames/s")
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -440,6 +459,7 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
               began: float, ray_start_s: float) -> PrepSummary:
     videos, failures = [], []
     totals, nodes, retried = Counter(), Counter(), {}
+    decoded = 0
     for unit in units:
         stats = _read_stats(root, unit)
         if stats is None:
@@ -447,6 +467,7 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
         videos.extend(stats["videos"])
         failures.extend(stats["failures"])
         totals.update({k: float(v) for k, v in stats.get("timings", {}).items()})
+        decoded += int(stats.get("decoded", 0))
         if stats.get("node"):
             nodes[stats["node"]] += 1
         if stats.get("attempts", 1) > 1:
@@ -480,4 +501,4 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
     shutil.rmtree(root / WORK_DIR, ignore_errors=True)  # only an unfinished store needs it
     return PrepSummary(store=str(root), units=len(units), run=ran, skipped=len(units) - ran, videos=len(videos),
                        frames=int(manifest["num_frames"]), failures=failures, wall_s=round(wall, 3),
-                       manifest=manifest)
+                       manifest=manifest, decoded=decoded)

@@ -19,15 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.config import (
-    AUGMENTATION,
-    LEAF,
-    SHARED_SECTIONS,
-    TRAIN_COMMON,
-    ConfigSpec,
-    get_path,
-    is_inverse_int,
-)
+from methods.config import get_path
 from methods.interface import (
     AnimationMode,
     Method,
@@ -49,6 +41,7 @@ from methods.layers import (
     warp,
 )
 from methods.losses import PerceptualPyramidLoss, Transform
+from methods.mraa_config import ANIMATION_MODES, BG_TYPES, CONFIG_SPEC, load_mraa_config
 from methods.mraa_regions import (
     embedding_to_region_params,
     from_homogeneous,
@@ -67,10 +60,8 @@ from plumbing.errors import AnimbenchError
 
 ALIGN_CORNERS = False  # the official code's grid_sample calls under torch 1.4 (§1.8.1): every site, every mode
 REGION_VAR = 0.01  # the flow predictor's isotropic variance when use_covar_heatmap is False (no config sets it)
-BG_TYPES = {"zero": 0, "shift": 2, "affine": 6, "perspective": 8}  # bg_type -> outputs of its fc layer
 MAIN_NETWORKS = ("generator", "bg_predictor", "region_predictor")  # official entry order
 AVD = "avd_network"
-ANIMATION_MODES = ("standard", "relative", "avd")
 
 
 class RegionPredictor(nn.Module):
@@ -369,9 +360,7 @@ class MRAA(Method):
     def from_config(cls, cfg: dict | str, align_corners: bool = ALIGN_CORNERS) -> MRAA:
         """Build from an official MRAA YAML (or our own), as a path or a load_config dict."""
         if not isinstance(cfg, dict) or "_meta" not in cfg:
-            from methods.config import load_config
-
-            cfg = load_config(cfg, method="mraa")
+            cfg = load_mraa_config(cfg)
         mp = cfg["model_params"]
         k, channels, revert = mp["num_regions"], mp["num_channels"], bool(mp.get("revert_axis_swap", False))
         region_predictor = RegionPredictor(num_regions=k, num_channels=channels,
@@ -591,82 +580,6 @@ class MRAA(Method):
                 out = self.generator(source.expand(n, *source.shape[1:]), new, source_n, None)
                 frames.append(out["prediction"])
         return torch.cat(frames)
-
-
-# --- the config ----------------------------------------------------------------------------------------------
-
-# train_params.perceptual_fallback: what the perceptual loss does when vgg19-dcbb9e9d.pth is absent (as FOMM's).
-PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
-
-CONFIG_SCHEMA = {
-    **SHARED_SECTIONS,
-    "visualizer_params": {"kp_size": LEAF, "draw_border": LEAF, "colormap": LEAF, "region_bg_color": LEAF},
-    "dataset_params": {"root_dir": LEAF, "frame_shape": LEAF, "id_sampling": LEAF, "pairs_list": LEAF,
-                       "augmentation_params": AUGMENTATION},
-    "model_params": {
-        **{k: LEAF for k in ("num_regions", "num_channels", "estimate_affine", "revert_axis_swap")},
-        "bg_predictor_params": {k: LEAF for k in ("block_expansion", "max_features", "num_blocks", "bg_type")},
-        "region_predictor_params": {k: LEAF for k in ("temperature", "block_expansion", "max_features",
-                                                      "scale_factor", "num_blocks", "pca_based", "fast_svd", "pad")},
-        "generator_params": {
-            **{k: LEAF for k in ("block_expansion", "max_features", "num_down_blocks", "num_bottleneck_blocks",
-                                 "skips")},
-            "pixelwise_flow_predictor_params": {k: LEAF for k in (
-                "block_expansion", "max_features", "num_blocks", "scale_factor", "use_deformed_source",
-                "use_covar_heatmap", "estimate_occlusion_map", "region_var")},
-        },
-        "avd_network_params": {"id_bottle_size": LEAF, "pose_bottle_size": LEAF},
-    },
-    "train_params": {
-        **TRAIN_COMMON,
-        **{k: LEAF for k in ("lr", "use_sync_bn", "dataloader_workers", "scales", "perceptual_fallback")},
-        "transform_params": {"sigma_affine": LEAF, "sigma_tps": LEAF, "points_tps": LEAF},
-        "loss_weights": {"perceptual": LEAF, "equivariance_shift": LEAF, "equivariance_affine": LEAF},
-    },
-    "train_avd_params": {k: LEAF for k in ("num_epochs", "num_repeats", "batch_size", "dataloader_workers",
-                                           "checkpoint_freq", "epoch_milestones", "lr", "random_scale",
-                                           "lambda_shift", "lambda_affine")},
-    "animate_params": {"num_pairs": LEAF, "format": LEAF, "mode": LEAF},
-}
-REQUIRED_KEYS = tuple(f"model_params.{k}" for k in (
-    "num_regions", "num_channels", "region_predictor_params.temperature", "region_predictor_params.block_expansion",
-    "region_predictor_params.max_features", "region_predictor_params.num_blocks",
-    "bg_predictor_params.block_expansion", "bg_predictor_params.max_features", "bg_predictor_params.num_blocks",
-    "generator_params.block_expansion", "generator_params.max_features", "generator_params.num_down_blocks",
-    "generator_params.num_bottleneck_blocks", "generator_params.pixelwise_flow_predictor_params.block_expansion",
-    "generator_params.pixelwise_flow_predictor_params.max_features",
-    "generator_params.pixelwise_flow_predictor_params.num_blocks")) + (
-    "train_params.scales", "train_params.transform_params.sigma_affine", "train_params.loss_weights.perceptual")
-
-
-def _check_config(cfg: dict, where: str) -> None:
-    for key in ("model_params.region_predictor_params.scale_factor",
-                "model_params.generator_params.pixelwise_flow_predictor_params.scale_factor"):
-        scale = get_path(cfg, key, 1)
-        if not is_inverse_int(scale):
-            raise AnimbenchError(f"{where}: {key} must be 1/n for an integer n >= 1, got {scale!r}")
-    scales = get_path(cfg, "train_params.scales")
-    if not isinstance(scales, list) or not scales or not all(is_inverse_int(s) for s in scales):
-        raise AnimbenchError(f"{where}: train_params.scales must be a non-empty list of 1/n scales, got {scales!r}")
-    perceptual = get_path(cfg, "train_params.loss_weights.perceptual")
-    if not isinstance(perceptual, list) or len(perceptual) != 5:
-        raise AnimbenchError(f"{where}: train_params.loss_weights.perceptual must be a list of 5 weights (VGG19 "
-                             f"relu1_1..relu5_1), got {perceptual!r}")
-    bg_type = get_path(cfg, "model_params.bg_predictor_params.bg_type", "zero")
-    if bg_type not in BG_TYPES:
-        raise AnimbenchError(f"{where}: model_params.bg_predictor_params.bg_type must be one of {list(BG_TYPES)}, "
-                             f"got {bg_type!r}")
-    fallback = get_path(cfg, "train_params.perceptual_fallback", None)
-    if fallback is not None and fallback not in PERCEPTUAL_FALLBACKS:
-        raise AnimbenchError(f"{where}: train_params.perceptual_fallback must be one of "
-                             f"{list(PERCEPTUAL_FALLBACKS)} or absent, got {fallback!r}")
-    mode = get_path(cfg, "animate_params.mode", "avd")
-    if mode not in ANIMATION_MODES:
-        raise AnimbenchError(f"{where}: animate_params.mode must be one of {list(ANIMATION_MODES)}, got {mode!r}")
-
-
-CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, markers=("pixelwise_flow_predictor_params", "skips"),
-                         official_repo="github.com/snap-research/articulated-animation", check=_check_config)
 
 
 # --- the card ------------------------------------------------------------------------------------------------

@@ -36,8 +36,10 @@ from methods.layers import (
     ResBlock2d,
     SameBlock2d,
     UpBlock2d,
+    full_precision,
     kp2gaussian,
     make_coordinate_grid,
+    upcast,
     warp,
 )
 from methods.losses import PerceptualPyramidLoss
@@ -91,7 +93,7 @@ class KPDetector(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> keypoints (B, K·5, 2) in (-1, 1)."""
-        kp = torch.sigmoid(self.fg_encoder(image)) * 2 - 1  # (B, K·5·2)
+        kp = torch.sigmoid(upcast(self.fg_encoder(image))) * 2 - 1  # (B, K·5·2), float32 even under autocast
         return kp.view(image.shape[0], self.num_tps * 5, -1)
 
 
@@ -108,7 +110,7 @@ class BGMotionPredictor(nn.Module):
     def forward(self, source: Tensor, driving: Tensor) -> Tensor:
         """(B, 3, H, W) twice -> (B, 3, 3)."""
         b = source.shape[0]
-        top = self.bg_encoder(torch.cat([source, driving], dim=1)).view(b, 2, 3)
+        top = upcast(self.bg_encoder(torch.cat([source, driving], dim=1))).view(b, 2, 3)
         bottom = torch.tensor([0.0, 0.0, 1.0], dtype=top.dtype, device=top.device).expand(b, 1, 3)
         return torch.cat([top, bottom], dim=1)
 
@@ -173,15 +175,18 @@ class DenseMotionNetwork(nn.Module):
         dropout_p: TPS dropout (training); None: a plain softmax."""
         source = self.down(source_image) if self.scale_factor != 1 else source_image  # (B, 3, 64, 64)
         b, c, h, w = source.shape
-        heatmap = self.heatmaps((h, w), kp_driving, kp_source)  # (B, 51, 64, 64)
-        transformations = self.transformations((h, w), kp_driving, kp_source, bg_param)  # (B, 11, 64, 64, 2)
         slots = self.num_tps + 1
-        repeated = source.unsqueeze(1).expand(b, slots, c, h, w).reshape(b * slots, c, h, w)
-        deformed = warp(repeated, transformations.reshape(b * slots, h, w, 2), self.align_corners)
-        deformed = deformed.view(b, slots, c, h, w)
+        with full_precision(source):  # the TPS solve and the sampling grids in float32 even under autocast
+            kp_driving, kp_source = upcast(kp_driving), upcast(kp_source)
+            bg_param = None if bg_param is None else upcast(bg_param)
+            heatmap = self.heatmaps((h, w), kp_driving, kp_source)  # (B, 51, 64, 64)
+            transformations = self.transformations((h, w), kp_driving, kp_source, bg_param)  # (B, 11, 64, 64, 2)
+            repeated = upcast(source).unsqueeze(1).expand(b, slots, c, h, w).reshape(b * slots, c, h, w)
+            deformed = warp(repeated, transformations.reshape(b * slots, h, w, 2), self.align_corners)
+            deformed = deformed.view(b, slots, c, h, w)
         # [51 heatmaps][33 deformed RGB], not interleaved per slot as FOMM's (§2.5.4): 84 channels
         prediction = self._decode(torch.cat([heatmap, deformed.view(b, -1, h, w)], dim=1))
-        logits = self.maps(prediction[-1])  # (B, 11, 64, 64)
+        logits = upcast(self.maps(prediction[-1]))  # (B, 11, 64, 64)
         contribution = F.softmax(logits, dim=1) if dropout_p is None else dropout_softmax(logits, dropout_p)
         deformation = (transformations.permute(0, 1, 4, 2, 3) * contribution.unsqueeze(2)).sum(dim=1)
         occlusion = []
@@ -321,7 +326,7 @@ class AVDNetwork(nn.Module):
         b = kp_source.shape[0]
         pose = self.pose_encoder(kp_driving.reshape(b, -1))
         identity = self.id_encoder(kp_source.reshape(b, -1))
-        return self.decoder(torch.cat([pose, identity], dim=1)).view(b, self.num_tps * 5, -1)
+        return upcast(self.decoder(torch.cat([pose, identity], dim=1))).view(b, self.num_tps * 5, -1)
 
 
 class EpochTagged(Dataset):
@@ -576,10 +581,12 @@ class TPSMM(Method):
             losses["perceptual"] = self.perceptual_loss(outputs["prediction"], driving)
         if w["equivariance_value"] != 0:
             transform = RandomTPS(driving.shape[0], device=driving.device, **tp["transform_params"])
-            transformed_frame = transform.transform_frame(driving, self.align_corners)
-            transformed_kp = self.kp_detector(transformed_frame)
+            with full_precision(driving):
+                transformed_frame = transform.transform_frame(upcast(driving), self.align_corners)
+            transformed_kp = self.kp_detector(transformed_frame)  # float32 keypoints even under autocast
             outputs.update(transformed_frame=transformed_frame, transformed_kp=transformed_kp)
-            value = torch.abs(kp_driving - transform.warp_coordinates(transformed_kp)).mean()
+            with full_precision(driving):
+                value = torch.abs(kp_driving - transform.warp_coordinates(transformed_kp)).mean()
             losses["equivariance_value"] = w["equivariance_value"] * value
         if w["warp_loss"] != 0:
             # both sides detached: the gradient reaches only the flow (dense motion, keypoints, bg)
@@ -590,7 +597,8 @@ class TPSMM(Method):
         if bg_active and w["bg"] != 0:
             reverse = self.bg_predictor(driving, source)
             eye = torch.eye(3, dtype=bg_param.dtype, device=bg_param.device).view(1, 3, 3)
-            losses["bg"] = w["bg"] * torch.abs(eye - torch.matmul(bg_param, reverse)).mean()
+            with full_precision(driving):
+                losses["bg"] = w["bg"] * torch.abs(eye - torch.matmul(bg_param, reverse)).mean()
         self._clip_after_backward(losses, bg_active)
         return losses, outputs
 

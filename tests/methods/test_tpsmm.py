@@ -344,3 +344,13 @@ def test_a_stage_one_checkpoint_before_bg_start_has_neither_bg_nor_avd(tmp_path)
     assert other.networks == ("inpainting_network", "dense_motion_network", "kp_detector")
     x = torch.rand(1, 3, 64, 64)
     assert torch.equal(other.reconstruct(x, x.flip(-1)), model.reconstruct(x, x.flip(-1)))  # bg: the identity
+
+
+def test_keypoints_motion_and_losses_stay_float32_under_bf16_autocast(tiny):
+    source, driving = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses, outputs = tiny.generator_step(source, driving, 0)
+        motion = tiny.dense_motion_network(source, outputs["kp_driving"], outputs["kp_source"])
+    assert outputs["kp_driving"].dtype == torch.float32 and outputs["bg_param"].dtype == torch.float32
+    assert motion["deformation"].dtype == torch.float32  # the TPS solve ran in float32
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())

@@ -43,6 +43,9 @@ class ConfigSpec:
     schema: Mapping[str, Any]  # every key a config may hold: a nested dict is a section, LEAF a value
     required: tuple[str, ...] = ()  # dotted paths every config must have (the networks read them without defaults)
     markers: tuple[str, ...] = ()  # generator_params keys that only this family's official configs have
+    # dotted paths from the config's root that only this family's official configs have; checked before the
+    # generator markers, so a successor whose generator_params look like FOMM's (MRAA, TPSMM) is still told apart
+    section_markers: tuple[str, ...] = ()
     hints: Mapping[str, str] = field(default_factory=dict)  # a section's name in another family -> ours
     official_repo: str = ""  # where the official YAML files come from (we cannot ship them): its config/ folder
     check: Callable[[dict, str], None] | None = None  # the family's own checks of values: check(cfg, where)
@@ -98,13 +101,19 @@ def get_path(cfg: Mapping[str, Any], dotted: str, default: Any = KeyError) -> An
 
 
 def detect_method(cfg: Mapping[str, Any]) -> str | None:
-    """The method of a config: its `method:` key, else the family whose marker fields its generator has."""
+    """The method of a config: its `method:` key, else the family one of whose section markers the config has
+    (e.g. MRAA's model_params.region_predictor_params), else the family whose marker fields its generator has."""
     if isinstance(cfg.get("method"), str):
         return cfg["method"]
+    specs = config_specs()
+    by_section = [name for name, spec in specs.items()
+                  if any(get_path(cfg, path, None) is not None for path in spec.section_markers)]
+    if by_section:
+        return by_section[0]
     gen = get_path(cfg, "model_params.generator_params", {})
     if not isinstance(gen, Mapping):
         return None
-    return next((name for name, spec in config_specs().items() if any(k in gen for k in spec.markers)), None)
+    return next((name for name, spec in specs.items() if any(k in gen for k in spec.markers)), None)
 
 
 PROJECT_CONFIGS = Path(__file__).resolve().parent.parent / "configs"

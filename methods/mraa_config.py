@@ -1,17 +1,12 @@
 """MRAA's config: what its YAML may and must hold (the official files as they are, and ours), and their loader.
 
-The official files have no `method:` key, and their generator_params (num_down_blocks, ...) make
-methods.config.detect_method take them for FOMM's; `load_mraa_config` validates a file whose generator_params hold
-`pixelwise_flow_predictor_params` as MRAA's, keeping its own path and sha256.
+The official files have no `method:` key and their generator_params (num_down_blocks, ...) look like FOMM's;
+the section marker `model_params.region_predictor_params` tells methods.config.detect_method they are MRAA's.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
 from typing import Any
-
-import yaml
 
 from methods.config import (
     AUGMENTATION,
@@ -22,7 +17,6 @@ from methods.config import (
     get_path,
     is_inverse_int,
     load_config,
-    resolve_config,
 )
 from plumbing.errors import AnimbenchError
 
@@ -102,28 +96,10 @@ def _check_config(cfg: dict, where: str) -> None:
 
 
 CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, markers=("pixelwise_flow_predictor_params", "skips"),
+                         section_markers=("model_params.region_predictor_params",),
                          official_repo="github.com/snap-research/articulated-animation", check=_check_config)
 
 
 def load_mraa_config(config: Any) -> dict:
-    """load_config(config, method="mraa"), also for an official YAML file as it is (see the module docstring;
-    `animbench` commands go through load_config itself, which needs the same rule in detect_method)."""
-    if isinstance(config, Mapping):
-        return load_config(config, method="mraa")
-    path = resolve_config(config, "mraa")
-    text = path.read_bytes()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return load_config(path, method="mraa")  # its one-line error naming the file and line
-    marker = get_path(raw, "model_params.generator_params.pixelwise_flow_predictor_params", None) \
-        if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or "method" in raw or marker is None:
-        return load_config(path, method="mraa")
-    try:
-        cfg = load_config({**raw, "method": "mraa"}, method="mraa")
-    except AnimbenchError as e:
-        raise AnimbenchError(str(e).replace("<dict>", str(path), 1)) from None
-    cfg.pop("method")
-    cfg["_meta"].update(path=str(path), sha256=hashlib.sha256(text).hexdigest())
-    return cfg
+    """load_config(config, method="mraa"): ours or an official YAML file as it is (path and sha256 recorded)."""
+    return load_config(config, method="mraa")

@@ -442,10 +442,10 @@ class TPSMM(Method):
 
     def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
         """Reconstruction protocol (§2.13): absolute driving keypoints, the bg affine bg(source, driving) when
-        the model has a bg predictor, no dropout -> (B, 3, H, W)."""
+        the model has a (trained or loaded) bg predictor, no dropout -> (B, 3, H, W)."""
         check_reconstruct_shapes(source, driving)
         with self._inference():
-            bg_param = self.bg_predictor(source, driving) if self.bg_predictor is not None else None
+            bg_param = self.bg_predictor(source, driving) if "bg_predictor" in self.networks else None
             return self.generate(source, self.kp_detector(source), self.kp_detector(driving), bg_param)
 
     def animation_mode(self, relative: bool | None = None, adapt_scale: bool | None = None) -> AnimationMode:

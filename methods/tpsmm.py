@@ -420,10 +420,14 @@ class TPSMM(Method):
 
     # --- checkpoints ---
     def read_checkpoint(self, path: Any) -> dict[str, Any]:
-        """An official `.pth.tar` (training, AVD or released) or ours. avd_network joins the networks when the
-        file holds it; a stage-1 file saved before bg_start has no bg_predictor, which then leaves the networks
+        """An official `.pth.tar` (training, AVD or released) or ours; the official `optimizer` is read as
+        `optimizer_generator`. avd_network joins the networks when the file holds it; a stage-1 file saved before bg_start has no bg_predictor, which then leaves the networks
         (its untrained fc gives exactly the identity affine, the official code's bg-less motion)."""
         ckpt = super().read_checkpoint(path)
+        if "optimizer" in ckpt and "optimizer_generator" not in ckpt:
+            # the official Adam over inpainting + dense motion + keypoints: the same parameters, in the same order,
+            # as our "generator" group, so a resumed official training run keeps its optimiser state
+            ckpt["optimizer_generator"] = ckpt["optimizer"]
         if "avd_network" in ckpt and "avd_network" not in self.networks:
             self.networks = (*self.networks, "avd_network")
         if "bg_predictor" not in ckpt and "bg_predictor" in self.networks and self.stage == "main":

@@ -1,4 +1,4 @@
-"""Train FOMM and Monkey-Net on the real 64x64 "actions" clips for a stated step budget; report reconstruction L1.
+"""Train Monkey-Net, FOMM, MRAA and TPSMM on the real 64x64 "actions" clips for a stated step budget; report reconstruction L1.
 
 The strips in ../shared/data/monkeynet/actions/{train,test} (57 / 15 clips) become a frame store through prep's
 folder recipe (`animbench prep folder`). Each method trains with its actions64 config (configs/) for `--steps`
@@ -31,7 +31,7 @@ from methods.train import find_last_checkpoint, train  # noqa: E402
 from prep.store import FrameStore  # noqa: E402
 
 DEFAULT_SRC = REPO.parent / "shared/data/monkeynet/actions"
-CONFIGS = {"fomm": REPO / "configs/fomm-actions64.yaml", "monkey_net": REPO / "configs/monkey_net-actions64.yaml"}
+CONFIGS = {m: REPO / f"configs/{m}-actions64.yaml" for m in ("fomm", "monkey_net", "mraa", "tpsmm")}
 
 
 def build_store(src: Path, out: Path) -> Path:
@@ -53,13 +53,13 @@ def _l1(summary: dict) -> dict:
 
 
 def main() -> None:
-    """Build the store, train both methods for the budget, reconstruct the test split, write results.json."""
+    """Build the store, train each method for the budget, reconstruct the test split, write results.json."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--src", default=str(DEFAULT_SRC))
     p.add_argument("--out", required=True, help="working folder: store/, runs/, reconstructions/, results.json")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per method (the budget)")
     p.add_argument("--batch-size", type=int, default=None, help="override the configs' batch size (8)")
-    p.add_argument("--methods", default="fomm,monkey_net")
+    p.add_argument("--methods", default="fomm,monkey_net,mraa,tpsmm")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

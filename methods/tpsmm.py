@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from methods.config import get_path
+from methods.config import get_path, load_config
 from methods.interface import (
     AnimationMode,
     Method,
@@ -44,7 +44,7 @@ from methods.layers import (
 )
 from methods.losses import PerceptualPyramidLoss
 from methods.registry import MethodCard, register_method
-from methods.tpsmm_config import CONFIG_SPEC, load_tpsmm_config
+from methods.tpsmm_config import CONFIG_SPEC
 from methods.tpsmm_tps import (
     KeypointTPS,
     RandomTPS,
@@ -393,7 +393,7 @@ class TPSMM(Method):
     def from_config(cls, cfg: dict | str, align_corners: bool = True) -> TPSMM:
         """Build from an official TPSMM YAML (or our own), as a path or a load_config dict."""
         if not isinstance(cfg, dict) or "_meta" not in cfg:
-            cfg = load_tpsmm_config(cfg)
+            cfg = load_config(cfg, method="tpsmm")
         common = get_path(cfg, "model_params.common_params")
         num_tps, num_channels = common["num_tps"], common["num_channels"]
         multi_mask = bool(common.get("multi_mask", True))

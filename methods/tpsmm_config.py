@@ -1,13 +1,7 @@
-"""TPSMM's YAML: what the official configs (and ours) may and must hold, and how the official files load as they
-are (reference §2.8)."""
+"""TPSMM's YAML: what the official configs (and ours) may and must hold (reference §2.8). The official files load
+as they are through methods.config.load_config, which tells them by `model_params.common_params.num_tps`."""
 
 from __future__ import annotations
-
-import hashlib
-from collections.abc import Mapping
-from typing import Any
-
-import yaml
 
 from methods.config import (
     AUGMENTATION,
@@ -17,8 +11,6 @@ from methods.config import (
     ConfigSpec,
     get_path,
     is_inverse_int,
-    load_config,
-    resolve_config,
 )
 from plumbing.errors import AnimbenchError
 
@@ -92,29 +84,6 @@ def _check_config(cfg: dict, where: str) -> None:
                              f"got {fallback!r}")
 
 
-CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, markers=(),
+# the official files have no `method:` key and FOMM-like generator_params; num_tps is TPSMM's alone
+CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, section_markers=("model_params.common_params.num_tps",),
                          official_repo="github.com/yoyo-nb/Thin-Plate-Spline-Motion-Model", check=_check_config)
-
-
-def load_tpsmm_config(config: str | Any) -> dict:
-    """load_config(config, method="tpsmm"), also for the official YAML files as they are: they have no `method:`
-    key and their generator_params look like FOMM's to methods.config.detect_method, so a file that names
-    `model_params.common_params.num_tps` is validated as TPSMM's and keeps its own path and sha256."""
-    if isinstance(config, Mapping):
-        return load_config(config, method="tpsmm")
-    path = resolve_config(config, "tpsmm")
-    text = path.read_bytes()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return load_config(path, method="tpsmm")  # its one-line error naming the file and line
-    if not (isinstance(raw, dict) and "method" not in raw
-            and get_path(raw, "model_params.common_params.num_tps", None) is not None):
-        return load_config(path, method="tpsmm")
-    try:
-        cfg = load_config({**raw, "method": "tpsmm"}, method="tpsmm")
-    except AnimbenchError as e:
-        raise AnimbenchError(str(e).replace("<dict>", str(path), 1)) from None
-    cfg.pop("method")
-    cfg["_meta"].update(path=str(path), sha256=hashlib.sha256(text).hexdigest())
-    return cfg

@@ -18,7 +18,6 @@ from methods.interface import AnimationMode
 from methods.layers import make_coordinate_grid
 from methods.registry import get_method
 from methods.tpsmm import TPSMM
-from methods.tpsmm_config import load_tpsmm_config
 from methods.tpsmm_tps import (
     KeypointTPS,
     RandomTPS,
@@ -57,8 +56,8 @@ def test_official_configs_load_as_they_are_and_give_the_official_keys_and_shapes
     configs = sorted((shared_dir / "data" / "official-configs" / "tpsmm").glob("*.yaml"))
     assert [p.stem for p in configs] == ["mgif-256", "taichi-256", "ted-384", "vox-256"]
     for path in configs:
-        cfg = load_tpsmm_config(path)
-        assert cfg["_meta"]["path"] == str(path) and "method" not in cfg  # the file as it is
+        cfg = load_config(path)  # no `method:` key: told apart from FOMM's by common_params.num_tps
+        assert cfg["_meta"]["method"] == "tpsmm" and cfg["_meta"]["path"] == str(path)
         dump = _parse_dump(shared_dir / "reference" / "state-dicts" / f"tpsmm_{path.stem}.txt")
         with torch.device("meta"):  # shapes only: no 88M-parameter initialisation
             model = TPSMM.from_config(cfg)

@@ -41,13 +41,16 @@ CACHE = REPO / "bench_out" / "cache"
 
 
 def footage(videos: int, frames: int, width: int, height: int, data: Path | None = None) -> Path:
-    """The cached synthetic h264 set (made on first use): OUT/videos/*.mp4 + OUT/metadata.csv (vox format)."""
+    """The cached synthetic h264 set (made on first use): OUT/videos/*.mp4 + OUT/metadata.csv (vox format); the
+    set's ground-truth masks and keypoints are dropped."""
     data = data or CACHE / f"faces-{width}x{height}-{videos}x{frames}"
     if not (data / "synth.json").is_file():
         t = time.perf_counter()
         make_synthetic(data, kind="faces", num_videos=videos, num_frames=frames, width=width, height=height, seed=0)
         print(f"footage: {videos} x {frames} frames at {width}x{height} in {time.perf_counter() - t:.1f} s",
               file=sys.stderr)
+        for truth in ("masks", "keypoints"):  # ground truth the vox recipe never reads (masks: ~90 MB a video)
+            shutil.rmtree(data / truth, ignore_errors=True)
     return data
 
 

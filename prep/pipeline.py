@@ -401,13 +401,14 @@ def _read_stats(root: Path, unit: Unit) -> dict[str, Any] | None:
 def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, *, workers: int | None = None,
              address: str | None = None, resume: bool = False, overwrite: bool = False,
              retry_failed: bool = False, timeout: float = 300.0, retries: int = 1, progress: bool = True,
-             source: str | None = None) -> PrepSummary:
+             log_every: float | None = None, source: str | None = None) -> PrepSummary:
     """Run the units on Ray and write the frame store at `out`; return a summary.
 
     workers: local worker processes (default: all cores) or, with `address`, actors on the cluster
     (default: its CPUs). timeout: seconds a unit may go without progress before its worker is killed.
     retries: how often a unit whose worker died is retried. retry_failed: with resume, redo units that
-    recorded failures.
+    recorded failures. progress: the bar on stderr; log_every: instead of it, a plain status line at most every
+    that many seconds and one at the end (for logs).
     """
     began = time.perf_counter()
     if not units:
@@ -447,7 +448,8 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
         with ray_session(workers, address) as started:
             ray_start_s = time.perf_counter() - t
             n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            bar = progress_bar(len(todo), f"prep {config.recipe}", "video", enabled=progress)
+            bar = progress_bar(len(todo), f"prep {config.recipe}", "video", enabled=progress and log_every is None,
+                               log_every=log_every)
             try:
                 _Scheduler(config, root, n, timeout, retries, bar, keep_warm=not started).run(todo)
             finally:

@@ -50,6 +50,9 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--retries", type=int, default=1, help="retries of a video whose worker died (default 1)")
     g.add_argument("--decoder", choices=BACKENDS, default="auto", help="decord, pyav, or auto (decord, else PyAV)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--log-every", type=float, default=None, metavar="SECONDS",
+                   help="instead of the bar, a plain status line (videos done / total, failed, frames/s, ETA) at "
+                        "most every SECONDS and one at the end: for the logs of long runs")
     g.add_argument("--poses", default=None, metavar="DIR|BACKEND",
                    help="fill the store's keypoints table: a folder of OpenPose outputs (DIR/<video id>/), "
                         "'synthetic' (an `animbench synth` set's ground truth), or a detector: rtpose, dwpose")
@@ -108,7 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
     units, config = plan_and_config(args)
     summary = run_prep(units, args.out, config, workers=args.workers, address=args.address, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed, timeout=args.timeout,
-                       retries=args.retries, progress=not args.no_progress, source=str(args.src))
+                       retries=args.retries, progress=not args.no_progress, log_every=args.log_every,
+                       source=str(args.src))
     m = summary.manifest
     rate = summary.frames / max(m["timings"]["wall_s"], 1e-9)
     print(f"prep {args.recipe}: {summary.units} source(s): {summary.run} processed, {summary.skipped} skipped "

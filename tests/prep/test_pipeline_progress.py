@@ -52,3 +52,13 @@ def test_no_progress_prints_no_bar_and_the_summary_counts_decoded_frames(set_wit
                        workers=2, progress=False)
     assert "frames stored" not in capsys.readouterr().err
     assert summary.videos == 2 and summary.frames > 0 and summary.decoded >= summary.frames and len(summary.failures) == 1
+
+
+def test_log_every_writes_plain_status_lines_for_logs(set_with_a_broken_video, tmp_path, capsys, ray_session):
+    args = ["synthetic", "--src", str(set_with_a_broken_video), "--out", str(tmp_path / "store"), "--workers", "2",
+            "--size", "32", "--log-every", "0"]
+    assert pipeline_cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no bar redraws in a log
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("prep synthetic: 3/3 videos (100%), failed 1, ") and "ETA 0:00:00" in last, last

@@ -17,7 +17,8 @@ import importlib
 import math
 import os
 import pkgutil
-from collections.abc import Collection, Iterator, Sequence
+import sys
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,15 @@ def _number(row: dict[str, str], key: str, kind: type, where: str, positive: boo
 
 def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathLike, *, with_person: bool,
                    url_template: str | None = YOUTUBE_URL, download: bool = False,
-                   skip_lines: Collection[int] = ()) -> list[Unit]:
+                   skip_lines: Collection[int] = (), warn: Callable[[str], None] | None = None) -> list[Unit]:
     """Units from a vox/taichi-format metadata csv: one unit per source video, one clip per row.
 
     Every row is checked here: ids are plain names (video and person ids without '#', which joins the parts
-    of clip names), numbers are numbers in range, no clip appears twice. src must exist unless the videos are
-    to be downloaded into it. Rows on `skip_lines` (file line numbers) are left out: the caller has reported
-    them."""
+    of clip names), numbers are numbers in range. A row repeating an earlier one exactly is skipped, a clip
+    listed as train and as test is kept in test only (both with a counted warning: the official vox csv has 308
+    and 3 of them), any other repeated clip is an error. src must exist unless the videos are to be downloaded
+    into it. Rows on `skip_lines` (file line numbers) are left out: the caller has reported them."""
+    warn = warn or print_warning
     if not Path(src).is_dir() and not (download and url_template):
         raise AnimbenchError(f"--src {src}: no such directory" + (" (or pass --download)" if url_template else ""))
     cols = ["video_id", "start", "end", "bbox", "fps", "width", "height", "partition"]
@@ -140,6 +143,9 @@ def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathL
     src = Path(src)
     by_video: dict[str, list[Clip]] = {}
     lines: dict[str, int] = {}
+    firsts: dict[str, dict[str, str]] = {}  # clip name -> its first row
+    repeated: list[tuple[int, int]] = []  # (line, the earlier line it repeats exactly)
+    both_splits: list[tuple[int, int]] = []  # (line, the earlier line): the same clip as train and as test
     for n, row in enumerate(rows, start=2):
         if n in skip_lines:
             continue
@@ -158,19 +164,49 @@ def metadata_units(recipe: str, src: str | os.PathLike, metadata: str | os.PathL
             raise AnimbenchError(f"{where}: frame range [{start}, {end}) is empty (end must be after start)")
         name = "#".join(([person] if with_person else []) + [vid, f"{start:06d}", f"{end:06d}"])
         check_id(name, field="clip name", where=where, max_bytes=MAX_CLIP_BYTES)
-        if name in lines:
-            raise AnimbenchError(f"{where}: clip {name!r} is also on line {lines[name]}")
-        lines[name] = n
-        by_video.setdefault(vid, []).append(Clip(
-            video_id=name, split=split, person_id=person, start=start, end=end,
-            ref_fps=ref_fps, bbox=parse_bbox(row["bbox"], where), ref_size=(width, height),
-        ))
+        clip = Clip(video_id=name, split=split, person_id=person, start=start, end=end,
+                    ref_fps=ref_fps, bbox=parse_bbox(row["bbox"], where), ref_size=(width, height))
+        if name in lines:  # the official vox csv repeats 308 rows exactly and lists 3 clips as train and test
+            first = firsts[name]
+            if row == first:
+                repeated.append((n, lines[name]))
+                continue
+            if {k: v for k, v in row.items() if k != "partition"} != \
+                    {k: v for k, v in first.items() if k != "partition"}:
+                raise AnimbenchError(f"{where}: clip {name!r} is also on line {lines[name]} with other values")
+            both_splits.append((n, lines[name]))
+            if split != "test":
+                continue
+            by_video[vid] = [c for c in by_video[vid] if c.video_id != name]  # the test row wins
+        lines[name], firsts[name] = n, row
+        by_video.setdefault(vid, []).append(clip)
+    _report_repeats(metadata, repeated, both_splits, warn)
     units = []
     for vid in sorted(by_video):
         url = url_template.format(video_id=vid) if url_template else None
         clips = tuple(sorted(by_video[vid], key=lambda c: c.video_id))
         units.append(Unit(key=f"{recipe}/{vid}", source=str(find_video(src, vid)), clips=clips, url=url))
     return units
+
+
+def print_warning(message: str) -> None:
+    """A recipe's warning: one line on stderr (the run goes on)."""
+    print(f"animbench: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _report_repeats(metadata: str | os.PathLike, repeated: list[tuple[int, int]],
+                    both_splits: list[tuple[int, int]], warn: Callable[[str], None]) -> None:
+    """One warning per kind of repeated clip row (counted, the first lines named)."""
+    def first(pairs: list[tuple[int, int]]) -> str:
+        return ", ".join(f"line {n} = line {m}" for n, m in pairs[:3]) + (", ..." if len(pairs) > 3 else "")
+
+    if repeated:
+        warn(f"metadata {metadata}: {len(repeated)} row(s) repeat an earlier row exactly ({first(repeated)}): "
+             f"each clip is prepared once")
+    if both_splits:
+        warn(f"metadata {metadata}: {len(both_splits)} clip(s) are listed as train and as test "
+             f"({first(both_splits)}): kept in test only, so no test clip is trained on (the official script "
+             f"would put them in both)")
 
 
 def keyed_rows(path: str | os.PathLike, required: Sequence[str], what: str) -> Iterator[tuple[str, dict, str]]:

@@ -57,9 +57,19 @@ def test_bad_numbers_are_refused_naming_the_line(tmp_path, row, expected):
     assert "meta.csv line 2: " in msg and expected in msg and "\n" not in msg
 
 
-def test_duplicate_rows_and_short_rows_are_refused(tmp_path):
-    """The same clip twice names both lines; a row with missing fields is an error, not a crash."""
-    assert "meta.csv line 3: clip 'id10001#AAAA#000000#000008' is also on line 2" in _plan_error(tmp_path, {}, {})
+def test_repeated_clips_skipped_or_kept_in_test_or_refused(tmp_path, capsys):
+    """As in the official vox csv: a row repeated exactly is prepared once, a clip listed as train and as test
+    stays in test only (both warned, counted, lines named); the same clip with other values is an error."""
+    (tmp_path / "raw").mkdir()
+    meta = _meta(tmp_path, {}, {}, {"start": 20, "end": 30}, {"start": 20, "end": 30, "partition": "test"})
+    units = vox.plan(tmp_path / "raw", meta)
+    clips = {c.video_id: c.split for u in units for c in u.clips}
+    assert clips == {"id10001#AAAA#000000#000008": "train", "id10001#AAAA#000020#000030": "test"}
+    err = capsys.readouterr().err
+    assert "1 row(s) repeat an earlier row exactly (line 3 = line 2)" in err
+    assert "1 clip(s) are listed as train and as test (line 5 = line 4): kept in test only" in err
+    msg = _plan_error(tmp_path, {}, {"bbox": "0-0-32-32"})
+    assert "meta.csv line 3: clip 'id10001#AAAA#000000#000008' is also on line 2 with other values" in msg
     meta = _meta(tmp_path, {})
     meta.write_text(meta.read_text() + "AAAA,0,8\n")
     with pytest.raises(AnimbenchError, match=r"meta.csv line 3: 3 field\(s\), expected 9"):

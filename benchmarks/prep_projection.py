@@ -9,8 +9,8 @@ anti-aliased resize to 256, encode, Parquet write) with one worker on the cached
 benchmarks/prep_throughput.py, once per image format the encoder offers. The metadata mode uses no face
 detector (the boxes are in the csv), so no stage is left out. The per-core rate is frames over the CPU
 seconds the worker process got (read from /proc), so a loaded machine slows the run but not the figure; the
-time is split into decode (per decoded source frame, at the CPU cost of decord decoding the same footage on one
-core, scaled by the source's pixel count against 720p) and the rest (per stored frame). The footage is
+time is split into decode (per decoded source frame, at the CPU cost of the pipeline's decoder decoding the
+same footage on one core, scaled by the source's pixel count against 720p) and the rest (per stored frame). The footage is
 synthetic: real YouTube frames carry more texture and decode slower, so read the hours as a lower bound. Download is not included.
 """
 
@@ -164,8 +164,8 @@ def main() -> int:
         print(f"- measured ({fmt}, {r['encoding']}): {r['frames']} frames of 1280x720 h264 -> 256 px in "
               f"{r['worker_cpu_s']:.1f} worker CPU-s = {r['frames_per_core_s']:.1f} frames per core-second "
               f"(decode {r['decode_share']:.0%} of it); {r['bytes_per_frame']:,.0f} bytes per frame")
-    print(f"- time model: decode {rate['decode_core_s_per_frame'] * 1e3:.2f} ms per decoded 720p frame (decord, "
-          f"one thread pinned to one core: {raw['frames_per_cpu_s']} frames per CPU-s), scaled by "
+    print(f"- time model: decode {rate['decode_core_s_per_frame'] * 1e3:.2f} ms per decoded 720p frame "
+          f"({'/'.join(raw['decoder'])}, one thread pinned to one core: {raw['frames_per_cpu_s']} frames per CPU-s), scaled by "
           f"the source's pixel count (1080p = 2.25x); crop + resize + encode + write "
           f"{rate['rest_core_s_per_frame'] * 1e3:.2f} ms per stored frame (PNG, the default)")
     print(f"- decoded frames: each clip, plus gaps up to {SEEK_GAP} frames between clips decoded through, plus half "

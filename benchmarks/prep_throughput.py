@@ -54,32 +54,34 @@ def footage(videos: int, frames: int, width: int, height: int, data: Path | None
     return data
 
 
-def raw_decode_rate(videos: list[Path]) -> dict:
-    """Sequential full decode to RGB with decord (num_threads=1), pinned to one core: one worker's raw decode
-    speed. Unpinned, decord's get_batch spreads over ~1.5 cores (measured), which no worker of a full machine
-    gets."""
-    import decord
-
+def raw_decode_rate(videos: list[Path], backend: str = "auto") -> dict:
+    """Sequential full decode to RGB with the decoder the pipeline uses (prep.decode.open_source: PyAV first,
+    one thread), pinned to one core: one worker's raw decode speed. Unpinned, a decoder may spread over more
+    than a core, which no worker of a full machine gets."""
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(affinity)})
     try:
-        return _decode_all(decord, videos)
+        return _decode_all(videos, backend)
     finally:
         os.sched_setaffinity(0, affinity)
 
 
-def _decode_all(decord, videos: list[Path]) -> dict:
+def _decode_all(videos: list[Path], backend: str) -> dict:
+    from prep.decode import open_source
+
     t, cpu = time.perf_counter(), time.process_time()
-    frames = 0
+    frames, used = 0, set()
     for path in videos:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        n = len(reader)
-        for lo in range(0, n, 32):
-            frames += reader.get_batch(list(range(lo, min(n, lo + 32)))).asnumpy().shape[0]
-        del reader
+        source = open_source(path, backend=backend)
+        used.add(source.backend)
+        try:
+            for _ in source.frames():
+                frames += 1
+        finally:
+            source.close()
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     return {"frames": frames, "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 1),
-            "frames_per_cpu_s": round(frames / cpu, 1)}
+            "frames_per_cpu_s": round(frames / cpu, 1), "decoder": sorted(used)}
 
 
 def store_bytes_per_frame(store: Path, frames: int) -> float:
@@ -190,7 +192,8 @@ def main() -> int:
                         "encode": r["encode"]} for f, r in formats.items()},
     }
     emit_report(report, args.out)
-    print(f"\nraw decode (decord, 1 thread): {raw_fps:.1f} frames/s, {raw_cpu:.1f} frames per CPU-s; "
+    decoder = "/".join(raws[0]["decoder"])
+    print(f"\nraw decode ({decoder}, 1 thread, 1 core): {raw_fps:.1f} frames/s, {raw_cpu:.1f} frames per CPU-s; "
           f"PNG encoder: {first['encode']}; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("| workers | frames/s | per worker vs raw decode | speed-up | frames per worker CPU-s (vs raw) "
           "| idle-machine speed-up (estimate) | workers' cores | driver cores | Ray processes' cores |")

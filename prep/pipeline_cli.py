@@ -48,7 +48,7 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--timeout", type=float, default=300.0,
                    help="seconds a video may go without progress before its worker is killed (default 300)")
     g.add_argument("--retries", type=int, default=1, help="retries of a video whose worker died (default 1)")
-    g.add_argument("--decoder", choices=BACKENDS, default="auto", help="decord, pyav, or auto (decord, else PyAV)")
+    g.add_argument("--decoder", choices=BACKENDS, default="auto", help="pyav, decord, or auto (PyAV, else decord)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--log-every", type=float, default=None, metavar="SECONDS",
                    help="instead of the bar, a plain status line (videos done / total, failed, frames/s, ETA) at "

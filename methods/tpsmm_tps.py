@@ -26,14 +26,19 @@ def tps_kernel(squared_distance: Tensor) -> Tensor:
     return squared_distance * torch.log(squared_distance + LOG_EPS)
 
 
+def tps_groups(kp: Tensor) -> Tensor:
+    """(B, K·5, 2) keypoints -> (B, K, 5, 2) TPS groups (a tensor already grouped is returned as it is)."""
+    return kp if kp.dim() == 4 else kp.view(kp.shape[0], -1, TPS_POINTS, 2)
+
+
 def tps_system(kp_driving: Tensor, kp_source: Tensor) -> tuple[Tensor, Tensor]:
     """The regularised TPS systems of every group: control points p = driving, targets q = source.
 
-    (B, K·5, 2) each -> L (B, K, 8, 8) = [[U(|p_i - p_j|), P], [Pᵀ, 0]] + 0.01·I and Y (B, K, 8, 2) = [q; 0].
+    (B, K·5, 2) or (B, K, 5, 2) each -> L (B, K, 8, 8) = [[U(|p_i - p_j|), P], [Pᵀ, 0]] + 0.01·I and
+    Y (B, K, 8, 2) = [q; 0].
     """
-    b = kp_driving.shape[0]
-    p = kp_driving.view(b, -1, TPS_POINTS, 2)
-    q = kp_source.view(b, -1, TPS_POINTS, 2)
+    p, q = tps_groups(kp_driving), tps_groups(kp_source)
+    b = p.shape[0]
     k = p.shape[1]
     # as official: the Euclidean norm, then squared (not the sum of squares: the float rounding differs)
     kernel = torch.norm(p[:, :, :, None] - p[:, :, None, :], dim=4, p=2) ** 2
@@ -51,16 +56,20 @@ class KeypointTPS:
     """The K fitted thin-plate splines mapping driving coordinates to source coordinates (paper Eq. 2)."""
 
     def __init__(self, params: Tensor, kp_driving: Tensor):
-        """params (B, K, 8, 2): the solution of tps_system (W rows 0..4, the affine rows 5..7)."""
+        """params (B, K, 8, 2): the solution of tps_system (W rows 0..4, the affine rows 5..7); kp_driving the
+        control points, (B, K·5, 2) or grouped (B, K, 5, 2)."""
         self.affine = params[:, :, TPS_POINTS:, :].permute(0, 1, 3, 2)  # (B, K, 2, 3) = [A | c]
         self.weights = params[:, :, :TPS_POINTS, :]  # (B, K, 5, 2)
-        self.control_points = kp_driving.view(kp_driving.shape[0], -1, TPS_POINTS, 2)  # (B, K, 5, 2)
+        self.control_points = tps_groups(kp_driving)  # (B, K, 5, 2)
 
     @classmethod
     def fit(cls, kp_driving: Tensor, kp_source: Tensor) -> KeypointTPS:
         """The official fit: inverse(L) @ Y in the keypoints' dtype (float32), not a solve (§2.10)."""
-        system, targets = tps_system(kp_driving, kp_source)
-        return cls(torch.matmul(torch.inverse(system), targets), kp_driving)
+        # one grouped view of the driving points feeds the kernel, P and the control points, as official: the
+        # backward then sums their three gradients in one place, so the keypoint gradient is bit-identical too
+        p = tps_groups(kp_driving)
+        system, targets = tps_system(p, kp_source)
+        return cls(torch.matmul(torch.inverse(system), targets), p)
 
     def warp_coordinates(self, coordinates: Tensor) -> Tensor:
         """T_k(z) = A·z + c + Σ_i W_i·U(|z - p_i|) for z (1, N, 2) -> (B, K, N, 2)."""

@@ -36,14 +36,12 @@ from methods.interface import (
 )
 from methods.layers import (
     AntiAliasInterpolation2d,
-    DownBlock2d,
     Hourglass,
-    ResBlock2d,
-    SameBlock2d,
-    UpBlock2d,
+    add_generator_trunk,
     full_precision,
     kp2gaussian,
     make_coordinate_grid,
+    resize_deformation,
     upcast,
     warp,
 )
@@ -172,23 +170,13 @@ class OcclusionAwareGenerator(nn.Module):
             self.dense_motion_network = DenseMotionNetwork(
                 num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map,
                 align_corners=align_corners, **dense_motion_params)
-        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
-        feats = [min(max_features, block_expansion * (2**i)) for i in range(num_down_blocks + 1)]
-        self.down_blocks = nn.ModuleList(DownBlock2d(feats[i], feats[i + 1]) for i in range(num_down_blocks))
-        self.up_blocks = nn.ModuleList(UpBlock2d(feats[i + 1], feats[i]) for i in reversed(range(num_down_blocks)))
-        self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(feats[-1]))
-        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
+        add_generator_trunk(self, num_channels, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks)
         self.num_channels = num_channels
         self.align_corners = align_corners
 
     def deform_input(self, x: Tensor, deformation: Tensor) -> Tensor:
         """Warp x by the deformation, bilinearly resized (align_corners=False, as official) if sizes differ."""
-        if deformation.shape[1:3] != x.shape[2:]:
-            deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=x.shape[2:], mode="bilinear",
-                                        align_corners=False).permute(0, 2, 3, 1)
-        return warp(x, deformation, self.align_corners)
+        return warp(x, resize_deformation(deformation, x.shape[2:]), self.align_corners)
 
     def forward(self, source_image: Tensor, kp_driving: dict, kp_source: dict) -> dict[str, Tensor]:
         """Source image (B, 3, H, W) and keypoints -> {"prediction": (B, 3, H, W) in [0, 1], ...}."""

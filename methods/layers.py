@@ -54,6 +54,30 @@ def warp(x: Tensor, grid: Tensor, align_corners: bool, padding_mode: str = "zero
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
 
 
+def resize_deformation(deformation: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """A (B, h, w, 2) deformation bilinearly resized to size (H, W) (align_corners=False, as the official
+    generators' interpolate), unchanged when it already has that size."""
+    if tuple(deformation.shape[1:3]) == tuple(size):
+        return deformation
+    return F.interpolate(deformation.permute(0, 3, 1, 2), size=size, mode="bilinear",
+                         align_corners=False).permute(0, 2, 3, 1)
+
+
+def add_generator_trunk(module: nn.Module, num_channels: int, block_expansion: int, max_features: int,
+                        num_down_blocks: int, num_bottleneck_blocks: int) -> None:
+    """The encoder / bottleneck / decoder of FOMM's generator (and MRAA's) as attributes of `module`, under the
+    official keys: first, down_blocks, up_blocks, bottleneck (r0, r1, ...), final; created in the official
+    order, so a seeded initialisation is the official one."""
+    module.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
+    feats = [min(max_features, block_expansion * (2**i)) for i in range(num_down_blocks + 1)]
+    module.down_blocks = nn.ModuleList(DownBlock2d(feats[i], feats[i + 1]) for i in range(num_down_blocks))
+    module.up_blocks = nn.ModuleList(UpBlock2d(feats[i + 1], feats[i]) for i in reversed(range(num_down_blocks)))
+    module.bottleneck = nn.Sequential()
+    for i in range(num_bottleneck_blocks):
+        module.bottleneck.add_module(f"r{i}", ResBlock2d(feats[-1]))
+    module.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
+
+
 class DownBlock2d(nn.Module):
     """conv -> BN -> ReLU -> 2x2 average pool (halves the resolution)."""
 

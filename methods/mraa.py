@@ -29,14 +29,12 @@ from methods.interface import (
 )
 from methods.layers import (
     AntiAliasInterpolation2d,
-    DownBlock2d,
     Encoder,
     Hourglass,
-    ResBlock2d,
-    SameBlock2d,
-    UpBlock2d,
+    add_generator_trunk,
     full_precision,
     make_coordinate_grid,
+    resize_deformation,
     upcast,
     warp,
 )
@@ -234,24 +232,14 @@ class Generator(nn.Module):
             self.pixelwise_flow_predictor = PixelwiseFlowPredictor(
                 num_regions=num_regions, num_channels=num_channels, revert_axis_swap=revert_axis_swap,
                 align_corners=align_corners, **pixelwise_flow_predictor_params)
-        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
-        feats = [min(max_features, block_expansion * (2**i)) for i in range(num_down_blocks + 1)]
-        self.down_blocks = nn.ModuleList(DownBlock2d(feats[i], feats[i + 1]) for i in range(num_down_blocks))
-        self.up_blocks = nn.ModuleList(UpBlock2d(feats[i + 1], feats[i]) for i in reversed(range(num_down_blocks)))
-        self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(feats[-1]))
-        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
+        add_generator_trunk(self, num_channels, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks)
         self.num_channels = num_channels
         self.skips = skips
         self.align_corners = align_corners
 
     def deform_input(self, x: Tensor, flow: Tensor) -> Tensor:
         """Warp x by the flow, bilinearly resized first (align_corners=False, as torch 1.4's default) if needed."""
-        if flow.shape[1:3] != x.shape[2:]:
-            flow = F.interpolate(flow.permute(0, 3, 1, 2), size=x.shape[2:], mode="bilinear",
-                                 align_corners=False).permute(0, 2, 3, 1)
-        return warp(x, flow.to(x.dtype), self.align_corners)
+        return warp(x, resize_deformation(flow, x.shape[2:]).to(x.dtype), self.align_corners)
 
     def blend(self, skip: Tensor, previous: Tensor | None, motion: Mapping[str, Tensor] | None) -> Tensor:
         """warp(skip)·O + previous·(1 − O), O resized to skip's size (warp(skip)·O without a previous)."""

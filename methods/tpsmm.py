@@ -8,6 +8,14 @@ are (B, K·5, 2) tensors in (-1, 1) ordered (x, y); the TPS maths is in methods/
 the official 256² configs (K = num_tps = 10). Every grid_sample and flow resize uses align_corners=True (explicit
 in the official code, §2.10). The util blocks are layers.py's with InstanceNorm2d(affine) in place of BatchNorm
 (§2.1); the two ResNets keep torchvision's BatchNorm. State-dict keys equal the official checkpoints'.
+
+Checked against the official modules (yoyo-nb/Thin-Plate-Spline-Motion-Model, modules/ at 0ec14f6; the tiny,
+vox-256 and mgif-256 configs; the same randomised weights and BatchNorm statistics; float32, one CPU thread):
+keypoints, bg affine, dense motion (flow, contribution and occlusion maps), inpainting, reconstruction, the AVD
+network, relative keypoints, per-frame animation in each mode, and one training step (dropout on and off: losses,
+BatchNorm statistics, clipped gradients) are bit-identical. `animate` batches frames: that moves predictions by
+~1e-5 (up to ~6e-4 in AVD mode with random weights), the ResNet's per-batch rounding amplified by the float32 TPS
+solve; demo.py's own output moves as much when only its input tensor's memory layout changes.
 """
 
 from __future__ import annotations

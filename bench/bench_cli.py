@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from bench.results import Results
+    from bench.results import Results, interval_is_shown
     from bench.runner import parse_method_spec, run_bench
 
     methods = [parse_method_spec(s) for group in args.methods for s in group.split(",") if s.strip()]
@@ -78,7 +78,9 @@ def _bench(args: argparse.Namespace) -> int:
           f"({run['executor']}, {run['workers']} worker(s), {run['device']}) -> {args.out}")
     board = Results(args.out).leaderboard("frame")
     for _, r in board.iterrows():
-        ci = "" if r["weighting"] == "set" else f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
+        # the leaderboard's rule: no bootstrap interval over fewer than MIN_VIDEOS_FOR_CI videos
+        ci = ("" if r["weighting"] == "set" else f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
+              if interval_is_shown(r["n_videos_used"]) else f" (n = {int(r['n_videos_used'])} videos: no interval)")
         print(f"  {r['method']:<20} {r['metric']:<16} {r['mean']:.4g}{ci}")
     print(f"full table: animbench leaderboard {args.out}   report: animbench report {args.out} --out DIR")
     return 0

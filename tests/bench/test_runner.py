@@ -218,7 +218,10 @@ def test_cli_bench_then_leaderboard(store, tmp_path, capsys):
     code = main(["bench", "--methods", "copy-source", "--methods", "oracle", "--store", str(store.root),
                  "--protocol", "reconstruction", "--metrics", "l1,psnr", "--out", str(out), "--workers", "1",
                  "--n-boot", "50", "--limit-videos", "2"])
-    assert code == 0 and "oracle" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert code == 0 and "oracle" in printed
+    # the summary follows the leaderboard's rule: 2 videos, n stated, no interval
+    assert "(n = 2 videos: no interval)" in printed and "[" not in printed.split("->")[1]
     assert R.Results(out).videos()["video_id"].nunique() == 2
     assert main(["leaderboard", str(out), "--by", "video"]) == 0
     text = capsys.readouterr().out

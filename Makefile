@@ -32,6 +32,9 @@ lint: venv
 # The whole chain on synthetic sets, on CPU: synth -> prep -> train -> reconstruct / animate -> bench -> report,
 # for the video-driven families (faces, with masks for latent_pose) and the pose-driven one (bodies with poses).
 DEMO_STEPS ?= 300
+DEMO_TPSMM_STEPS ?= 100
+DEMO_AVD_STEPS ?= 40
+DEMO_SUCCESSORS = mraa=$(DEMO)/runs/mraa/last-checkpoint.pth.tar@configs/mraa-tiny.yaml,tpsmm=$(DEMO)/runs/tpsmm/last-checkpoint.pth.tar@configs/tpsmm-tiny.yaml
 DEMO_POSE_STEPS ?= 200
 DEMO_LP_STEPS ?= 100
 DEMO_LP_FT_ITERS ?= 60
@@ -46,15 +49,29 @@ demo: venv
 		--out $(DEMO)/runs/fomm --max-steps $(DEMO_STEPS) --log-every 10 --keep-checkpoints 1
 	$(VENV)/bin/animbench train monkey_net --store $(DEMO)/store-faces --config configs/monkey_net-tiny.yaml \
 		--out $(DEMO)/runs/monkey_net --max-steps $(DEMO_STEPS) --log-every 10 --keep-checkpoints 1
+	$(VENV)/bin/animbench train mraa --store $(DEMO)/store-faces --config configs/mraa-tiny.yaml \
+		--out $(DEMO)/runs/mraa --max-steps $(DEMO_STEPS) --log-every 50 --keep-checkpoints 1
+	$(VENV)/bin/animbench train tpsmm --store $(DEMO)/store-faces --config configs/tpsmm-tiny.yaml \
+		--out $(DEMO)/runs/tpsmm --max-steps $(DEMO_TPSMM_STEPS) --log-every 25 --keep-checkpoints 1
+	@echo "--- the successors' second stage: the AVD network, trained on the main run's frozen regions / keypoints ---"
+	$(VENV)/bin/animbench train mraa --stage avd --init-from $(DEMO)/runs/mraa/last-checkpoint.pth.tar \
+		--store $(DEMO)/store-faces --config configs/mraa-tiny.yaml --out $(DEMO)/runs/mraa-avd \
+		--max-steps $(DEMO_AVD_STEPS) --log-every 20 --keep-checkpoints 1
+	$(VENV)/bin/animbench train tpsmm --stage avd --init-from $(DEMO)/runs/tpsmm/last-checkpoint.pth.tar \
+		--store $(DEMO)/store-faces --config configs/tpsmm-tiny.yaml --out $(DEMO)/runs/tpsmm-avd \
+		--max-steps $(DEMO_AVD_STEPS) --log-every 20 --keep-checkpoints 1
 	$(VENV)/bin/animbench reconstruct fomm --checkpoint $(DEMO)/runs/fomm/last-checkpoint.pth.tar \
 		--config configs/fomm-tiny.yaml --store $(DEMO)/store-faces --out $(DEMO)/reconstruction/fomm
 	$(VENV)/bin/animbench store export $(DEMO)/store-faces --split test --out $(DEMO)/export-png
 	$(VENV)/bin/animbench store export $(DEMO)/store-faces --split train --format mp4 --out $(DEMO)/export-mp4
 	src=$$(ls -d $(DEMO)/export-png/test/*/ | head -1); drv=$$(ls $(DEMO)/export-mp4/train/*.mp4 | head -1); \
 	$(VENV)/bin/animbench animate fomm --checkpoint $(DEMO)/runs/fomm/last-checkpoint.pth.tar \
-		--config configs/fomm-tiny.yaml --source $${src}0000000.png --driving $$drv --out $(DEMO)/animation.mp4
+		--config configs/fomm-tiny.yaml --source $${src}0000000.png --driving $$drv --out $(DEMO)/animation.mp4 && \
+	for m in mraa tpsmm; do $(VENV)/bin/animbench animate $$m --checkpoint $(DEMO)/runs/$$m-avd/last-checkpoint.pth.tar \
+		--config configs/$$m-tiny.yaml --source $${src}0000000.png --driving $$drv --avd \
+		--out $(DEMO)/animation-$$m-avd.mp4 || exit 1; done
 	$(VENV)/bin/animbench bench --store $(DEMO)/store-faces --protocol reconstruction --workers 2 \
-		--methods fomm=$(DEMO)/runs/fomm/last-checkpoint.pth.tar@configs/fomm-tiny.yaml,monkey_net=$(DEMO)/runs/monkey_net/last-checkpoint.pth.tar@configs/monkey_net-tiny.yaml,copy-source,oracle \
+		--methods fomm=$(DEMO)/runs/fomm/last-checkpoint.pth.tar@configs/fomm-tiny.yaml,monkey_net=$(DEMO)/runs/monkey_net/last-checkpoint.pth.tar@configs/monkey_net-tiny.yaml,$(DEMO_SUCCESSORS),copy-source,oracle \
 		--metrics l1,psnr,ssim --out $(DEMO)/results
 	$(VENV)/bin/animbench leaderboard $(DEMO)/results
 	$(VENV)/bin/animbench report $(DEMO)/results --out $(DEMO)/report
@@ -90,14 +107,14 @@ demo: venv
 	$(VENV)/bin/animbench report $(DEMO)/results-pose --out $(DEMO)/report-pose
 	@echo "--- regression gate: the same checkpoints benched again must score what the first run scored ---"
 	$(VENV)/bin/animbench bench --store $(DEMO)/store-faces --protocol reconstruction --workers 2 \
-		--methods fomm=$(DEMO)/runs/fomm/last-checkpoint.pth.tar@configs/fomm-tiny.yaml,monkey_net=$(DEMO)/runs/monkey_net/last-checkpoint.pth.tar@configs/monkey_net-tiny.yaml,copy-source,oracle \
+		--methods fomm=$(DEMO)/runs/fomm/last-checkpoint.pth.tar@configs/fomm-tiny.yaml,monkey_net=$(DEMO)/runs/monkey_net/last-checkpoint.pth.tar@configs/monkey_net-tiny.yaml,$(DEMO_SUCCESSORS),copy-source,oracle \
 		--metrics l1,psnr,ssim --out $(DEMO)/results-rerun > /dev/null
 	$(VENV)/bin/animbench compare $(DEMO)/results-rerun --baseline $(DEMO)/results
 	@echo ""
 	@echo "demo outputs in $(abspath $(DEMO)):"
 	@echo "  synthetic videos  $(DEMO)/synth-faces/   frame store  $(DEMO)/store-faces/"
-	@echo "  training runs     $(DEMO)/runs/{fomm,monkey_net}/ (checkpoints, run.json, tb/)"
-	@echo "  reconstructions   $(DEMO)/reconstruction/fomm/   animation  $(DEMO)/animation.mp4"
+	@echo "  training runs     $(DEMO)/runs/{fomm,monkey_net,mraa,tpsmm}/ (checkpoints, run.json, tb/), {mraa,tpsmm}-avd/"
+	@echo "  reconstructions   $(DEMO)/reconstruction/fomm/   animations  $(DEMO)/animation{,-mraa-avd,-tpsmm-avd}.mp4"
 	@echo "  exports           $(DEMO)/export-png/ (FOMM layout), $(DEMO)/export-mp4/   results  $(DEMO)/results/"
 	@echo "  report            $(DEMO)/report/report.html (+ .md, .tex, .csv, figures)"
 	@echo "  latent pose       $(DEMO)/runs/latent_pose{,-finetune}/, $(DEMO)/latent_pose.mp4 (the fine-tuned avatar driven)"
@@ -107,7 +124,12 @@ demo: venv
 bench: venv
 	@mkdir -p $(BENCH)
 	$(PY) benchmarks/store_read.py --out $(BENCH)/store_read.json
+	$(PY) benchmarks/png_encoders.py --out $(BENCH)/png_encoders.json
 	$(PY) benchmarks/prep_throughput.py --out $(BENCH)/prep_throughput.json
+	$(PY) benchmarks/clip_seek.py --out $(BENCH)/clip_seek.json
+	$(PY) benchmarks/prep_memory.py --out $(BENCH)/prep_memory.json
+	$(PY) benchmarks/prep_projection.py --out $(BENCH)/prep_projection.json
+	$(PY) benchmarks/multinode.py --out $(BENCH)/multinode.json
 	$(PY) benchmarks/metrics_speed.py --out $(BENCH)/metrics_speed.json
 	$(PY) benchmarks/fomm_speed.py --out $(BENCH)/fomm_speed.json
 	$(PY) benchmarks/pose2img_speed.py --out $(BENCH)/pose2img_speed.json

@@ -234,3 +234,29 @@ class AntiAliasInterpolation2d(nn.Module):
         out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))
         out = F.conv2d(out, weight=self.weight, groups=self.groups)
         return out[:, :, :: self.int_inv_scale, :: self.int_inv_scale]
+
+
+def _mlp(sizes: list[int], inplace: bool) -> nn.Sequential:
+    """Linear -> BatchNorm1d -> ReLU between consecutive sizes, a plain Linear last (keys 0, 1, 3, 4, ...)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers += [nn.BatchNorm1d(sizes[i + 1]), nn.ReLU(inplace=inplace)]
+    return nn.Sequential(*layers)
+
+
+class DisentanglingAutoencoder(nn.Module):
+    """MRAA's animation-via-disentanglement trunk, which TPSMM reuses: an identity and a pose MLP encoder
+    (size -> 256 -> 512 -> 1024 -> bottleneck) and a decoder of both codes back to `size` values, under the
+    official keys id_encoder / pose_encoder / decoder, created in the official order."""
+
+    def __init__(self, size: int, id_bottle_size: int = 64, pose_bottle_size: int = 64):
+        super().__init__()
+        self.id_encoder = _mlp([size, 256, 512, 1024, id_bottle_size], True)
+        self.pose_encoder = _mlp([size, 256, 512, 1024, pose_bottle_size], True)
+        self.decoder = _mlp([pose_bottle_size + id_bottle_size, 1024, 512, 256, size], False)
+
+    def transfer(self, identity: Tensor, pose: Tensor) -> Tensor:
+        """(B, size) identity and pose vectors -> (B, size): the pose re-expressed on the identity."""
+        return self.decoder(torch.cat([self.pose_encoder(pose), self.id_encoder(identity)], dim=1))

@@ -29,6 +29,7 @@ from methods.interface import (
 )
 from methods.layers import (
     AntiAliasInterpolation2d,
+    DisentanglingAutoencoder,
     Encoder,
     Hourglass,
     add_generator_trunk,
@@ -284,25 +285,12 @@ class Generator(nn.Module):
         return result
 
 
-def _mlp(sizes: list[int], final_inplace: bool) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers += [nn.BatchNorm1d(sizes[i + 1]), nn.ReLU(inplace=final_inplace)]
-    return nn.Sequential(*layers)
-
-
-class AVDNetwork(nn.Module):
+class AVDNetwork(DisentanglingAutoencoder):
     """Animation via disentanglement: identity (source) and pose (driving) region params -> new params (§1.6)."""
 
     def __init__(self, num_regions: int, id_bottle_size: int = 64, pose_bottle_size: int = 64,
                  revert_axis_swap: bool = True):
-        super().__init__()
-        size = 6 * num_regions  # per region [μx, μy, a00, a01, a10, a11]
-        self.id_encoder = _mlp([size, 256, 512, 1024, id_bottle_size], True)
-        self.pose_encoder = _mlp([size, 256, 512, 1024, pose_bottle_size], True)
-        self.decoder = _mlp([pose_bottle_size + id_bottle_size, 1024, 512, 256, size], False)
+        super().__init__(6 * num_regions, id_bottle_size, pose_bottle_size)  # per region [μx, μy, a00..a11]
         self.num_regions = num_regions
         self.revert_axis_swap = revert_axis_swap
 
@@ -311,9 +299,8 @@ class AVDNetwork(nn.Module):
         if self.revert_axis_swap:  # the identity's affines turned to the pose's SVD orientation
             sign = torch.sign(torch.matmul(x_id["affine"], torch.inverse(x_pose["affine"]))[:, :, 0:1, 0:1])
             x_id = {"shift": x_id["shift"], "affine": x_id["affine"] * sign}
-        pose = self.pose_encoder(region_params_to_embedding(x_pose))  # (B, 64)
-        identity = self.id_encoder(region_params_to_embedding(x_id))  # (B, 64)
-        return embedding_to_region_params(self.decoder(torch.cat([pose, identity], dim=1)), self.num_regions)
+        out = self.transfer(region_params_to_embedding(x_id), region_params_to_embedding(x_pose))
+        return embedding_to_region_params(out, self.num_regions)
 
 
 class MRAA(Method):

@@ -39,6 +39,7 @@ from methods.interface import (
 )
 from methods.layers import (
     AntiAliasInterpolation2d,
+    DisentanglingAutoencoder,
     DownBlock2d,
     Hourglass,
     ResBlock2d,
@@ -308,33 +309,18 @@ class InpaintingNetwork(nn.Module):
         return maps
 
 
-def _mlp(sizes: list[int], inplace: bool) -> nn.Sequential:
-    """Linear -> BatchNorm1d -> ReLU between consecutive sizes, a plain Linear last (keys 0, 1, 3, 4, ...)."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers += [nn.BatchNorm1d(sizes[i + 1]), nn.ReLU(inplace=inplace)]
-    return nn.Sequential(*layers)
-
-
-class AVDNetwork(nn.Module):
+class AVDNetwork(DisentanglingAutoencoder):
     """Animation via disentanglement (§2.7): identity from the source keypoints, pose from the driving ones."""
 
     def __init__(self, num_tps: int, id_bottle_size: int = 64, pose_bottle_size: int = 64):
-        super().__init__()
-        size = 5 * 2 * num_tps
+        super().__init__(5 * 2 * num_tps, id_bottle_size, pose_bottle_size)
         self.num_tps = num_tps
-        self.id_encoder = _mlp([size, 256, 512, 1024, id_bottle_size], inplace=True)
-        self.pose_encoder = _mlp([size, 256, 512, 1024, pose_bottle_size], inplace=True)
-        self.decoder = _mlp([pose_bottle_size + id_bottle_size, 1024, 512, 256, size], inplace=False)
 
     def forward(self, kp_source: Tensor, kp_driving: Tensor) -> Tensor:
         """(B, K·5, 2) twice -> the driving pose on the source identity, (B, K·5, 2)."""
         b = kp_source.shape[0]
-        pose = self.pose_encoder(kp_driving.reshape(b, -1))
-        identity = self.id_encoder(kp_source.reshape(b, -1))
-        return upcast(self.decoder(torch.cat([pose, identity], dim=1))).view(b, self.num_tps * 5, -1)
+        out = self.transfer(kp_source.reshape(b, -1), kp_driving.reshape(b, -1))
+        return upcast(out).view(b, self.num_tps * 5, -1)
 
 
 class EpochTagged(Dataset):

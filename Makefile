@@ -33,7 +33,7 @@ lint: venv
 # for the video-driven families (faces, with masks for latent_pose) and the pose-driven one (bodies with poses).
 DEMO_STEPS ?= 300
 DEMO_TPSMM_STEPS ?= 100
-DEMO_AVD_STEPS ?= 40
+DEMO_AVD_STEPS ?= 200
 DEMO_SUCCESSORS = mraa=$(DEMO)/runs/mraa/last-checkpoint.pth.tar@configs/mraa-tiny.yaml,tpsmm=$(DEMO)/runs/tpsmm/last-checkpoint.pth.tar@configs/tpsmm-tiny.yaml
 DEMO_POSE_STEPS ?= 200
 DEMO_LP_STEPS ?= 100

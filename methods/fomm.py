@@ -339,19 +339,6 @@ class FOMM(Method):
         return model
 
     @property
-    def align_corners(self) -> bool:
-        """The grid_sample convention used at every sampling site (record it with any output)."""
-        return self._align_corners
-
-    @align_corners.setter
-    def align_corners(self, value: bool) -> None:
-        """Switch the convention at every sampling site at once."""
-        self._align_corners = bool(value)
-        self.generator.align_corners = self._align_corners
-        if self.generator.dense_motion_network is not None:
-            self.generator.dense_motion_network.align_corners = self._align_corners
-
-    @property
     def uses_gan(self) -> bool:
         """True when the config trains the discriminator (loss_weights.generator_gan != 0)."""
         return self.loss_weights["generator_gan"] != 0

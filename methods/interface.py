@@ -164,7 +164,6 @@ class Method(nn.Module):
     required_entries: ClassVar[tuple[str, ...]] = tuple(REQUIRED_ENTRIES)
     # training stages, in order; a config trains one of them (training_stage)
     stages: ClassVar[tuple[str, ...]] = ("main",)
-    align_corners: bool | None = None
     # the grid_sample convention the official weights need when it is fixed (MRAA: False); None: the caller's
     grid_convention: ClassVar[bool | None] = None
     # True when animate reads mode.option("avd") (animation via disentanglement, `animbench animate --avd`)
@@ -176,6 +175,22 @@ class Method(nn.Module):
     generator_size: tuple[int, int] = (1024, 512)
     num_face_keypoints: int = 8
     face_box_size: int = 128
+
+    # --- the grid_sample convention ---
+    @property
+    def align_corners(self) -> bool | None:
+        """The grid_sample convention used at every sampling site (record it with any output); None for a family
+        that does not warp (the baselines, pose2img, latent_pose)."""
+        return self.__dict__.get("_align_corners")
+
+    @align_corners.setter
+    def align_corners(self, value: bool | None) -> None:
+        """Switch the convention at every sampling site at once: every submodule holding an `align_corners`
+        attribute of its own (generators, dense motion / flow networks) gets the value."""
+        self.__dict__["_align_corners"] = None if value is None else bool(value)
+        for module in self.modules():
+            if module is not self and "align_corners" in vars(module):
+                module.align_corners = self.__dict__["_align_corners"]
 
     # --- building ---
     @classmethod

@@ -352,19 +352,6 @@ class MRAA(Method):
         """The card's builder: MRAA's grid_sample convention is fixed (§1.8.1), whatever the caller's default."""
         return cls.from_config(cfg, align_corners=ALIGN_CORNERS)
 
-    @property
-    def align_corners(self) -> bool:
-        """The grid_sample convention used at every sampling site (record it with any output)."""
-        return self._align_corners
-
-    @align_corners.setter
-    def align_corners(self, value: bool) -> None:
-        """Switch the convention at every sampling site at once (experiments; the weights want False)."""
-        self._align_corners = bool(value)
-        self.generator.align_corners = self._align_corners
-        if self.generator.pixelwise_flow_predictor is not None:
-            self.generator.pixelwise_flow_predictor.align_corners = self._align_corners
-
     # --- checkpoints ---
     def read_checkpoint(self, path: Any) -> dict[str, Any]:
         """An official `.pth` (stage 1 or 2) or ours; `epoch_reconstruction` / `epoch_avd` read as `epoch`, and

@@ -400,18 +400,6 @@ class TPSMM(Method):
         avd = AVDNetwork(num_tps, **(get_path(cfg, "model_params.avd_network_params", None) or {}))
         return cls(kp_detector, dense, inpainting, bg, avd, cfg, align_corners)
 
-    @property
-    def align_corners(self) -> bool:
-        """The grid_sample / resize convention at every sampling site (True in the official code)."""
-        return self._align_corners
-
-    @align_corners.setter
-    def align_corners(self, value: bool) -> None:
-        """Switch the convention at every sampling site at once."""
-        self._align_corners = bool(value)
-        self.dense_motion_network.align_corners = self._align_corners
-        self.inpainting_network.align_corners = self._align_corners
-
     # --- checkpoints ---
     def read_checkpoint(self, path: Any) -> dict[str, Any]:
         """An official `.pth.tar` (training, AVD or released) or ours; the official `optimizer` is read as

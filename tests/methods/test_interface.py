@@ -86,3 +86,14 @@ def test_the_registry_finds_family_files_without_a_list():
 
     assert {"methods.fomm", "methods.monkey_net", "methods.baselines"} <= set(registry._family_modules())
     assert "methods.train" not in registry._family_modules()
+
+
+@pytest.mark.parametrize("method", ["fomm", "monkey_net", "mraa", "tpsmm"])
+def test_align_corners_set_on_the_model_reaches_every_sampling_module(method):
+    """One switch: every submodule that samples with its own align_corners follows the model's value."""
+    model, _ = load_model(method, config=REPO / f"configs/{method}-tiny.yaml")
+    samplers = [m for m in model.modules() if m is not model and "align_corners" in vars(m)]
+    assert samplers
+    for value in (not model.align_corners, model.align_corners):
+        model.align_corners = value
+        assert model.align_corners is value and all(m.align_corners is value for m in samplers)

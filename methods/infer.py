@@ -622,6 +622,7 @@ def animate(method: str, source: str | os.PathLike | None, driving: str | os.Pat
     source_img, source_crop = _load_image(source, size)
     video = DrivingVideo(driving, size if size is not None else source_img.shape[:2])
     mode = resolve_mode(model, relative, adapt_scale, avd)
+    model.check_mode(mode)  # before the progress bar and any output
     bar = progress_bar(video.num_frames, f"animate {method}", "frame", enabled=progress)
     made = []
 

@@ -208,6 +208,15 @@ class Method(nn.Module):
         """The family's default mode (from its config), with the flags given (None keeps the default)."""
         return AnimationMode(relative, adapt_scale)
 
+    def check_mode(self, mode: AnimationMode) -> None:
+        """A one-line AnimbenchError when these weights cannot animate in `mode`: --avd with a checkpoint that
+        holds no trained AVD network (a family's first stage). `animbench animate` asks before any work; the
+        families' animate asks too."""
+        if mode.option("avd", False) and self.supports_avd and "avd_network" not in self.networks:
+            name = self.card.name if getattr(self, "card", None) is not None else type(self).__name__.lower()
+            raise AnimbenchError(f"animate --avd: this checkpoint has no avd_network; train it with `animbench "
+                                 f"train {name} --stage avd --init-from CHECKPOINT`, or use --relative or --absolute")
+
     def reconstruct(self, source: Tensor, driving: Tensor) -> Tensor:
         """Reconstruction protocol: source frames (B, 3, H, W) driven by driving frames (B, 3, H, W)."""
         raise NotImplementedError

@@ -526,10 +526,7 @@ class MRAA(Method):
         reference of relative motion is driving frame 0; no bg motion in any mode (§1.8.4)."""
         source = check_animate_shapes(source, driving_video)
         mode = self.animation_mode() if mode is None else mode
-        if mode.option("avd", False) and not self.has_avd:
-            raise AnimbenchError("animate --avd: this checkpoint has no avd_network; train it with "
-                                 "`animbench train mraa --stage avd --init-from CHECKPOINT`, or use --relative or "
-                                 "--absolute")
+        self.check_mode(mode)
         frames = []
         with self._inference():
             source_params = self.region_predictor(source)

@@ -447,9 +447,7 @@ class TPSMM(Method):
         No background motion and no dropout in animation (§2.12)."""
         source = check_animate_shapes(source, driving_video)
         mode = self.animation_mode() if mode is None else mode
-        if mode.option("avd", False) and "avd_network" not in self.networks:
-            raise AnimbenchError("tpsmm --avd: the checkpoint has no avd_network; train it with `animbench train "
-                                 "tpsmm --stage avd --init-from MAIN_CHECKPOINT`")
+        self.check_mode(mode)
         frames = []
         with self._inference():
             kp_source = self.kp_detector(source)

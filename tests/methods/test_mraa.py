@@ -325,4 +325,6 @@ def test_cli_avd_stage_and_animate_avd_to_npy(runs, tmp_path, capsys):
     capsys.readouterr()
     assert main(["animate", "mraa", "--checkpoint", str(main_ckpt), *common, "--out", str(tmp_path / "b.npy"),
                  "--avd"]) == 2
-    assert "--stage avd" in capsys.readouterr().err and not (tmp_path / "b.npy").exists()
+    err = capsys.readouterr().err
+    assert "--stage avd" in err and not (tmp_path / "b.npy").exists()
+    assert "animate mraa" not in err  # refused before the progress bar starts

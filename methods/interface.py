@@ -45,7 +45,8 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
    folder of official files). Optimisers: `optimizer_options(cfg, stage)` (Adam or RAdam, betas, eps) and
    `optimizer_groups(cfg, stage)` (one optimiser per network by default; a family whose official code steps
    several networks with one optimiser, e.g. latent-pose's `optimizer_G` over embedder + generator, names the
-   groups, saved as `optimizer_<group>`). `after_step(step)` runs after every step (e.g. weight running averages),
+   groups, saved as `optimizer_<group>`). `after_backward(outputs)` runs between the generator side's backward and its optimisers' step
+   (e.g. gradient clipping), `after_step(step)` after every step (e.g. weight running averages),
    `prepare_training(dataset)` once when a run starts (not on resume; e.g. a fine-tuning run's identity
    embedding), and `load_entries(ckpt)` reads back, after the networks, what `checkpoint_entries` wrote.
    Animation by disentanglement (`animbench animate --avd`): a family that has it sets `supports_avd = True` and
@@ -366,6 +367,10 @@ class Method(nn.Module):
         """Optimiser name -> the networks it steps (each with its learning rate); one per trained network by
         default. A group steps on the discriminator side when all its networks are in `discriminators`."""
         return {name: (name,) for name in self.learning_rates(cfg, stage)}
+
+    def after_backward(self, outputs: Mapping[str, Any]) -> None:
+        """Called by the loop after the generator side's backward, before its optimisers step (e.g. TPSMM's
+        gradient clipping); `outputs` are generator_step's."""
 
     def after_step(self, step: int) -> None:
         """Called by the loop after every training step (both sides stepped; `step` counts from 1)."""

@@ -353,8 +353,9 @@ class TPSMM(Method):
 
     Stage "main" (§2.11) trains the inpainting, dense motion and keypoint networks with one Adam (weight decay
     1e-4) and the bg predictor with its own (frozen before `bg_start`); the gradients of the keypoint detector,
-    the dense motion network and the active bg predictor are clipped (inf-norm 10) after backward. Stage "avd"
-    (`--stage avd --init-from MAIN_CKPT`) trains only `avd_network` on keypoints from the frozen detector.
+    the dense motion network and the active bg predictor are clipped (inf-norm 10) after backward, in the loop's
+    after_backward hook. Stage "avd" (`--stage avd --init-from MAIN_CKPT`) trains only `avd_network` on keypoints
+    from the frozen detector.
     """
 
     required_entries = ("inpainting_network", "dense_motion_network", "kp_detector")
@@ -583,7 +584,7 @@ class TPSMM(Method):
             eye = torch.eye(3, dtype=bg_param.dtype, device=bg_param.device).view(1, 3, 3)
             with full_precision(driving):
                 losses["bg"] = w["bg"] * torch.abs(eye - torch.matmul(bg_param, reverse)).mean()
-        self._clip_after_backward(losses, bg_active)
+        outputs["bg_active"] = bg_active  # which networks after_backward clips
         return losses, outputs
 
     def avd_step(self, source: Tensor, driving: Tensor) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -611,24 +612,10 @@ class TPSMM(Method):
             if params:
                 torch.nn.utils.clip_grad_norm_(params, max_norm=CLIP_MAX_NORM, norm_type=math.inf)
 
-    def _clip_after_backward(self, losses: Mapping[str, Tensor], bg_active: bool) -> None:
-        """Run clip_gradients when the backward pass through these losses ends, before the optimisers step.
-        The one loop (methods/train.py) has no hook between backward and step, so the clip is queued on the
-        autograd engine from a hook on the losses (the mechanism DDP and FSDP use for their end-of-backward
-        work)."""
-        if not torch.is_grad_enabled():
-            return
-        queued = {"done": False}
-
-        def queue_clip(grad: Tensor) -> Tensor:
-            if not queued["done"]:
-                queued["done"] = True
-                torch.autograd.Variable._execution_engine.queue_callback(lambda: self.clip_gradients(bg_active))
-            return grad
-
-        for value in losses.values():
-            if value.requires_grad:
-                value.register_hook(queue_clip)
+    def after_backward(self, outputs: Mapping[str, Any]) -> None:
+        """The loop's hook between backward and the optimisers' step: the official clip of the main stage."""
+        if "bg_active" in outputs:  # a main-stage step (the AVD stage is not clipped)
+            self.clip_gradients(bool(outputs["bg_active"]))
 
 
 # --- the card ------------------------------------------------------------------------------------------------

@@ -197,6 +197,7 @@ def train_batch(model: Method, optimizers: Mapping[str, torch.optim.Optimizer], 
     for optimizer in generator_side.values():
         optimizer.zero_grad(set_to_none=True)
     total.backward(retain_graph=model.retains_generator_graph)
+    model.after_backward(outputs)
     for name, optimizer in generator_side.items():
         if name not in frozen:
             optimizer.step()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.config import get_path
+from methods.config import get_path, load_config
 from methods.interface import (
     AnimationMode,
     Method,
@@ -40,7 +40,7 @@ from methods.layers import (
     warp,
 )
 from methods.losses import PerceptualPyramidLoss, Transform
-from methods.mraa_config import ANIMATION_MODES, BG_TYPES, CONFIG_SPEC, load_mraa_config
+from methods.mraa_config import ANIMATION_MODES, BG_TYPES, CONFIG_SPEC
 from methods.mraa_regions import (
     embedding_to_region_params,
     from_homogeneous,
@@ -335,7 +335,7 @@ class MRAA(Method):
     def from_config(cls, cfg: dict | str, align_corners: bool = ALIGN_CORNERS) -> MRAA:
         """Build from an official MRAA YAML (or our own), as a path or a load_config dict."""
         if not isinstance(cfg, dict) or "_meta" not in cfg:
-            cfg = load_mraa_config(cfg)
+            cfg = load_config(cfg, method="mraa")
         mp = cfg["model_params"]
         k, channels, revert = mp["num_regions"], mp["num_channels"], bool(mp.get("revert_axis_swap", False))
         region_predictor = RegionPredictor(num_regions=k, num_channels=channels,

@@ -1,12 +1,10 @@
-"""MRAA's config: what its YAML may and must hold (the official files as they are, and ours), and their loader.
+"""MRAA's config: what its YAML may and must hold (the official files as they are, and ours).
 
 The official files have no `method:` key and their generator_params (num_down_blocks, ...) look like FOMM's;
 the section marker `model_params.region_predictor_params` tells methods.config.detect_method they are MRAA's.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from methods.config import (
     AUGMENTATION,
@@ -16,7 +14,6 @@ from methods.config import (
     ConfigSpec,
     get_path,
     is_inverse_int,
-    load_config,
 )
 from plumbing.errors import AnimbenchError
 
@@ -98,8 +95,3 @@ def _check_config(cfg: dict, where: str) -> None:
 CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, markers=("pixelwise_flow_predictor_params", "skips"),
                          section_markers=("model_params.region_predictor_params",),
                          official_repo="github.com/snap-research/articulated-animation", check=_check_config)
-
-
-def load_mraa_config(config: Any) -> dict:
-    """load_config(config, method="mraa"): ours or an official YAML file as it is (path and sha256 recorded)."""
-    return load_config(config, method="mraa")

@@ -22,7 +22,6 @@ from methods.config import load_config
 from methods.infer import check_avd, resolve_mode
 from methods.layers import make_coordinate_grid
 from methods.mraa import MRAA
-from methods.mraa_config import load_mraa_config
 from methods.mraa_regions import (
     pca_affine,
     region_moments,
@@ -55,7 +54,7 @@ def _parse_dump(path: Path) -> dict[str, list[tuple[str, tuple]]]:
 
 def _official(path: Path) -> dict:
     """An official YAML as it is, validated against MRAA's schema (its own path and sha256 kept)."""
-    cfg = load_mraa_config(path)
+    cfg = load_config(path, method="mraa")
     assert cfg["_meta"]["path"] == str(path) and "method" not in cfg
     assert cfg["_meta"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     return cfg

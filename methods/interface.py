@@ -45,12 +45,14 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
    folder of official files). Optimisers: `optimizer_options(cfg, stage)` (Adam or RAdam, betas, eps) and
    `optimizer_groups(cfg, stage)` (one optimiser per network by default; a family whose official code steps
    several networks with one optimiser, e.g. latent-pose's `optimizer_G` over embedder + generator, names the
-   groups, saved as `optimizer_<group>`). `after_backward(outputs)` runs between the generator side's backward and its optimisers' step
-   (e.g. gradient clipping), `after_step(step)` after every step (e.g. weight running averages),
+   groups, saved as `optimizer_<group>`). `after_backward(outputs)` runs between the generator side's backward
+   and its optimisers' step (e.g. gradient clipping), `after_step(step)` after every step (e.g. weight running
+   averages),
    `prepare_training(dataset)` once when a run starts (not on resume; e.g. a fine-tuning run's identity
    embedding), and `load_entries(ckpt)` reads back, after the networks, what `checkpoint_entries` wrote.
    Animation by disentanglement (`animbench animate --avd`): a family that has it sets `supports_avd = True` and
-   reads `mode.option("avd")`. A family whose official weights need one grid_sample convention sets
+   reads `mode.option("avd")`; `check_mode(mode)` refuses it, before any work, for weights without a trained
+   `avd_network`. A family whose official weights need one grid_sample convention sets
    `grid_convention` (MRAA: False); None leaves it to the caller (default True, FOMM's).
 5. Its card, registered at the bottom of the file: `register_method(MethodCard(name=..., build=...))`.
    methods/registry.py finds the file by itself (any module of methods/ that registers a card), so no shared

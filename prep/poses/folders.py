@@ -36,6 +36,8 @@ class RenderSummary:
     no_face_box: list[str] = field(default_factory=list)
     seconds: float = 0.0
     norm_params: str | None = None
+    unwritten: int = 0  # normalize: source frames that no output stands for
+    source_frames: int = 0
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
@@ -47,6 +49,9 @@ class RenderSummary:
                 if self.no_face_box else ""))
         if self.norm_params:
             out.append(f"normalisation: {self.norm_params}")
+        if self.unwritten:
+            out.append(f"not written: {self.unwritten} of {self.source_frames} source frames (before the first "
+                       "with head, right ankle and left ear, or within half the median window of either end)")
         out.append(f"skipped {len(self.skipped)} frames")
         out += [f"  {name}: {reason}" for name, reason in list(self.skipped.items())[:20]]
         if len(self.skipped) > 20:
@@ -133,7 +138,13 @@ def normalize_folder(source: str | os.PathLike, out: str | os.PathLike, *, targe
     else:
         params = fit_norm_params(list(read_openpose_folder(target).frames.values()), poses, seed=seed)
     smoothed = normalize_poses(poses, params, frame_size=frame_size, median_window=median_window)
+    if all(pose is None for pose in smoothed):
+        raise AnimbenchError(f"pose normalize: {source}: no frame to write ({len(names)} source frames, "
+                             f"--median-window {median_window}); expected more frames with head, right ankle and "
+                             "left ear than the median window")
     summary = RenderSummary(str(out / "test_label"), str(out / "test_facetexts128"), skipped=dict(src.skipped))
+    summary.source_frames = len(names)
+    summary.unwritten = sum(pose is None for pose in smoothed) - len(src.skipped)
     summary.norm_params = " ".join(f"{k}={v:.6g}" for k, v in vars(params).items())
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,10 @@ class NormParams:
                 row = []
             if len(row) != count or not all(math.isfinite(v) for v in row):
                 want = "s_close s_far" if number == 1 else "m_max m_hor t_max t_hor"
-                raise AnimbenchError(f"{path}: line {number}: expected {count} numbers ({want}), got {fields}")
+                got = " ".join(fields)
+                got = got if len(got) <= 60 else got[:57] + "..."
+                raise AnimbenchError(f"{path}: line {number}: expected {count} numbers ({want}), got "
+                                     f"{len(fields)} fields {got!r}")
             values += row
         return cls(*values)
 

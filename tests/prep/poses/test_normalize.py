@@ -86,3 +86,11 @@ def test_subject_without_back_and_forth_motion_is_an_error():
     still = video({700.0: 250.0}, repeat=10)
     with pytest.raises(AnimbenchError, match="source poses: no toe row"):
         fit_norm_params(still, still)
+
+
+def test_a_wrong_norm_params_file_gets_a_short_line(tmp_path):
+    (tmp_path / "poses_keypoints.json").write_text('{"people": [' + ", ".join(["1.5"] * 500) + "]}")
+    with pytest.raises(AnimbenchError) as info:
+        NormParams.load(tmp_path / "poses_keypoints.json")
+    message = str(info.value)
+    assert "poses_keypoints.json: line 1: expected 2 numbers (s_close s_far)" in message and len(message) < 300

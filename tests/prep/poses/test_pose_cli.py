@@ -93,3 +93,21 @@ def test_normalize_cli_writes_the_library_output_and_reuses_norm_params(tmp_path
         np.testing.assert_array_equal(_read(again / name), _read(out / name))
     assert main(["pose", "normalize", "--source", str(source), "--out", str(tmp_path / "x")]) == 2
     assert "--target is required" in capsys.readouterr().err
+
+
+def test_normalize_reports_unwritten_frames_and_refuses_an_empty_result(tmp_path, capsys):
+    rows = [(880.0, 440.0), (900.0, 450.0), (1000.0, 500.0)]
+    target = _folder(tmp_path / "target", [standing(toe, h) for toe, h in rows for _ in range(30)])
+    source_poses = [standing(toe, h, x=700.0) for toe, h in [(590.0, 200.0), (600.0, 230.0), (700.0, 250.0)] * 3]
+    source = _folder(tmp_path / "source", [standing(600, 230, left_ear=False), *source_poses])
+    assert main(["pose", "normalize", "--target", str(target), "--source", str(source), "--out",
+                 str(tmp_path / "norm"), "--size", "512x256"]) == 0
+    # 10 frames: the first has no left ear (before the first valid one), 3 + 3 stand outside window 7's centres
+    assert "not written: 7 of 10 source frames" in capsys.readouterr().out
+    # a window longer than the video leaves nothing to write: an error, and no folder that looks finished
+    out = tmp_path / "long"
+    assert main(["pose", "normalize", "--target", str(target), "--source", str(source), "--out", str(out),
+                 "--median-window", "11"]) == 2
+    err = capsys.readouterr().err
+    assert "no frame to write" in err and "--median-window 11" in err and err.count("\n") == 1
+    assert not out.exists()

@@ -9,7 +9,8 @@ the gate fails. The rules, as documented in the README:
 - Tolerance (default 0: any worsening fails): `METRIC=ABS` (metric units) or `METRIC=PCT%` (of the baseline's
   absolute value); `*=...` sets it for every metric not named. A row regresses when worse_by > tolerance.
 - `tolerance_ci=True`: a row regresses when the interval of the difference lies wholly on the worse side of 0
-  (more than bootstrap noise). Metrics without an interval (set metrics such as FID) fall back to the numeric
+  (more than bootstrap noise). Metrics without an interval (set metrics such as FID, and rows scored on fewer
+  than MIN_VIDEOS_FOR_CI videos, whose interval is neither printed nor trusted) fall back to the numeric
   tolerance.
 - Paired or not: when both runs scored the same videos (same store fingerprint, split, protocol and protocol
   variant) the difference and its interval are a paired bootstrap over the videos both scored
@@ -37,10 +38,12 @@ import pandas as pd
 from bench.results import (
     DEFAULT_BOOT,
     DEFAULT_CI,
+    MIN_VIDEOS_FOR_CI,
     POOLINGS,
     WEIGHTING_LABELS,
     WEIGHTINGS,
     Results,
+    interval_is_shown,
     paired_comparison,
     psnr_from_mse,
 )
@@ -95,8 +98,9 @@ class GateRow:
 
     @property
     def has_interval(self) -> bool:
-        """Whether a bootstrap interval of the difference exists (not for set metrics or missing values)."""
-        return not (math.isnan(self.ci_low) or math.isnan(self.ci_high))
+        """Whether a bootstrap interval of the difference is reported: it exists (not for set metrics or missing
+        values) and comes from MIN_VIDEOS_FOR_CI videos or more (the tables' rule)."""
+        return not (math.isnan(self.ci_low) or math.isnan(self.ci_high)) and interval_is_shown(self.n_videos)
 
 
 @dataclass
@@ -363,9 +367,13 @@ def _tolerance_cell(r: GateRow, mode: str, level: float) -> str:
 
 
 def _interval_cell(r: GateRow) -> str:
-    if not r.has_interval:
-        return "– (set metric)" if r.weighting == "set" else "–"
     kind = "paired" if r.paired else "unpaired"
+    if r.weighting == "set":
+        return "– (set metric)"
+    if math.isnan(r.ci_low) or math.isnan(r.ci_high):
+        return "–"
+    if not r.has_interval:  # too few videos: the difference, no interval (the tables' rule)
+        return f"{_signed(r.diff)} ({kind}, {r.n_videos} videos; no interval below {MIN_VIDEOS_FOR_CI})"
     return f"{_signed(r.diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] ({kind}, {r.n_videos} videos)"
 
 
@@ -386,7 +394,8 @@ def _summary_lines(result: GateResult, escape) -> list[str]:
     pct = int(round(100 * result.level))
     if result.mode == "ci":
         gate = (f"a regression is a {pct}% bootstrap interval of new − baseline wholly on the worse side of 0; "
-                f"metrics without an interval use the tolerance ({_tolerance_text(result)})")
+                f"metrics without an interval (set metrics, fewer than {MIN_VIDEOS_FOR_CI} videos) use the tolerance "
+                f"({_tolerance_text(result)})")
     else:
         gate = f"a regression is a change worse than the tolerance ({_tolerance_text(result)})"
     lines = [f"New: {escape(result.new_root)}; baseline: {escape(result.baseline_root)}.",

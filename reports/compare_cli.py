@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(psnr=1%%); *=VALUE for every metric not named; default 0: any worsening fails")
     p.add_argument("--tolerance-ci", action="store_true",
                    help="a regression is an interval of new - baseline wholly on the worse side of 0 (more than "
-                        "bootstrap noise); metrics without an interval (FID) use --tolerance")
+                        "bootstrap noise); metrics without an interval (FID, fewer than 5 videos) use --tolerance")
     p.add_argument("--by", choices=("frame", "video"), default="frame",
                    help="frame-weighted (FOMM, default) or video-weighted (Monkey-Net) means")
     p.add_argument("--allow-missing", action="store_true",

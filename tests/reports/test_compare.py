@@ -221,3 +221,16 @@ def test_a_label_that_now_names_another_method_is_noted(tmp_path):
     f = frames(df_new).assign(method_name="oracle")
     R.write_results(new, f, run={"method_order": ["x"]}, versions={VID: VERSIONS}, higher_is_better=HIB)
     assert "method of x changed: baseline x, new oracle" in compare_results(new, old).notes
+
+
+def test_below_the_minimum_of_videos_no_interval_is_printed_or_gated_on(tmp_path, capsys):
+    # 3 videos: a bootstrap has a handful of distinct resamples, so the gate neither prints nor trusts its interval
+    old = write(tmp_path / "old", {("m", "ssim"): videos(0.8, n=3)})
+    new = write(tmp_path / "new", {("m", "ssim"): videos(0.8, n=3, shift=-0.004)})
+    r = row(compare_results(new, old, tolerance_ci=True), "m", "ssim")
+    assert r.n_videos == 3 and not r.has_interval and r.verdict == "regression"  # falls back to tolerance 0
+    assert main(["compare", str(new), "--baseline", str(old), "--tolerance-ci", "--tolerance", "ssim=0.005"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("| m | ssim ↑"))
+    assert "[" not in line and "paired, 3 videos; no interval below 5" in line
+    assert "| 0.005 |" in line  # the tolerance that decided, not "95% CI"

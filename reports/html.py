@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bench.results import WEIGHTING_LABELS, Results, interval_is_shown, p_boot_text, sample_dir_name
 from plumbing.files import atomic_write_text
-from reports.tables import board, fmt, footnotes, has_interval, metric_header, per_video_table
+from reports.tables import board, fmt, footnotes, has_interval, metric_header, per_video_table, skipped_note
 
 TEMPLATES = Path(__file__).parent / "templates"
 # what the "_driving" samples are under each protocol, and which protocols give the method a source frame
@@ -62,10 +62,13 @@ def _leaderboard(results: Any, by: str) -> dict[str, Any]:
                 continue
             # the tables' rules (reports.tables): an interval only from enough videos
             ci = f"[{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]" if has_interval(c) else None
-            cells.append({"mean": fmt(c["mean"]), "ci": ci, "best": method in b.best(metric)})
+            cells.append({"mean": fmt(c["mean"]), "ci": ci, "best": method in b.best(metric),
+                          "skipped": bool(skipped_note(c))})  # † as in the Markdown; the note says how many
         ns = {int(c["n_videos_used"]) for (m, _), c in b.cells.items() if m == method and c["weighting"] != "set"}
-        rows.append({"method": method, "n": ", ".join(map(str, sorted(ns))) or "–", "cells": cells})
-    return {"label": WEIGHTING_LABELS[by], "rows": rows,
+        rows.append({"method": method, "run": b.runs.get(method, "") if b.multi_run else None,
+                     "n": ", ".join(map(str, sorted(ns))) or "–", "cells": cells})
+    any_skipped = any(c and c["skipped"] for r in rows for c in r["cells"])
+    return {"label": WEIGHTING_LABELS[by], "rows": rows, "multi_run": b.multi_run, "any_skipped": any_skipped,
             "metrics": [{"name": metric_header(results, m), "arrow": "↑" if b.higher_is_better.get(m) else "↓"}
                         for m in b.metrics],
             "notes": footnotes(results, b)}

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from bench.results import WEIGHTING_LABELS, Results  # noqa: E402
-from reports.tables import board, fmt  # noqa: E402
+from bench.results import MIN_VIDEOS_FOR_CI, WEIGHTING_LABELS, Results  # noqa: E402
+from reports.tables import board, fmt, has_interval  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -34,6 +34,18 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def _shown_interval(cell: Any) -> tuple[float, float]:
+    """(low, high) of a cell's interval where the tables report it (reports.tables.has_interval: enough videos),
+    else (nan, nan): a figure must not draw what the tables withhold."""
+    if has_interval(cell):
+        return float(cell["ci_low"]), float(cell["ci_high"])
+    return math.nan, math.nan
+
+
+def _few_videos(b: Any, methods: list[str], metric: str) -> bool:
+    return any(b.cells[(m, metric)]["weighting"] != "set" and not has_interval(b.cells[(m, metric)]) for m in methods)
+
+
 def bar_chart(results: Results, metric: str, path: str | os.PathLike, by: str = "frame") -> Path:
     """One bar per method with its bootstrap CI as error bars; infinite values are labelled, not drawn."""
     return _save(bar_figure(results, metric, by), Path(path))
@@ -44,8 +56,8 @@ def bar_figure(results: Any, metric: str, by: str = "frame") -> plt.Figure:
     b = board(results, by)
     methods = [m for m in b.methods if (m, metric) in b.cells]
     means = np.array([float(b.cells[(m, metric)]["mean"]) for m in methods])
-    lo = np.array([float(b.cells[(m, metric)]["ci_low"]) for m in methods])
-    hi = np.array([float(b.cells[(m, metric)]["ci_high"]) for m in methods])
+    lo = np.array([_shown_interval(b.cells[(m, metric)])[0] for m in methods])
+    hi = np.array([_shown_interval(b.cells[(m, metric)])[1] for m in methods])
     finite = np.isfinite(means)
     heights = np.where(finite, means, 0.0)
     with np.errstate(invalid="ignore"):  # inf - inf where a mean is infinite: those bars are not drawn
@@ -95,7 +107,7 @@ def interval_figure(results: Any, metric: str, by: str = "frame") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.0, 0.8 + 0.35 * max(1, len(methods))))
     for i, m in enumerate(methods):
         c = b.cells[(m, metric)]
-        mean, lo, hi = float(c["mean"]), float(c["ci_low"]), float(c["ci_high"])
+        mean, (lo, hi) = float(c["mean"]), _shown_interval(c)
         if math.isfinite(lo) and math.isfinite(hi):
             ax.plot([lo, hi], [i, i], color="#4c72b0", lw=2)
         if math.isfinite(mean):
@@ -103,7 +115,8 @@ def interval_figure(results: Any, metric: str, by: str = "frame") -> plt.Figure:
     ax.set_yticks(range(len(methods)), methods)
     ax.invert_yaxis()
     arrow = "higher is better" if b.higher_is_better.get(metric) else "lower is better"
-    ax.set_xlabel(f"{metric} ({arrow}), {int(100 * _ci_level(results))}% bootstrap CI over videos")
+    few = f"; no interval below {MIN_VIDEOS_FOR_CI} videos" if _few_videos(b, methods, metric) else ""
+    ax.set_xlabel(f"{metric} ({arrow}), {int(100 * _ci_level(results))}% bootstrap CI over videos{few}")
     ax.set_title(f"{metric}: {WEIGHTING_LABELS[by].split(' (')[0]}", fontsize=9)
     return fig
 
@@ -133,7 +146,7 @@ def speed_figure(results: Any, metric: str, by: str = "frame") -> plt.Figure | N
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
     for m in methods:
         c = b.cells[(m, metric)]
-        mean, lo, hi = float(c["mean"]), float(c["ci_low"]), float(c["ci_high"])
+        mean, (lo, hi) = float(c["mean"]), _shown_interval(c)
         if not math.isfinite(mean):
             continue
         err = [[mean - lo], [hi - mean]] if math.isfinite(lo) and math.isfinite(hi) else None

@@ -91,3 +91,38 @@ def test_markdown_escapes_untrusted_method_labels(tmp_path):
     assert "<script>" not in md and "&lt;script&gt;x\\|y&lt;/script&gt;\\*\\_&amp;" in md
     lines = md.splitlines()
     assert all(len(re.findall(r"(?<!\\)\|", lines[i])) == 4 for i in (0, 2, 3))  # no pipe broke a row
+
+
+def test_figures_draw_no_interval_below_the_minimum_of_videos(tmp_path):
+    # the plots follow the tables' rule: below MIN_VIDEOS_FOR_CI videos no error bar and no interval line
+    from matplotlib.collections import LineCollection
+
+    from reports.plots import bar_figure, interval_figure
+
+    make_results(tmp_path / "few", {"fomm": 0.1, "copy-source": 0.3}, n_videos=MIN_VIDEOS_FOR_CI - 1)
+    make_results(tmp_path / "many", {"fomm": 0.1, "copy-source": 0.3}, n_videos=MIN_VIDEOS_FOR_CI)
+
+    def interval_lines(fig):
+        return [ln for ln in fig.axes[0].lines if len(ln.get_xdata()) == 2]
+
+    def error_bars(fig):
+        segs = [s for c in fig.axes[0].collections if isinstance(c, LineCollection) for s in c.get_segments()]
+        return [s for s in segs if abs(s[1][1] - s[0][1]) > 0]
+
+    few, many = load_results(tmp_path / "few"), load_results(tmp_path / "many")
+    assert interval_lines(interval_figure(many, "l1")) and not interval_lines(interval_figure(few, "l1"))
+    assert error_bars(bar_figure(many, "l1")) and not error_bars(bar_figure(few, "l1"))
+    assert "no interval" in interval_figure(few, "l1").axes[0].get_xlabel()
+
+
+def test_html_leaderboard_names_the_run_and_marks_skipped_frames(tmp_path):
+    from reports.html import render_html
+
+    make_results(tmp_path / "r1", {"fomm": 0.1}, metrics=("aed_face",), skip={"fomm": 4})
+    make_results(tmp_path / "r2", {"monkey_net": 0.2}, metrics=("aed_face",), seed=1)
+    html = render_html(load_results([tmp_path / "r1", tmp_path / "r2"]), plots=False)
+    board = html.split('class="leaderboard">', 1)[1].split("</table>", 1)[0]
+    assert "<th>run</th>" in board and "<td>fomm</td><td>r1</td>" in board and "<td>monkey_net</td><td>r2</td>" in board
+    fomm = next(r for r in board.split("<tr>") if r.startswith("<td>fomm</td>"))
+    assert "†" in fomm and "†" not in next(r for r in board.split("<tr>") if r.startswith("<td>monkey_net</td>"))
+    assert "<li>†: some frames skipped (see above).</li>" in html

@@ -20,17 +20,19 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from bench.results import MIN_VIDEOS_FOR_CI, WEIGHTING_LABELS, Results  # noqa: E402
+from plumbing.files import atomic_path  # noqa: E402
 from reports.tables import board, fmt, has_interval  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     # no timestamps or tool versions in the files: the same results give the same bytes
     metadata = {".pdf": {"CreationDate": None, "Producer": None}}.get(path.suffix, {"Software": None})
-    fig.savefig(tmp, dpi=120, bbox_inches="tight", metadata=metadata)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=path.suffix) as tmp:  # a failed save leaves no half-written figure
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", metadata=metadata)
+    finally:
+        plt.close(fig)
     return path
 
 

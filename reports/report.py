@@ -7,15 +7,14 @@ import os
 from pathlib import Path
 
 from plumbing.errors import AnimbenchError
+from plumbing.files import atomic_write_text
 from reports.merge import load_results
 
 FORMATS = ("md", "tex", "csv", "html", "png", "pdf")
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(text, path)
     return path
 
 

@@ -107,3 +107,17 @@ def test_reports_render_without_importing_torch(results, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
     assert (tmp_path / "nt" / "report.html").is_file()
+
+
+def test_a_figure_that_fails_to_save_leaves_no_file_looking_complete(results, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def half_written(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(results.root, tmp_path / "rep", ("png",))
+    assert [p.name for p in (tmp_path / "rep").rglob("*") if p.is_file()] == []

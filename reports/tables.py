@@ -297,6 +297,10 @@ def comparisons_markdown(results: Any, by: str = "frame") -> str:
     MIN_VIDEOS_FOR_CI paired videos, p_boot 0 as '< 1/B'."""
     c = results.comparisons()
     c = c[c["weighting"] == by]
+    if c.empty:  # an empty table renders as a bare header row: say why there is nothing
+        why = "only one method was scored" if len(results.methods) == 1 else \
+            "no two methods were scored on common videos of one comparable run"
+        return f"No paired comparison: {why}.\n"
     lines = ["| metric | a | b | a − b [95% CI] | better | p_boot | n (videos) |", "|---|---|---|---|---|---|---|"]
     for _, r in c.iterrows():
         n = int(r["n_videos"])

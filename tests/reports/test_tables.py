@@ -126,3 +126,9 @@ def test_html_leaderboard_names_the_run_and_marks_skipped_frames(tmp_path):
     fomm = next(r for r in board.split("<tr>") if r.startswith("<td>fomm</td>"))
     assert "†" in fomm and "†" not in next(r for r in board.split("<tr>") if r.startswith("<td>monkey_net</td>"))
     assert "<li>†: some frames skipped (see above).</li>" in html
+
+
+def test_one_method_gets_a_sentence_not_an_empty_comparisons_table(tmp_path):
+    make_results(tmp_path / "r", {"fomm": 0.1})
+    text = tables.comparisons_markdown(load_results(tmp_path / "r"), "frame")
+    assert "|" not in text and "one method" in text

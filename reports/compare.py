@@ -432,8 +432,9 @@ def _headline(result: GateResult) -> str:
     if result.regressions:
         parts.append(f"{len(result.regressions)} regression{'s' if len(result.regressions) != 1 else ''}")
     if result.missing and not result.allow_missing:
-        parts.append("missing from the new run: " + str(len(result.methods_only_baseline)) + " methods, "
-                     + str(len(result.metrics_only_baseline)) + " metrics")
+        counts = [(len(result.methods_only_baseline), "method"), (len(result.metrics_only_baseline), "metric")]
+        parts.append("missing from the new run: " + ", ".join(f"{n} {word}{'s' if n != 1 else ''}"
+                                                                for n, word in counts if n))
     return "FAIL: " + "; ".join(parts)
 
 

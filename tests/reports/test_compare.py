@@ -234,3 +234,9 @@ def test_below_the_minimum_of_videos_no_interval_is_printed_or_gated_on(tmp_path
     line = next(x for x in out.splitlines() if x.startswith("| m | ssim ↑"))
     assert "[" not in line and "paired, 3 videos; no interval below 5" in line
     assert "| 0.005 |" in line  # the tolerance that decided, not "95% CI"
+
+
+def test_the_headline_counts_what_is_missing_in_plain_english(tmp_path):
+    old = write(tmp_path / "old", {("a", "l1"): videos(0.1), ("b", "l1"): videos(0.2)})
+    new = write(tmp_path / "new", {("a", "l1"): videos(0.1)})
+    assert to_text(compare_results(new, old)).splitlines()[0] == "FAIL: missing from the new run: 1 method"

@@ -250,7 +250,9 @@ def render_html(results: Results | Any, *, by: str = "frame", max_videos: int = 
                 max_table_rows: int = 200, plots: bool = True) -> str:
     """The report as one HTML string (no external files or links referenced)."""
     run = results.manifest.get("run", {})
-    title = f"animbench: {run.get('protocol', {}).get('name', '')} on {run.get('store', {}).get('path', '')}"
+    store = run.get("store", {})
+    where = store.get("path") or f"store {str(store.get('fingerprint', ''))[:12]}"  # results may not record a path
+    title = f"animbench: {run.get('protocol', {}).get('name', '')} on {where}"
     return _env().get_template("report.html").render(
         title=title, root=str(results.root), created=results.manifest.get("created_utc", ""),
         leaderboard=_leaderboard(results, by), coverage=_coverage(results), comparisons=_comparisons(results, by),

@@ -139,7 +139,8 @@ def test_report_of_merged_runs_names_each_run_and_animates_every_method(hostile_
     merged = load_results([hostile_results.root, second])
     text = render_html(merged)
     assert len(merged.methods) == 4 and all("@" in m for m in merged.methods)
-    assert '<h2 id="coverage">Coverage</h2>' in text and ">second</td>" in text
+    assert '<h2 id="coverage">Runs</h2>' in text and ">second</td>" in text  # no official list: the runs only
+    assert "<title>animbench: reconstruction on " in text and " on </title>" not in text
     anims = _animations(text)
     assert len(anims) == 3 and all(im.size == (128 * 6, 128) for im in anims)
     for im in anims:  # every method's column found its frames in its own run: no grey placeholder tile

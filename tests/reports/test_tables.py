@@ -132,3 +132,11 @@ def test_one_method_gets_a_sentence_not_an_empty_comparisons_table(tmp_path):
     make_results(tmp_path / "r", {"fomm": 0.1})
     text = tables.comparisons_markdown(load_results(tmp_path / "r"), "frame")
     assert "|" not in text and "one method" in text
+
+
+def test_html_title_names_the_store_when_the_results_record_no_path(tmp_path):
+    from reports.html import render_html
+
+    make_results(tmp_path / "r", {"fomm": 0.1})  # store path ""
+    assert "<title>animbench: reconstruction on store ffffffffffff</title>" in render_html(
+        load_results(tmp_path / "r"), plots=False)

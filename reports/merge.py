@@ -265,7 +265,14 @@ class MergedResults:
         if not metadata:
             return None
         return coverage(present, metadata, str(store.get("split") or "test"),
-                        DATASET_NAMES.get(str(recipe), None))
+                        DATASET_NAMES.get(str(recipe)) or _dataset_of_csv(metadata))
+
+
+def _dataset_of_csv(metadata: str | os.PathLike) -> str | None:
+    """'VoxCeleb' for the official vox-metadata.csv (and taichi likewise), so `--official-list` on a store whose
+    recipe is unknown still names the dataset; None (the file name is used) for any other csv."""
+    stem = Path(metadata).stem.lower()
+    return next((name for key, name in DATASET_NAMES.items() if stem.startswith(key)), None)
 
 
 def load_results(dirs: list[str | os.PathLike] | str | os.PathLike, allow_mixed: bool = False,

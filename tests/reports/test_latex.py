@@ -57,7 +57,7 @@ def test_footnote_names_protocol_variant_backends_coverage_and_skips(results):
     tex = tables.to_latex(results)
     note = tex[tex.index(r"\footnotesize"):]
     for text in ("Protocol: reconstruction (legacy)", "Metric backends: l1: numpy 2.0",
-                 "Coverage: 6 of 8 vox-metadata test clips; 2 unavailable", "frames skipped (no detection)",
+                 "Coverage: 6 of 8 VoxCeleb test clips; 2 unavailable", "frames skipped (no detection)",
                  "frame-weighted", "aed\\_face (FOMM AED: identity-embedding distance, OpenFace"):
         assert text in tex if text.startswith("aed") else text in note, text
 

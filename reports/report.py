@@ -38,6 +38,8 @@ def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out:
     """Write leaderboard.{md,tex,csv}, report.html and figures/*.{png,pdf} for the formats asked, from one or several
     results directories merged (reports.merge.load_results); return the paths."""
     unknown = [f for f in formats if f not in FORMATS]
+    if not formats:
+        raise AnimbenchError(f"--formats: empty; expected one or more of {','.join(FORMATS)}")
     if unknown:
         raise AnimbenchError(f"--formats {','.join(unknown)}: expected a subset of {','.join(FORMATS)}")
     results = load_results(results_dirs, allow_mixed=allow_mixed, official_list=official_list)

@@ -121,3 +121,9 @@ def test_a_figure_that_fails_to_save_leaves_no_file_looking_complete(results, tm
     with pytest.raises(OSError, match="disk full"):
         write_report(results.root, tmp_path / "rep", ("png",))
     assert [p.name for p in (tmp_path / "rep").rglob("*") if p.is_file()] == []
+
+
+def test_an_empty_formats_list_is_a_one_line_error_not_an_empty_report(results, tmp_path, capsys):
+    assert main(["report", str(results.root), "--out", str(tmp_path / "rep"), "--formats", " , "]) == 2
+    err = capsys.readouterr().err
+    assert "--formats" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "rep").exists()

@@ -124,7 +124,15 @@ def label_items(path: str | os.PathLike, face_box_dir: Path | None, need_boxes: 
         raise AnimbenchError(f"--poses {path}: the model has a face generator, so it needs face boxes: pass "
                              f"--face-boxes DIR (facetexts128 .txt files named as the label maps) or place them "
                              f"in {Path(path).name}_facetexts128/ beside it")
+    first: tuple[Path, tuple[int, ...]] | None = None
     for file in files:
+        label = read_label(file)
+        # each frame is conditioned on the previous output, so every label map must have one size
+        if first is None:
+            first = (file, label.shape)
+        elif label.shape != first[1]:
+            raise AnimbenchError(f"label map {file}: {label.shape[1]}x{label.shape[0]}, expected the "
+                                 f"{first[1][1]}x{first[1][0]} of {first[0].name} (one size for the whole folder)")
         box = None
         if face_box_dir is not None:
             box_file = face_box_dir / (file.stem + ".txt")
@@ -132,7 +140,7 @@ def label_items(path: str | os.PathLike, face_box_dir: Path | None, need_boxes: 
                 raise AnimbenchError(f"face box {box_file}: missing (every label map of {path} needs one in "
                                      f"{face_box_dir})")
             box = read_face_box(box_file)
-        yield PoseItem(name=file.stem, label=read_label(file), face_box=box)
+        yield PoseItem(name=file.stem, label=label, face_box=box)
 
 
 def openpose_poses(path: str | os.PathLike) -> tuple[list[str], list[PoseFrame], dict[str, str]]:

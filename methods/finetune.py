@@ -135,7 +135,7 @@ def write_image_store(images: str | os.PathLike, root: Path, *, crop: str = "lat
     """A folder of images of one person -> a frame store at root (train split, one video per image, named by
     its file name), each image cut the latent-pose way or stored as it is (crop "none"); returns what was done."""
     from methods.infer import image_files, make_face_detector, read_rgb
-    from prep.latentpose_crop import crop_frame
+    from prep.latentpose_crop import NO_FACE_BOX, crop_frame
     from prep.store import FrameStoreWriter
 
     if crop not in CROPS:
@@ -162,8 +162,16 @@ def write_image_store(images: str | os.PathLike, root: Path, *, crop: str = "lat
             writer.add_video(check_id(path.name, field="image name", where=str(path)), [stored], masks=mask,
                              split="train", person_id=person_id, fps=25.0, source_path=str(path),
                              recipe="finetune-images")
+    # the official crop goes on with its fallback window when no face is found; say so, or the avatar silently
+    # learns a corner of the background
+    no_face = sorted(name for name, box in boxes.items() if tuple(box) == NO_FACE_BOX)
+    if no_face:
+        shown = ", ".join(no_face[:5]) + (", ..." if len(no_face) > 5 else "")
+        print(f"animbench: note: no face found in {len(no_face)} of {len(files)} image(s) ({shown}): cut with the "
+              f"official fallback window {NO_FACE_BOX}; try --detector s3fd or other photos", file=sys.stderr,
+              flush=True)
     return {"images": [p.name for p in files], "crop": crop, "detector": config["detector"], "boxes": boxes or None,
-            "masks": facts}
+            "no_face": no_face, "masks": facts}
 
 
 def _one_person(store: Any, where: str) -> int:

@@ -651,7 +651,13 @@ class LatentPose(Method):
             yield embedder, generator
 
     def _read(self, frames: Tensor) -> Tensor:
-        """(N, 3, H, W) in [0, 1] -> (N, 3, S, S) read as the official driver loader reads crops (load_cropped)."""
+        """(N, 3, H, W) in [0, 1] -> (N, 3, S, S) read as the official driver loader reads crops (load_cropped).
+        Non-square frames are refused: the official loader would read their left H + 1 columns as the crop, and
+        the output, square, would then be stretched back to W x H (a raw video given with --no-crop)."""
+        height, width = frames.shape[-2:]
+        if height != width:
+            raise ShapeError(f"latent_pose: frames of {width}x{height} are not a latent-pose crop (square): cut "
+                             "them the latent-pose way (animate without --no-crop, prep --crop latentpose)")
         arrays = (frames.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         images = [torch.from_numpy(official_image(a, self.image_size)).permute(2, 0, 1) for a in arrays]
         return torch.stack(images).to(frames.device)
@@ -671,6 +677,15 @@ class LatentPose(Method):
             identity = None if generator.finetuned else embedder.identity_embedding(self._read(source)[:, None])[0]
             return self._render(generator, embedder.pose_embedding(self._read(driving)), identity,
                                 tuple(driving.shape[-2:]))
+
+    def animation_mode(self, relative: bool | None = None, adapt_scale: bool | None = None) -> AnimationMode:
+        """The pose code is absolute and no movement scale exists: --relative / --adapt-scale are refused (they
+        would change nothing yet be recorded as used); --absolute is what it does anyway."""
+        for flag, given in (("--relative", relative), ("--adapt-scale", adapt_scale)):
+            if given:
+                raise AnimbenchError(f"{flag}: latent_pose has no such setting (its pose code is absolute; drop "
+                                     "the flag)")
+        return AnimationMode(relative, adapt_scale)
 
     def animate(self, source: Tensor, driving_video: Tensor, mode: AnimationMode | None = None) -> Tensor:
         """drive.py: the source's identity once, every driving frame's pose -> (T, 3, H, W) in [0, 1]. No mode

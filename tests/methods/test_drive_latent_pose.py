@@ -20,6 +20,7 @@ from animbench.cli import main
 from methods.checkpoints import load_into, save_checkpoint
 from methods.infer import animate_set
 from methods.latent_pose import LatentPose
+from plumbing.errors import AnimbenchError
 from prep.latentpose_crop import crop_frame, read_cropped
 
 from .tiny_store import moving_square_video
@@ -178,3 +179,32 @@ def test_wrong_inputs_are_one_line_errors(models, checkpoints, folders, tmp_path
                      "--poses is for pose-driven families")
     _one_line_exit_2(capsys, ["animate", "pose2img", "--poses", str(folders["drv"]), "--no-crop", "--out",
                               str(tmp_path / "q.npy")], "--no-crop is for video-driven families")
+
+
+def test_no_crop_refuses_frames_that_are_not_square_crops(models, checkpoints, tmp_path, capsys):
+    """A raw 4:3 video given with --no-crop was read as a crop of its left columns and the square output then
+    stretched back to 4:3; a latent-pose crop is square, so such frames are a one-line error and no output."""
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    cv2.imwrite(str(wide / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    for model, source in ((models["tuned"], None), (models["meta"], wide)):
+        with pytest.raises(AnimbenchError, match=r"64x48.*not a latent-pose crop \(square\)"):
+            animate_set(model, {"method": "latent_pose"}, source, wide, tmp_path / "w.npy", no_crop=True,
+                        progress=False)
+        assert not (tmp_path / "w.npy").exists()
+    base = ["animate", "latent_pose", "--checkpoint", str(checkpoints["tuned"]), "--config", str(TINY_FT),
+            "--driving", str(wide), "--no-crop"]
+    _one_line_exit_2(capsys, [*base, "--no-progress", "--out", str(tmp_path / "w.mp4")],
+                     "not a latent-pose crop (square)")
+    assert not (tmp_path / "w.mp4").exists()
+
+
+def test_motion_flags_that_latent_pose_lacks_are_refused(checkpoints, folders, tmp_path, capsys):
+    """Its pose code is absolute: --relative / --adapt-scale would change nothing yet were recorded as used."""
+    base = ["animate", "latent_pose", "--checkpoint", str(checkpoints["tuned"]), "--config", str(TINY_FT),
+            "--driving", str(folders["drv"]), "--no-crop", "--out", str(tmp_path / "r.npy")]
+    for flag in ("--relative", "--adapt-scale"):
+        _one_line_exit_2(capsys, [*base, flag], f"{flag}: latent_pose has no such setting")
+        assert not (tmp_path / "r.npy").exists()
+    assert main([*base, "--absolute", "--no-progress"]) == 0  # what it does anyway
+    capsys.readouterr()

@@ -137,3 +137,19 @@ def test_wrong_inputs_are_one_line_errors(capsys, meta, images, tmp_path, run):
     _one_line_exit_2(capsys, ["finetune", "latent_pose", "--checkpoint", str(meta), "--images", str(two_people),
                               "--crop", "none", "--config", str(TINY_FT), "--out", str(tmp_path / "g")],
                      "is a frame store, used as it is")
+
+
+def test_images_without_a_face_are_named_when_cropped(tmp_path, capsys):
+    """The official crop falls back to the window (0, 0, 200, 200) when the detector finds no face: the run goes
+    on as officially, but the user is told which images had no face (they would train the avatar on background)."""
+    from methods.finetune import write_image_store
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("wall.png", "floor.png"):
+        cv2.imwrite(str(folder / name), np.full((96, 96, 3), 128, np.uint8))
+    prepared = write_image_store(folder, tmp_path / "store", crop="latentpose", detector="dlib")
+    err = capsys.readouterr().err
+    assert "no face found in 2 of 2 image(s) (floor.png, wall.png)" in err, err
+    assert prepared["no_face"] == ["floor.png", "wall.png"]
+    assert FrameStore(tmp_path / "store").videos("train") == ["floor.png", "wall.png"]

@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="1024x512", help="label map size WxH (default 1024x512)")
     p.add_argument("--frame-size", default="1920x1080",
                    help="target frame size WxH: the canvas, whose centre column anchors the scaling")
+    for who in ("target", "source"):
+        p.add_argument(f"--{who}-median-frac", type=float, default=0.5,
+                       help=f"the {who}'s farthest toe row is searched within this fraction of the median's "
+                            "distance to the closest row (default 0.5, as the official script)")
     p.add_argument("--median-window", type=int, default=7, help="frames in the median smoothing (default 7)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=_normalize)
@@ -68,6 +72,8 @@ def _normalize(args: argparse.Namespace) -> int:
     summary = normalize_folder(args.source, args.out, target=args.target, norm_params=args.norm_params,
                                seed=args.seed, size=parse_size(args.size, "--size"),
                                frame_size=parse_size(args.frame_size, "--frame-size"),
-                               median_window=args.median_window, overwrite=args.overwrite)
+                               median_window=args.median_window, overwrite=args.overwrite,
+                               target_median_frac=args.target_median_frac,
+                               source_median_frac=args.source_median_frac)
     print("\n".join(summary.lines()))
     return 0

@@ -121,7 +121,8 @@ def render_folder(src: str | os.PathLike, out: str | os.PathLike, *, size=(1024,
 
 def normalize_folder(source: str | os.PathLike, out: str | os.PathLike, *, target: str | os.PathLike | None = None,
                      norm_params: str | os.PathLike | None = None, seed: int = 0, size=(1024, 512),
-                     frame_size=OFFICIAL_CANVAS, median_window: int = 7, overwrite: bool = False) -> RenderSummary:
+                     frame_size=OFFICIAL_CANVAS, median_window: int = 7, overwrite: bool = False,
+                     target_median_frac: float = 0.5, source_median_frac: float = 0.5) -> RenderSummary:
     """graph_posenorm.py: normalise the source folder's poses to the target subject (params fitted from `target`,
     or loaded from a norm_params.txt), smooth, render. Writes out/test_label/frame%06d.png,
     out/test_facetexts128/frame%06d.txt, out/norm_params.txt and out/frames.csv (output -> source frame)."""
@@ -136,7 +137,8 @@ def normalize_folder(source: str | os.PathLike, out: str | os.PathLike, *, targe
     if norm_params is not None:
         params = NormParams.load(norm_params)
     else:
-        params = fit_norm_params(list(read_openpose_folder(target).frames.values()), poses, seed=seed)
+        params = fit_norm_params(list(read_openpose_folder(target).frames.values()), poses, seed=seed,
+                                 target_median_frac=target_median_frac, source_median_frac=source_median_frac)
     smoothed = normalize_poses(poses, params, frame_size=frame_size, median_window=median_window)
     if all(pose is None for pose in smoothed):
         raise AnimbenchError(f"pose normalize: {source}: no frame to write ({len(names)} source frames, "

@@ -109,7 +109,7 @@ class VideoStats:
         if ok.size == 0:
             raise AnimbenchError(f"{who} poses: no toe row between the median ({self.median:.1f}) and "
                                  f"{median_frac} of its distance to the closest row; expected a subject who moves "
-                                 "back and forth (try a larger median_frac)")
+                                 f"back and forth (try a larger --{who}-median-frac of `animbench pose normalize`)")
         return float(self.median - ok.max())
 
 
@@ -156,6 +156,9 @@ def fit_norm_params(target: Sequence[PoseFrame | None], source: Sequence[PoseFra
                     target_max_frames: int = 5000, source_max_frames: int = 20000) -> NormParams:
     """graph_posenorm.py --calculate_scale_translation: the normalisation taking source poses to the target's
     scale and floor rows (frames drawn with a RandomState(seed), the source first as the official script)."""
+    for who, frac in (("target", target_median_frac), ("source", source_median_frac)):
+        if not frac > 0:
+            raise AnimbenchError(f"--{who}-median-frac {frac}: expected a number > 0 (official default 0.5)")
     rng = np.random.RandomState(seed)
     src = video_stats(source, rng, source_max_frames, "source")
     tgt = video_stats(target, rng, target_max_frames, "target")

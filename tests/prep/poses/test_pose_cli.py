@@ -111,3 +111,20 @@ def test_normalize_reports_unwritten_frames_and_refuses_an_empty_result(tmp_path
     err = capsys.readouterr().err
     assert "no frame to write" in err and "--median-window 11" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_normalize_median_fracs_are_flags_and_the_error_names_them(tmp_path, capsys):
+    rows = [(880.0, 440.0), (900.0, 450.0), (1000.0, 500.0)]
+    target = _folder(tmp_path / "target", [standing(toe, h) for toe, h in rows for _ in range(30)])
+    # source median 600, closest 700: the far row 500 is 100 rows from the median, not below 0.5 * 100
+    source = _folder(tmp_path / "source", [standing(toe, h, x=700.0) for toe, h in
+                                           [(500.0, 200.0), (600.0, 230.0), (700.0, 250.0)] * 4])
+    args = ["pose", "normalize", "--target", str(target), "--source", str(source), "--size", "512x256"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "try a larger --source-median-frac" in err and err.count("\n") == 1
+    assert main([*args, "--out", str(tmp_path / "b"), "--source-median-frac", "1.5"]) == 0
+    params = NormParams.load(tmp_path / "b" / "norm_params.txt")
+    assert (params.t_max, params.t_hor) == (700.0, 500.0)
+    assert main([*args, "--out", str(tmp_path / "c"), "--target-median-frac", "0"]) == 2
+    assert "--target-median-frac 0.0: expected a number > 0" in capsys.readouterr().err

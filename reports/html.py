@@ -167,8 +167,11 @@ def _worst_best(results: Any) -> list[dict[str, Any]]:
                 continue
             pick = lambda d: [{"video": str(r["video_id"]), "value": fmt(r["mean"])}  # noqa: E731
                               for _, r in d.iterrows()]
-            out.append({"metric": metric, "method": method, "worst": pick(g.head(WORST_BEST)),
-                        "best": pick(g.tail(WORST_BEST).iloc[::-1]) if len(g) > WORST_BEST else []})
+            # few videos: the worse half on the left, the better half on the right (never the best as "worst")
+            n_worst = min(WORST_BEST, (len(g) + 1) // 2)
+            n_best = min(WORST_BEST, len(g) - n_worst)
+            out.append({"metric": metric, "method": method, "worst": pick(g.head(n_worst)),
+                        "best": pick(g.tail(n_best).iloc[::-1]) if n_best else []})
     return out
 
 

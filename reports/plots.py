@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from bench.results import MIN_VIDEOS_FOR_CI, WEIGHTING_LABELS, Results  # noqa: E402
 from plumbing.files import atomic_path  # noqa: E402
@@ -157,7 +157,9 @@ def speed_figure(results: Any, metric: str, by: str = "frame") -> plt.Figure | N
     ax.set_xscale("log")
     plain = FuncFormatter(lambda v, _: f"{v:.3g}")  # 1.6, not 1.6x10^0, on a narrow log range
     ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    times = [1000 * speed[m] for m in methods]
+    # within about a decade the minor ticks carry the numbers; over a wider range their labels would overlap
+    ax.xaxis.set_minor_formatter(plain if max(times) <= 10 * min(times) else NullFormatter())
     ax.set_xlabel("generation time per frame (ms, log scale)")
     arrow = "higher is better" if b.higher_is_better.get(metric) else "lower is better"
     ax.set_ylabel(f"{metric} ({arrow})")

@@ -148,3 +148,36 @@ def test_report_of_merged_runs_names_each_run_and_animates_every_method(hostile_
         frame = np.asarray(im.convert("RGB"))
         assert not any((frame[:, 128 * c:128 * (c + 1)] == 200).all() for c in range(6))
     assert "<i>o&r" not in text and "&lt;i&gt;o&amp;r@" in text
+
+
+def test_worst_and_best_split_few_videos_instead_of_listing_the_best_as_worst(tmp_path):
+    from reports.html import _worst_best
+    from reports.merge import load_results
+    from tests.reports.test_merge import make_results
+
+    make_results(tmp_path / "r", {"fomm": 0.1}, n_videos=2)  # vid1 scores worse (higher l1) than vid0
+    (row,) = _worst_best(load_results(tmp_path / "r"))
+    assert [v["video"] for v in row["worst"]] == ["vid1"] and [v["video"] for v in row["best"]] == ["vid0"]
+    make_results(tmp_path / "r7", {"fomm": 0.1}, n_videos=7)
+    (row,) = _worst_best(load_results(tmp_path / "r7"))
+    assert [v["video"] for v in row["worst"]] == ["vid6", "vid5", "vid4"]
+    assert [v["video"] for v in row["best"]] == ["vid0", "vid1", "vid2"]
+
+
+def test_speed_plot_labels_minor_ticks_only_on_a_narrow_range(tmp_path):
+    from reports.merge import load_results
+    from reports.plots import speed_figure
+    from tests.reports.test_merge import make_results
+
+    make_results(tmp_path / "r", {"fomm": 0.1, "oracle": 0.0})
+    res = load_results(tmp_path / "r")
+
+    def minor_labels(spf):
+        res.manifest["run"]["methods"] = {"fomm": {"seconds_per_frame": spf[0]},
+                                          "oracle": {"seconds_per_frame": spf[1]}}
+        fig = speed_figure(res, "l1")
+        fig.canvas.draw()
+        return [t.get_text() for t in fig.axes[0].xaxis.get_minorticklabels() if t.get_text()]
+
+    assert minor_labels((0.0012, 0.0018))  # within one decade: minor ticks carry the numbers
+    assert not minor_labels((0.0003, 0.06))  # over two decades: only the decades, no crowded labels

@@ -62,19 +62,22 @@ def bar_figure(results: Any, metric: str, by: str = "frame") -> plt.Figure:
     hi = np.array([_shown_interval(b.cells[(m, metric)])[1] for m in methods])
     finite = np.isfinite(means)
     heights = np.where(finite, means, 0.0)
-    with np.errstate(invalid="ignore"):  # inf - inf where a mean is infinite: those bars are not drawn
-        err = np.vstack([np.where(np.isfinite(lo) & finite, means - lo, 0),
-                         np.where(np.isfinite(hi) & finite, hi - means, 0)])
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(methods), 3.2))
     x = np.arange(len(methods))
-    ax.bar(x, heights, yerr=np.nan_to_num(err), capsize=4, color="#4c72b0")
+    ax.bar(x, heights, color="#4c72b0")
+    # error bars only where an interval is reported: a zero-width cap would read as a certain value
+    shown = finite & np.isfinite(lo) & np.isfinite(hi)
+    if shown.any():
+        ax.errorbar(x[shown], means[shown], yerr=np.vstack([means[shown] - lo[shown], hi[shown] - means[shown]]),
+                    fmt="none", ecolor="black", capsize=4)
     for i, m in enumerate(means):
         if not finite[i]:
             ax.annotate(fmt(m), (x[i], 0), ha="center", va="bottom")
     ax.set_xticks(x, methods, rotation=30, ha="right")
     arrow = "higher is better" if b.higher_is_better.get(metric) else "lower is better"
     ax.set_ylabel(f"{metric} ({arrow})")
-    ax.set_title(f"{metric}: {WEIGHTING_LABELS[by].split(' (')[0]}", fontsize=9)
+    few = f"\nno interval below {MIN_VIDEOS_FOR_CI} videos" if _few_videos(b, methods, metric) else ""
+    ax.set_title(f"{metric}: {WEIGHTING_LABELS[by].split(' (')[0]}{few}", fontsize=9)
     return fig
 
 

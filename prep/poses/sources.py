@@ -51,8 +51,9 @@ def check_pose_source(spec: str, units: Sequence[Unit]) -> None:
             elif not Path(spec).is_dir():
                 raise AnimbenchError(f"--poses {spec}: not a folder, nor one of synthetic, rtpose, dwpose")
             elif _openpose_folder(spec, unit, clip) is None:
+                looked = dict.fromkeys(str(Path(spec) / n) for n in (clip.video_id, Path(unit.source).stem) if n)
                 raise AnimbenchError(f"--poses {spec}: no pose folder for video {clip.video_id!r} (looked for "
-                                     f"{Path(spec) / clip.video_id} and {Path(spec) / Path(unit.source).stem})")
+                                     f"{' and '.join(looked)})")
 
 
 def transform_pose(pose: PoseFrame, affine: Affine) -> PoseFrame:

@@ -158,6 +158,7 @@ def test_openpose_folder_errors(tmp_path, ray_session, capsys):  # noqa: F811
                      "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "no pose folder for video 'clipB'" in err
+    assert err.count(str(poses / "clipB")) == 1  # the id and the source's stem are one name: said once
     with pytest.raises(AnimbenchError, match="nor one of synthetic, rtpose, dwpose"):
         run_prep(folder.plan(src), tmp_path / "s3", PrepConfig("folder", poses=str(tmp_path / "nope")),
                  progress=False)

@@ -248,6 +248,9 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
         raise AnimbenchError(f"compare --by {by!r}: expected one of {list(WEIGHTINGS)}")
     new_r = new if isinstance(new, Results) else Results(new)
     old_r = baseline if isinstance(baseline, Results) else Results(baseline)
+    if os.path.realpath(new_r.root) == os.path.realpath(old_r.root):  # would pass forever, gating nothing
+        raise AnimbenchError(f"compare {new_r.root}: NEW and --baseline are the same results directory; give the "
+                             "baseline run's directory")
     tol = parse_tolerance(tolerance) if isinstance(tolerance, str) or tolerance is None else dict(tolerance)
     default = tol.pop("*", Tolerance())
 

@@ -240,3 +240,11 @@ def test_the_headline_counts_what_is_missing_in_plain_english(tmp_path):
     old = write(tmp_path / "old", {("a", "l1"): videos(0.1), ("b", "l1"): videos(0.2)})
     new = write(tmp_path / "new", {("a", "l1"): videos(0.1)})
     assert to_text(compare_results(new, old)).splitlines()[0] == "FAIL: missing from the new run: 1 method"
+
+
+def test_a_run_compared_with_itself_is_bad_input_not_a_pass(pair, capsys):
+    # a CI step that passes the same folder twice would pass forever: refuse it, as merging does
+    new, _ = pair
+    assert main(["compare", str(new), "--baseline", str(new) + "/"]) == 2
+    err = capsys.readouterr().err
+    assert "same results directory" in err and len(err.strip().splitlines()) == 1

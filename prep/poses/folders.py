@@ -74,6 +74,12 @@ def _check_out(path: Path, overwrite: bool, flag: str = "--out") -> None:
         raise AnimbenchError(f"{flag} {path}: folder is not empty (pass --overwrite to replace it)")
 
 
+def _check_box_fits(size: tuple[int, int], optional: bool, box: int = 128) -> None:
+    if box > min(size):
+        raise AnimbenchError(f"--size {size[0]}x{size[1]}: the {box} px face boxes do not fit (pass "
+                             f"{'--no-facetexts or ' if optional else ''}a size of at least {box}x{box})")
+
+
 def _png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
@@ -99,6 +105,8 @@ def render_folder(src: str | os.PathLike, out: str | os.PathLike, *, size=(1024,
     facetexts_dir(out)/<name>.txt ("miny maxy minx maxx"), as graph_train.py with its defaults."""
     out = Path(os.path.abspath(out))
     faces_out = facetexts_dir(out) if facetexts else None
+    if facetexts:
+        _check_box_fits(size, optional=True)
     for path, flag in ((out, "--out"), (faces_out, "face box folder")):
         if path is not None:
             _check_out(path, overwrite, flag)
@@ -127,6 +135,7 @@ def normalize_folder(source: str | os.PathLike, out: str | os.PathLike, *, targe
     or loaded from a norm_params.txt), smooth, render. Writes out/test_label/frame%06d.png,
     out/test_facetexts128/frame%06d.txt, out/norm_params.txt and out/frames.csv (output -> source frame)."""
     out = Path(os.path.abspath(out))
+    _check_box_fits(size, optional=False)  # test_facetexts128 is always written
     _check_out(out, overwrite)
     if target is None and norm_params is None:
         raise AnimbenchError("pose normalize: --target is required to fit the normalisation (or pass "

@@ -46,6 +46,7 @@ def test_render_cli_writes_the_library_maps(shared_dir, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--size", "big"], "--size 'big': expected WIDTHxHEIGHT"),
     (["--frame-size", "0x5"], "--frame-size '0x5'"),
+    (["--size", "64x32"], "--size 64x32: the 128 px face boxes do not fit (pass --no-facetexts"),
     ([], "bad_pose.yml: line 5: pose_0.data: 'x' is not a finite number"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):

@@ -503,12 +503,21 @@ class Results:
             path = self.root / name
             if not path.is_file():
                 raise AnimbenchError(f"results {self.root}: table {name} named in {MANIFEST_FILE} is missing")
-            if pq.ParquetFile(path).metadata.num_rows != meta["rows"]:
+            try:
+                rows = pq.ParquetFile(path).metadata.num_rows
+            except (pa.ArrowException, OSError) as e:  # truncated or not Parquet: bad input, not a crash
+                raise AnimbenchError(f"results {self.root}: table {name} is unreadable ({e}); run the bench "
+                                     "again") from None
+            if rows != meta["rows"]:
                 raise AnimbenchError(f"results {self.root}: table {name} has a different row count than "
                                      f"{MANIFEST_FILE} says ({meta['rows']})")
 
     def _read(self, name: str) -> pd.DataFrame:
-        return pq.read_table(self.root / name).to_pandas()
+        try:
+            return pq.read_table(self.root / name).to_pandas()
+        except (pa.ArrowException, OSError) as e:
+            raise AnimbenchError(f"results {self.root}: table {name} is unreadable ({e}); run the bench "
+                                 "again") from None
 
     def frames(self) -> pd.DataFrame:
         """Per-frame rows."""

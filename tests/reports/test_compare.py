@@ -248,3 +248,13 @@ def test_a_run_compared_with_itself_is_bad_input_not_a_pass(pair, capsys):
     assert main(["compare", str(new), "--baseline", str(new) + "/"]) == 2
     err = capsys.readouterr().err
     assert "same results directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_corrupt_results_table_is_bad_input_exit_2_not_a_regression(pair, capsys):
+    # exit 1 would tell CI "regression" when the baseline is merely damaged
+    new, old = pair
+    data = (old / "videos.parquet").read_bytes()
+    (old / "videos.parquet").write_bytes(data[: len(data) // 2])
+    assert main(["compare", str(new), "--baseline", str(old)]) == 2
+    err = capsys.readouterr().err
+    assert "videos.parquet" in err and "unreadable" in err and len(err.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ calls)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from plumbing.errors import AnimbenchError
@@ -36,7 +37,8 @@ def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out:
                  formats: tuple[str, ...] = FORMATS, by: str = "frame", *, allow_mixed: bool = False,
                  official_list: str | os.PathLike | None = None) -> dict[str, list[Path]]:
     """Write leaderboard.{md,tex,csv}, report.html and figures/*.{png,pdf} for the formats asked, from one or several
-    results directories merged (reports.merge.load_results); return the paths."""
+    results directories merged (reports.merge.load_results); return the paths. An earlier report's files in `out`
+    are removed first (listed under "removed" when not written again), so the folder holds one report."""
     unknown = [f for f in formats if f not in FORMATS]
     if not formats:
         raise AnimbenchError(f"--formats: empty; expected one or more of {','.join(FORMATS)}")
@@ -47,6 +49,7 @@ def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out:
     results.coverage()  # so does an unreadable official list
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    removed = _clear_previous(out)
     written: dict[str, list[Path]] = {}
     if "md" in formats:
         from reports.tables import comparisons_markdown, to_markdown
@@ -71,4 +74,24 @@ def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out:
             from reports.plots import figures
 
             written[kind] = figures(results, out / "figures", by, formats=(kind,))
+    rewritten = {p for paths in written.values() for p in paths}
+    gone = [p for p in removed if p not in rewritten]
+    if gone:
+        written["removed"] = gone
     return written
+
+
+_FIGURE = re.compile(r"(bar|intervals|speed|videos)_.+\.(png|pdf)")
+
+
+def _clear_previous(out: Path) -> list[Path]:
+    """Remove the files an earlier report wrote into `out` (its own names only; anything else stays), so the
+    folder never mixes this report with another run's tables or figures; return what was removed."""
+    own = [out / n for n in ("leaderboard.md", "leaderboard.tex", "leaderboard.csv", "report.html")]
+    figures = out / "figures"
+    if figures.is_dir():
+        own += sorted(p for p in figures.iterdir() if _FIGURE.fullmatch(p.name))
+    removed = [p for p in own if p.is_file() and not p.is_symlink()]
+    for p in removed:
+        p.unlink()
+    return removed

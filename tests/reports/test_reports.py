@@ -127,3 +127,13 @@ def test_an_empty_formats_list_is_a_one_line_error_not_an_empty_report(results, 
     assert main(["report", str(results.root), "--out", str(tmp_path / "rep"), "--formats", " , "]) == 2
     err = capsys.readouterr().err
     assert "--formats" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "rep").exists()
+
+
+def test_a_new_report_into_the_same_folder_leaves_nothing_of_the_previous_one(results, tmp_path, capsys):
+    out = tmp_path / "rep"
+    write_report(results.root, out, ("md", "html", "png"))
+    (out / "notes.txt").write_text("mine")  # not a report file: kept
+    assert main(["report", str(results.root), "--out", str(out), "--formats", "csv"]) == 0
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert left == ["leaderboard.csv", "notes.txt"]
+    assert f"removed\t{out / 'report.html'}" in capsys.readouterr().out

@@ -118,6 +118,10 @@ def _mask_reader(masks: str | None, device: str) -> tuple[Any, dict[str, Any] | 
         if path is None:
             raise AnimbenchError(f"--masks {folder}: no mask file named as the image {name} (<stem>.png)")
         mask = read_mask_file(path)
+        (h, w), (fh, fw) = mask.shape[:2], frame.shape[:2]
+        if abs(h * fw - w * fh) > max(h, w, fh, fw):  # more than rounding: another picture's mask
+            raise AnimbenchError(f"--masks {path}: {w}x{h}, its image {name} is {fw}x{fh} (expected the image's "
+                                 "shape; a mask of another size is resized, not one of another aspect ratio)")
         if box is not None:  # a full-frame mask, cut as its frame was
             if mask.shape != frame.shape[:2]:
                 mask = cv2.resize(mask, (frame.shape[1], frame.shape[0]))

@@ -153,3 +153,20 @@ def test_images_without_a_face_are_named_when_cropped(tmp_path, capsys):
     assert "no face found in 2 of 2 image(s) (floor.png, wall.png)" in err, err
     assert prepared["no_face"] == ["floor.png", "wall.png"]
     assert FrameStore(tmp_path / "store").videos("train") == ["floor.png", "wall.png"]
+
+
+def test_a_mask_file_of_another_shape_is_an_error(tmp_path):
+    """A mask is resized to its image when only its size differs; a mask of another aspect ratio is the wrong
+    file (it was stretched over the image without a word)."""
+    from methods.finetune import write_image_store
+
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    cv2.imwrite(str(photos / "me.png"), np.full((64, 64, 3), 128, np.uint8))
+    cv2.imwrite(str(masks / "me.png"), np.full((32, 32), 255, np.uint8))  # half size: resized
+    store = write_image_store(photos, tmp_path / "ok", crop="none", masks=str(masks))
+    assert store["masks"] is not None and FrameStore(tmp_path / "ok").videos("train") == ["me.png"]
+    cv2.imwrite(str(masks / "me.png"), np.full((100, 80), 255, np.uint8))
+    with pytest.raises(AnimbenchError, match=r"me\.png: 80x100, its image me\.png is 64x64"):
+        write_image_store(photos, tmp_path / "bad", crop="none", masks=str(masks))

@@ -6,7 +6,9 @@ encoder), where the cores go (workers, driver, Ray's own processes), and bytes p
 The footage (8 synthetic face videos x 96 frames, 1280x720, libx264) is made once and cached under
 bench_out/cache/. Runs are interleaved in rounds (raw decode, 1 worker, 2 workers, ...) so that a drifting load
 on a shared machine hits every figure alike; the median round counts. Goals (issue 13): PNG at 1 worker >= 70%
-of raw decode, 2 workers >= 1.8x one worker. The pipeline rate counts the frames written over the wall time of
+of raw decode, 2 workers >= 1.8x one worker. Raw decode is decoding to RGB frames (what every Python decoder
+hands out); decoding without the RGB conversion is printed beside it. Each round also runs one worker with
+`--scaler opencv` (whole-frame RGB + cv2.INTER_AREA, the stores' path before the YUV scaler): the before figure. The pipeline rate counts the frames written over the wall time of
 `run_prep` with the workers already started; it includes decode, crop, anti-aliased resize to 256, encoding,
 Parquet writes, stats files and the final hashing of every shard. Core use is read from /proc: CPU seconds of
 each process of the session over the run's wall time.
@@ -54,19 +56,19 @@ def footage(videos: int, frames: int, width: int, height: int, data: Path | None
     return data
 
 
-def raw_decode_rate(videos: list[Path], backend: str = "auto") -> dict:
-    """Sequential full decode to RGB with the decoder the pipeline uses (prep.decode.open_source: PyAV first,
-    one thread), pinned to one core: one worker's raw decode speed. Unpinned, a decoder may spread over more
-    than a core, which no worker of a full machine gets."""
+def raw_decode_rate(videos: list[Path], backend: str = "auto", rgb: bool = True) -> dict:
+    """Sequential full decode to RGB (rgb=False: decode only, frames left in the codec's YUV) with the decoder
+    the pipeline uses (prep.decode.open_source: PyAV first, one thread), pinned to one core: one worker's raw
+    decode speed. Unpinned, a decoder may spread over more than a core, which no worker of a full machine gets."""
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(affinity)})
     try:
-        return _decode_all(videos, backend)
+        return _decode_all(videos, backend, rgb)
     finally:
         os.sched_setaffinity(0, affinity)
 
 
-def _decode_all(videos: list[Path], backend: str) -> dict:
+def _decode_all(videos: list[Path], backend: str, rgb: bool) -> dict:
     from prep.decode import open_source
 
     t, cpu = time.perf_counter(), time.process_time()
@@ -75,7 +77,7 @@ def _decode_all(videos: list[Path], backend: str) -> dict:
         source = open_source(path, backend=backend)
         used.add(source.backend)
         try:
-            for _ in source.frames():
+            for _ in (source.frames() if rgb else source.decoded()):
                 frames += 1
         finally:
             source.close()
@@ -98,7 +100,8 @@ def timed_run(units, store: Path, config: PrepConfig, workers: int) -> dict:
     return {"workers": workers, "wall_s": round(wall, 3), "frames": summary.frames, "decoded": summary.decoded,
             "frames_per_s": round(summary.frames / wall, 1), "cores": used, "ray_cores": ray_cores(used),
             "timings": summary.manifest["timings"], "content_hash": summary.manifest["content_hash"],
-            "encode": summary.manifest.get("encoding"), "bytes_per_frame": store_bytes_per_frame(store, summary.frames)}
+            "encode": summary.manifest.get("encoding"), "bytes_per_frame": store_bytes_per_frame(store, summary.frames),
+            "scaled": summary.manifest["run"].get("scaled_frames")}
 
 
 def accepted_formats() -> list[str]:
@@ -140,13 +143,18 @@ def main() -> int:
         ray_start = time.perf_counter() - t
         for w in sorted(args.workers, reverse=True):  # start the workers once; later runs find them warm
             run_prep(units[:w], work / "warm", config, workers=w, progress=False, overwrite=True)
-        raws, runs = [], {w: [] for w in args.workers}
+        raws, yuvs, runs, before = [], [], {w: [] for w in args.workers}, []
+        opencv = PrepConfig("vox", size=256, scaler="opencv")  # the baseline: whole-frame RGB + cv2.INTER_AREA
         for r in range(args.rounds):
             raws.append(raw_decode_rate(videos))
+            yuvs.append(raw_decode_rate(videos, rgb=False))
             for w in args.workers:
                 runs[w].append(timed_run(units, work / f"png-{w}", config, w))
                 print(f"round {r + 1}: {w} worker(s) {runs[w][-1]['frames_per_s']} frames/s, raw decode "
-                      f"{raws[-1]['frames_per_s']} frames/s", file=sys.stderr)
+                      f"{raws[-1]['frames_per_s']} frames/s ({yuvs[-1]['frames_per_s']} without RGB)",
+                      file=sys.stderr)
+            before.append(timed_run(units, work / "opencv-1", opencv, 1))
+            print(f"round {r + 1}: 1 worker, --scaler opencv {before[-1]['frames_per_s']} frames/s", file=sys.stderr)
         formats = {}
         for fmt in accepted_formats():  # bytes (and a 1-worker rate) of every format the encoder offers
             fconfig = PrepConfig("vox", size=256, encode=EncodeOptions(fmt))
@@ -155,6 +163,8 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)  # the stores (tens of MB each); the footage stays cached
     raw_fps = statistics.median(r["frames_per_s"] for r in raws)
     raw_cpu = statistics.median(r["frames_per_cpu_s"] for r in raws)
+    yuv_fps = statistics.median(r["frames_per_s"] for r in yuvs)
+    opencv_run = _median_round(before)
     median = {w: _median_round(rs) for w, rs in runs.items()}
     first = median[args.workers[0]]
     first_cpu_rate = first["frames_per_s"] / max(first["cores"].get("workers", 0.0), 1e-9)
@@ -164,6 +174,7 @@ def main() -> int:
         rows.append({
             "workers": w, "frames_per_s": run["frames_per_s"],
             "per_worker_vs_raw_decode": round(run["frames_per_s"] / w / raw_fps, 3),
+            "per_worker_vs_decode_without_rgb": round(run["frames_per_s"] / w / yuv_fps, 3),
             "speedup_vs_first": round(run["frames_per_s"] / first["frames_per_s"], 3),
             # the load-robust view: frames per CPU-second the workers actually got, against the first count
             "frames_per_worker_cpu_s": round(run["frames_per_s"] / max(worker_cores, 1e-9), 1),
@@ -185,6 +196,12 @@ def main() -> int:
                     "height": args.height, "codec": "h264 (libx264, yuv420p)", "folder": str(data)},
         "ray_start_s": round(ray_start, 3),
         "raw_decode_frames_per_s": raw_fps, "raw_decode_frames_per_cpu_s": raw_cpu, "raw_decode_rounds": raws,
+        "decode_without_rgb_frames_per_s": yuv_fps, "decode_without_rgb_rounds": yuvs,
+        "scaler": config.scaler, "scaled_frames": first.get("scaled"),
+        "before_opencv_scaler_1_worker": {
+            "frames_per_s": opencv_run["frames_per_s"], "vs_raw_decode": round(opencv_run["frames_per_s"] / raw_fps, 3),
+            "all_rounds_frames_per_s": [x["frames_per_s"] for x in before], "stage_timings_s": opencv_run["timings"],
+            "speedup_of_ffmpeg_scaler": round(first["frames_per_s"] / opencv_run["frames_per_s"], 3)},
         "png_encoder_recorded": first["encode"],
         "runs": rows,
         "same_store_at_every_worker_count": len({r["content_hash"] for r in rows}) == 1,
@@ -193,13 +210,18 @@ def main() -> int:
     }
     emit_report(report, args.out)
     decoder = "/".join(raws[0]["decoder"])
-    print(f"\nraw decode ({decoder}, 1 thread, 1 core): {raw_fps:.1f} frames/s, {raw_cpu:.1f} frames per CPU-s; "
-          f"PNG encoder: {first['encode']}; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| workers | frames/s | per worker vs raw decode | speed-up | frames per worker CPU-s (vs raw) "
+    print(f"\nraw decode ({decoder}, 1 thread, 1 core): {raw_fps:.1f} frames/s to RGB, {yuv_fps:.1f} frames/s "
+          f"without the RGB conversion; {raw_cpu:.1f} frames per CPU-s; PNG encoder: {first['encode']}; load average "
+          f"at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"scaler {config.scaler} (frames by scaler: {first.get('scaled')}); before, --scaler opencv at 1 worker: "
+          f"{opencv_run['frames_per_s']:.1f} frames/s = {opencv_run['frames_per_s'] / raw_fps:.0%} of raw decode "
+          f"(ffmpeg scaler {first['frames_per_s'] / opencv_run['frames_per_s']:.2f}x that)")
+    print("| workers | frames/s | per worker vs raw decode (vs decode without RGB) | speed-up | frames per worker CPU-s (vs raw) "
           "| idle-machine speed-up (estimate) | workers' cores | driver cores | Ray processes' cores |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['workers']} | {row['frames_per_s']:.1f} | {row['per_worker_vs_raw_decode']:.0%} | "
+        print(f"| {row['workers']} | {row['frames_per_s']:.1f} | {row['per_worker_vs_raw_decode']:.0%} "
+              f"({row['per_worker_vs_decode_without_rgb']:.0%}) | "
               f"{row['speedup_vs_first']:.2f} | {row['frames_per_worker_cpu_s']:.1f} "
               f"({row['per_worker_cpu_s_vs_raw_decode_cpu_s']:.0%}) | {row['idle_machine_speedup_estimate']:.2f} "
               f"| {row['workers_cores']:.2f} "

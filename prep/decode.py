@@ -7,7 +7,9 @@ decord's decoder thread runs ahead of a slow reader into an unbounded queue (a w
 a 1-minute 720p source, and a slow reader of a 5-minute one reached 2.4 GB after 2,000 frames, still growing),
 and decord can deadlock (decord #373).
 
-Every source yields `(index, frame)` for a half-open range of frame indices, frames as RGB uint8 HxWx3.
+Every source yields `(index, frame)` for a half-open range of frame indices: `frames()` as RGB uint8 HxWx3,
+`decoded()` as handles (prep/cropscale.py) that convert to RGB only what the caller asks for, the whole frame
+or a box scaled to the stored size (the prep worker's path: a PyAV frame is cropped and scaled in YUV).
 Decoding runs single-threaded: the pipeline parallelises across videos, and one thread per decoder keeps the
 frames identical whatever the worker count.
 """
@@ -25,6 +27,7 @@ import cv2
 import numpy as np
 
 from plumbing.errors import AnimbenchError
+from prep.cropscale import ArrayFrame, AVFrame, AVScaler, Frame
 
 VIDEO_EXTENSIONS = (".mp4", ".gif", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -78,6 +81,12 @@ class FrameSource:
         Raises DecodeStopped when a bounded range cannot be completed or decoding fails midway; at the end of
         the stream its count is the video's length when known (a range starting past the end reports that).
         """
+        for index, frame in self.decoded(start, stop):
+            yield index, frame.rgb()
+
+    def decoded(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Frame]]:
+        """As frames(), with each frame as a handle (prep.cropscale.Frame) that converts to RGB only what is
+        asked of it: the whole frame, or a box scaled to the stored size."""
         expected = start
         self._ended_at = None
         try:
@@ -92,7 +101,7 @@ class FrameSource:
             ended = self._ended_at
             raise DecodeStopped(expected if ended is None else min(expected, ended))
 
-    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, Frame]]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -121,7 +130,7 @@ class DecordSource(FrameSource):
         self.fps = float(self._reader.get_avg_fps())
         self._next = 0  # the frame next() returns
 
-    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, Frame]]:
         end = self.num_frames if stop is None else min(stop, self.num_frames)
         if stop is None or stop > self.num_frames:  # the range runs into the end of the video
             self._ended_at = self.num_frames
@@ -133,7 +142,7 @@ class DecordSource(FrameSource):
         for index in range(start, end):
             frame = self._reader.next().asnumpy()
             self._next = index + 1
-            yield index, frame
+            yield index, ArrayFrame(frame)
 
     def close(self) -> None:
         """Drop the reader (decord frees its buffers on deletion)."""
@@ -181,6 +190,7 @@ class PyAVSource(FrameSource):
     def _open_stream(self):
         stream = self._container.streams.video[0]
         stream.thread_count = 1
+        self._scaler = AVScaler(stream.time_base)
         return stream
 
     def _index(self, frame) -> int:
@@ -208,7 +218,7 @@ class PyAVSource(FrameSource):
         finally:
             context.skip_frame = "DEFAULT"
 
-    def _seeking(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _seeking(self, start: int, stop: int | None) -> Iterator[tuple[int, Frame]]:
         """Seek to the key frame at or before `start`, decode forward; frames from `start` must be consecutive."""
         back = 0
         while True:  # a demuxer that lands after `start` (it may seek by dts) is asked again, further back
@@ -236,11 +246,11 @@ class PyAVSource(FrameSource):
             expected += 1
             if stop is not None and index >= stop:
                 return
-            yield index, frame.to_ndarray(format="rgb24")
+            yield index, AVFrame(frame, self._scaler)
         if self._last_packet >= 0:  # the stream's last frame, also when the range starts after it
             self._ended_at = max(self._last_packet + 1, expected if expected > start else 0)
 
-    def _sequential(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _sequential(self, start: int, stop: int | None) -> Iterator[tuple[int, Frame]]:
         """Decode from the first frame, numbering frames as they come."""
         if not self._fresh:  # reopen rather than seek to 0: the first frames are exactly where decoding starts
             import av
@@ -255,10 +265,10 @@ class PyAVSource(FrameSource):
             if stop is not None and index >= stop:
                 return
             if index >= start:
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, AVFrame(frame, self._scaler)
         self._ended_at = count
 
-    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, Frame]]:
         if start > 0 and self.seek_mode == "keyframe":
             try:
                 for index, frame in self._seeking(start, stop):
@@ -285,10 +295,10 @@ class FolderSource(FrameSource):
             raise AnimbenchError(f"{path}: frame folder holds no .png/.jpg files")
         self.num_frames = len(self._files)
 
-    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, Frame]]:
         end = self.num_frames if stop is None else min(stop, self.num_frames)
         for index in range(start, end):
-            yield index, read_image(self._files[index])
+            yield index, ArrayFrame(read_image(self._files[index]))
 
 
 class StripSource(FrameSource):
@@ -301,11 +311,11 @@ class StripSource(FrameSource):
         self.frame_width = int(frame_width or self._strip.shape[0])
         self.num_frames = self._strip.shape[1] // self.frame_width
 
-    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter(self, start: int, stop: int | None) -> Iterator[tuple[int, Frame]]:
         end = self.num_frames if stop is None else min(stop, self.num_frames)
         w = self.frame_width
         for index in range(start, end):
-            yield index, np.ascontiguousarray(self._strip[:, index * w:(index + 1) * w])
+            yield index, ArrayFrame(np.ascontiguousarray(self._strip[:, index * w:(index + 1) * w]))
 
 
 def open_source(path: str | os.PathLike, kind: str = "video", backend: str = "auto",

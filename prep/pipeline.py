@@ -303,8 +303,16 @@ def progress_postfix(failed: int, frames: int, stored_per_s: float, decoded_per_
 # --- the run ----------------------------------------------------------------------------------------------
 
 def _check_same(root: Path, previous: dict[str, Any], record: dict[str, Any]) -> None:
+    config = previous.get("config")
+    if isinstance(config, dict) and "scaler" not in config:  # a store begun before --scaler: RGB + INTER_AREA
+        previous = {**previous, "config": {**config, "scaler": "opencv"}}
     if previous != record:
         changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != record.get(k))
+        if "config" in changed and isinstance(config, dict) and isinstance(record.get("config"), dict):
+            old, new = previous["config"], record["config"]
+            changed[changed.index("config")] = ", ".join(
+                f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k))
         raise AnimbenchError(f"--resume {root}: the store was started with different settings "
                              f"({', '.join(changed)}); use a new --out or --overwrite")
 
@@ -460,7 +468,7 @@ def run_prep(units: Sequence[Unit], out: str | os.PathLike, config: PrepConfig, 
 def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dict[str, Any], ran: int,
               began: float, ray_start_s: float) -> PrepSummary:
     videos, failures = [], []
-    totals, nodes, retried = Counter(), Counter(), {}
+    totals, nodes, retried, scaled = Counter(), Counter(), {}, Counter()
     decoded = 0
     for unit in units:
         stats = _read_stats(root, unit)
@@ -470,6 +478,7 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
         failures.extend(stats["failures"])
         totals.update({k: float(v) for k, v in stats.get("timings", {}).items()})
         decoded += int(stats.get("decoded", 0))
+        scaled.update(stats.get("scaled", {}))
         if stats.get("node"):
             nodes[stats["node"]] += 1
         if stats.get("attempts", 1) > 1:
@@ -498,7 +507,8 @@ def _finalize(root: Path, units: Sequence[Unit], config: PrepConfig, record: dic
     timings.update(ray_start_s=round(ray_start_s, 3), wall_s=round(wall, 3))
     manifest = finalize_store(root, videos, config=record, encode=config.encode,
                               row_group_size=config.row_group_size, failures=failures, timings=timings,
-                              run={"nodes": dict(sorted(nodes.items())), "retried": dict(sorted(retried.items()))},
+                              run={"nodes": dict(sorted(nodes.items())), "retried": dict(sorted(retried.items())),
+                                   "scaled_frames": dict(sorted(scaled.items()))},
                               poses=poses, **{MASKS: masks, CROP_BOXES: crop_boxes})
     shutil.rmtree(root / WORK_DIR, ignore_errors=True)  # only an unfinished store needs it
     return PrepSummary(store=str(root), units=len(units), run=ran, skipped=len(units) - ran, videos=len(videos),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from prep.cropscale import area_resize
 from prep.recipes import Clip, Unit
 from prep.store import failure_row
 
@@ -97,6 +98,25 @@ def stored_affine(width: int, height: int, clip: Clip, config: PrepConfig, borde
     return sx, sy, (0.5 - x0) * sx - 0.5, (0.5 - y0) * sy - 0.5
 
 
+def direct_box(clip: Clip, width: int, height: int, config: PrepConfig, border: str | None
+               ) -> tuple[int, int, int, int] | None:
+    """The box of a width x height frame that crop_pad_resize cuts and resizes as it is, when nothing is padded:
+    the clip's box (clamped to the frame) or the whole frame. A decoder can then crop and scale the frame
+    itself (prep/cropscale.py). None when padding is involved (--pad to a square, a box leaving the frame with
+    --out-of-frame pad-*), the box is empty or nothing is resized (--size 0): crop_pad_resize's cases."""
+    box = (0, 0, width, height)
+    if clip.bbox is not None:
+        left, top, right, bot = scaled_box(clip, width, height)
+        if border is not None and (left < 0 or top < 0 or right > width or bot > height):
+            return None
+        box = (max(left, 0), max(top, 0), min(right, width), min(bot, height))
+    if not config.size or box[2] <= box[0] or box[3] <= box[1]:
+        return None
+    if config.pad and box[2] - box[0] != box[3] - box[1]:
+        return None
+    return box
+
+
 def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: str | None, mask: bool = False
                     ) -> tuple[np.ndarray | None, str | None]:
     """Crop to the clip's box, pad to a square (config.pad), resize to config.size with OpenCV's area filter;
@@ -124,5 +144,5 @@ def crop_pad_resize(frame: np.ndarray, clip: Clip, config: PrepConfig, border: s
         out = cv2.copyMakeBorder(out, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=fill)
     size = config.size
     if size and out.shape[:2] != (size, size):
-        out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+        out = area_resize(out, (size, size))
     return np.ascontiguousarray(out), None

@@ -5,9 +5,11 @@ over a unit's clips: stream every clip (decoding only its frames, from the key f
 clips go in separate passes, so memory does not grow with clip or video length), redo a unit whose clip
 failed half-written. Clip-level problems become failure rows; only the pipeline decides about timeouts and
 crashed workers.
-Frames are selected, cropped and resized exactly as video-preprocessing's load_videos.py does, with
-OpenCV's area filter in place of scikit-image's anti-aliased resize (see tests/prep/test_recipes.py for the
-measured difference). With `--crop latentpose` each frame is instead cut around its own largest detected face
+Frames are selected and cropped exactly as video-preprocessing's load_videos.py does, and resized with an area
+filter in place of scikit-image's anti-aliased resize (tests/prep/test_recipes.py measures the difference): by
+default the decoder's frame is cut and scaled in its own YUV by FFmpeg (prep/cropscale.py, --scaler ffmpeg),
+so only the stored pixels are converted to RGB; --scaler opencv converts the whole frame and uses
+cv2.INTER_AREA, as stores made before --scaler were. With `--crop latentpose` each frame is instead cut around its own largest detected face
 (prep/latentpose_crop.py, the official per-frame crop of Neural Head Reenactment with Latent Pose Descriptors;
 the recipe's crop box is not used) and the box is kept in the store's crop-boxes table. With `--masks`, each
 stored frame's foreground mask is taken alongside (prep/masks/) and cut like its frame.
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from plumbing.errors import AnimbenchError
+from prep.cropscale import SCALERS, Frame
 from prep.decode import BACKENDS, DecodeStopped, FrameSource, frame_range, open_source
 from prep.detect import (
     DROP_REASONS,
@@ -42,7 +45,7 @@ from prep.latentpose_crop import (
     latentpose_crop,
 )
 from prep.recipes import Clip, Unit
-from prep.stages import StageTimer, crop_pad_resize, fetch, scaled_box, stored_affine
+from prep.stages import StageTimer, crop_pad_resize, direct_box, fetch, scaled_box, stored_affine
 from prep.store import DEFAULT_ROW_GROUP, ShardWriter, failure_row
 
 Report = Callable[[str, int], None]  # (stage, frames done): the worker's heartbeat
@@ -72,6 +75,7 @@ class PrepConfig:
     crop: str | None = None  # --crop latentpose: per-frame face crop (detector: `detector`) instead of the box
     masks: str | None = None  # --masks: 'synthetic', 'graphonomy' or a folder of mask files
     mask_device: str = "cpu"  # where a segmentation model runs
+    scaler: str = "ffmpeg"  # --scaler: crop + area-scale PyAV frames in YUV (ffmpeg), or RGB + cv2.INTER_AREA
 
     def __post_init__(self) -> None:
         if self.crop not in (None, "latentpose"):
@@ -81,6 +85,8 @@ class PrepConfig:
                                  "prep the poses into a store without --crop latentpose")
         if self.size < 0:
             raise AnimbenchError(f"--size {self.size}: expected 0 (keep the source size) or a positive side")
+        if self.scaler not in SCALERS:
+            raise AnimbenchError(f"--scaler {self.scaler!r}: expected one of {', '.join(SCALERS)}")
         if self.decoder not in BACKENDS:
             raise AnimbenchError(f"--decoder {self.decoder!r}: expected one of {', '.join(BACKENDS)}")
         if not 0 <= self.pad_value <= 255 or self.min_frames < 1 or self.row_group_size < 1:
@@ -173,6 +179,7 @@ class UnitProcessor:
         The stages: fetch -> (detect) -> decode -> crop/pad/resize -> encode -> write."""
         self._timer = StageTimer()
         self._decoded = 0
+        self._scaled = dict.fromkeys(SCALERS, 0)  # stored frames by the scaler that made them
         self._report = report
         result: dict[str, Any] = {"key": unit.key, "shard": None, "videos": [], "failures": [], "decoder": None}
         if not Path(unit.source).exists() and self.config.download and unit.url:
@@ -200,14 +207,14 @@ class UnitProcessor:
         result["timings"] = self._timer.as_dict()
         result["frames"] = int(sum(v["num_frames"] for v in result["videos"]))
         result["decoded"] = self._decoded
+        result["scaled"] = {k: v for k, v in self._scaled.items() if v}
         return result
 
     def _open(self, unit: Unit, path: Path) -> FrameSource:
         with self._timer("decode"):
             return open_source(path, unit.kind, self.config.decoder, unit.frame_width)
 
-    def _timed(self, frames: Iterator[tuple[int, np.ndarray]], stage: str = "decode"
-               ) -> Iterator[tuple[int, np.ndarray]]:
+    def _timed(self, frames: Iterator[tuple[int, Any]], stage: str = "decode") -> Iterator[tuple[int, Any]]:
         """Count decode time and beat the heartbeat (as `stage`: the detect pass decodes too)."""
         while True:
             with self._timer("decode"):
@@ -337,16 +344,27 @@ class UnitProcessor:
 
         return out, to_stored
 
-    def _transform(self, frame: np.ndarray, clip: Clip) -> np.ndarray:
+    def _transform(self, decoded: Frame, clip: Clip) -> np.ndarray:
         """The crop stage, timed; an empty crop aborts the clip (ValueError), as a half-written clip must. With
-        --poses / --masks, the stored frame's pose / mask is taken here too (source and stored frame in hand)."""
+        --poses / --masks, the stored frame's pose / mask is taken here too (source and stored frame in hand).
+        A frame whose stored pixels are a box of it resized (direct_box) is cropped and scaled by its decoder's
+        scaler (--scaler ffmpeg: PyAV frames in YUV) without converting the whole frame to RGB."""
         if self.config.crop == "latentpose":
+            frame = decoded.rgb()
             out, to_stored = self._latentpose(frame, clip)
         else:
+            box = None
+            if self.config.scaler == "ffmpeg":
+                box = direct_box(clip, *decoded.size, self.config, self._border)
             with self._timer("crop"):
-                out, error = crop_pad_resize(frame, clip, self.config, self._border)
-            if error is not None:
-                raise ValueError(error)
+                if box is not None:
+                    out = decoded.crop_scale(box, (self.config.size, self.config.size))
+                    self._scaled[decoded.scaler] += 1
+                else:
+                    out, error = crop_pad_resize(decoded.rgb(), clip, self.config, self._border)
+                    if error is not None:
+                        raise ValueError(error)
+                    self._scaled["opencv"] += 1
 
             def to_stored(mask: np.ndarray) -> np.ndarray:
                 return crop_pad_resize(mask, clip, self.config, self._border, mask=True)[0]
@@ -355,14 +373,14 @@ class UnitProcessor:
         if masks is not None:
             with self._timer("masks"):
                 try:
-                    masks.add(frame, out, to_stored)
+                    masks.add(decoded.rgb(), out, to_stored)
                 except AnimbenchError as exc:  # an unreadable mask file: this video fails, the others go on
                     raise _Redo({clip.video_id: failure_row(clip.video_id, "masks", exc)}) from exc
         poses = self._clip_poses.get(clip.video_id)
         if poses is not None:
             with self._timer("poses"):
                 try:
-                    poses.add(frame, out)
+                    poses.add(decoded.rgb(), out)
                 except AnimbenchError as exc:  # an unreadable pose file: this video fails, the others go on
                     raise _Redo({clip.video_id: failure_row(clip.video_id, "poses", exc)}) from exc
         return out
@@ -445,7 +463,7 @@ class UnitProcessor:
         def transformed():
             for f in frames:
                 if not shapes:
-                    shapes.append(f.shape)
+                    shapes.append(f.size[::-1])
                 yield self._transform(f, clip)
 
         def beating(items):  # a long clip's encoding must not look like a hang
@@ -467,7 +485,7 @@ class UnitProcessor:
         its first frame (the source seeks there). A clip that fails redoes the unit without it (_Redo)."""
         for lane in _lanes(sorted(plan, key=lambda p: (p[1], p[0].video_id))):
             for run in _runs(lane):
-                frames = self._timed(source.frames(run[0][1], run[-1][2]))
+                frames = self._timed(source.decoded(run[0][1], run[-1][2]))
                 self._write_streaming(source, run, frames, writer)
 
     def _write_streaming(self, source, plan, frames, writer) -> None:

@@ -90,6 +90,53 @@ def decode_all(path: str | os.PathLike) -> np.ndarray:
     return vr.get_batch(list(range(len(vr)))).asnumpy()
 
 
+def decode_exact(path: str | os.PathLike) -> np.ndarray:
+    """Every frame of a 4:2:0 BT.601 video converted to RGB by OpenCV (exact to within rounding). The
+    converter libswscale uses for whole frames (PyAV's to_ndarray, decord, imageio) reads ~1.15 grey levels
+    darker; `--scaler ffmpeg` converts exactly, so its references come from here."""
+    import cv2
+
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes)
+            i420 = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(-1, frame.width)
+            frames.append(cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420))
+    return np.stack(frames)
+
+
+def yuv_area_reference(path: str | os.PathLike, index: int, box: tuple[int, int, int, int],
+                       size: tuple[int, int]) -> np.ndarray:
+    """What `--scaler ffmpeg` stores for frame `index` of a 4:2:0 video, by another route: the box (even
+    corners) cut out of the decoded Y, U and V planes with numpy, scaled by libswscale's area filter to full-chroma
+    YUV, converted to RGB with the frame's tags (the conversion is checked against libswscale's apart)."""
+    import cv2
+
+    from prep.cropscale import yuv_to_rgb_matrix
+
+    left, top, right, bottom = box
+    assert all(v % 2 == 0 for v in box), "the numpy route cuts whole chroma samples: even corners only"
+    with av.open(str(path)) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == index)
+    y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size) for p in frame.planes)
+    planes = [y[top:bottom, left:right], u[top // 2:bottom // 2, left // 2:right // 2],
+              v[top // 2:bottom // 2, left // 2:right // 2]]
+    i420 = np.concatenate([p.ravel() for p in planes]).reshape(-1, right - left)
+    cut = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+    cut.colorspace, cut.color_range = frame.colorspace, frame.color_range
+    yuv = cut.reformat(size[0], size[1], "yuv444p", interpolation="AREA").to_ndarray()
+    return cv2.transform(np.ascontiguousarray(yuv.transpose(1, 2, 0)),
+                         yuv_to_rgb_matrix(frame.colorspace, frame.color_range))
+
+
+def assert_scaled_alike(got: np.ndarray, want: np.ndarray, mean: float = 1.5, p99: float = 8) -> None:
+    """The two scalers (ffmpeg: crop and area-scale in YUV; opencv: RGB + INTER_AREA) agree about as well as
+    two anti-aliased resizes do: a grey level on average, a few at the 99th percentile (chroma at colour edges)."""
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert got.shape == want.shape and diff.mean() <= mean and np.percentile(diff, 99) <= p99, (
+        f"mean {diff.mean():.3f}, p99 {np.percentile(diff, 99)}")
+
+
 def flip_frame_byte(root: Path, video_id: str, index: int) -> Path:
     """Flip one byte in the middle of one stored frame's encoded bytes inside its shard (stored raw), as a disk
     fault would; return the shard."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
@@ -14,7 +13,7 @@ from plumbing.errors import AnimbenchError
 from prep.recipes import ted
 from prep.store import FrameStore, verify_store
 from tests.prep import prep_helpers
-from tests.prep.prep_helpers import decode_all, make_video, write_metadata
+from tests.prep.prep_helpers import make_video, write_metadata, yuv_area_reference
 
 ray_session = prep_helpers.ray_session  # the one local Ray session of the prep tests
 
@@ -126,8 +125,8 @@ def test_cli_prep_ted_end_to_end(tmp_path, capsys, ray_session):
         assert info["person_id"] == vid.split("#")[0] and list(info["crop_box"]) == list(box)
         got = store.read(vid)
         assert got.shape == (frames, 384, 384, 3)  # the recipe's default size
-        crop = decode_all(raw / f"{info['person_id']}.mp4")[first][box[1]:box[3], box[0]:box[2]]  # cropped as is (not squared), then resized
-        assert np.array_equal(got[0], cv2.resize(crop, (384, 384), interpolation=cv2.INTER_AREA))
+        # cropped as is (not squared), then scaled: what libswscale's area filter makes of the box, exactly
+        assert np.array_equal(got[0], yuv_area_reference(raw / f"{info['person_id']}.mp4", first, box, (384, 384)))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["config"]["size"] == 384
     assert manifest["config"]["plan"]["test"]["clips"] == [v for v in expect if v.startswith(test_vid)]

@@ -22,7 +22,14 @@ from prep.store import EncodeOptions, FrameStore, verify_store
 from prep.synth import make_synthetic
 from prep.worker import PrepConfig
 from tests.prep import prep_helpers
-from tests.prep.prep_helpers import decode_all, make_video, pattern_frame, write_metadata
+from tests.prep.prep_helpers import (
+    assert_scaled_alike,
+    decode_all,
+    decode_exact,
+    make_video,
+    pattern_frame,
+    write_metadata,
+)
 
 ray_session = prep_helpers.ray_session  # the one local Ray session of the prep tests
 
@@ -78,11 +85,16 @@ def vox_raw(tmp_path_factory):
     return root, rows
 
 
-def test_vox_crop_equals_direct_crop(vox_raw, tmp_path, ray_session):
-    """Each stored clip equals the decoded frames cropped with the rescaled box and resized (tolerance above)."""
+@pytest.mark.parametrize("scaler", ["opencv", "ffmpeg"])
+def test_vox_crop_equals_direct_crop(vox_raw, tmp_path, ray_session, scaler):
+    """Each stored clip is the decoded frames cropped with the rescaled box and resized: with --scaler opencv
+    exactly cv2.INTER_AREA of the RGB crop, with ffmpeg (cut and scaled in YUV) alike; with both, within the
+    tolerance above of the official scikit-image resize. The references for ffmpeg convert frames exactly, as
+    it does (decode_exact: whole-frame libswscale reads ~1 grey level darker)."""
     root, rows = vox_raw
     units = vox.plan(root / "raw", root / "vox-metadata.csv")
-    summary = run_prep(units, tmp_path / "store", PrepConfig("vox", size=32), workers=2, progress=False)
+    summary = run_prep(units, tmp_path / "store", PrepConfig("vox", size=32, scaler=scaler), workers=2,
+                       progress=False)
     assert summary.failures == [] and summary.videos == 3
     store = FrameStore(tmp_path / "store")
     assert verify_store(store.root) == []
@@ -90,7 +102,8 @@ def test_vox_crop_equals_direct_crop(vox_raw, tmp_path, ray_session):
         vid = f"{row['person_id']}#{row['video_id']}#{row['start']:06d}#{row['end']:06d}"
         info = store.info(vid)
         assert info["split"] == row["partition"] and info["person_id"] == row["person_id"]
-        decoded = decode_all(root / "raw" / f"{row['video_id']}.mp4")
+        video = root / "raw" / f"{row['video_id']}.mp4"
+        decoded = decode_all(video) if scaler == "opencv" else decode_exact(video)
         lo, hi = frame_range(row["start"], row["end"], 25.0, float(row["fps"]))
         left, top, right, bot = map(int, row["bbox"].split("-"))
         sx, sy = row["width"] / 128, row["height"] / 96
@@ -100,12 +113,17 @@ def test_vox_crop_equals_direct_crop(vox_raw, tmp_path, ray_session):
         assert got.shape == (hi - lo, 32, 32, 3)
         for k, frame in enumerate(decoded[lo:hi]):
             crop = frame[box[1]:box[3], box[0]:box[2]]
-            assert np.array_equal(got[k], cv2.resize(crop, (32, 32), interpolation=cv2.INTER_AREA))
+            area = cv2.resize(crop, (32, 32), interpolation=cv2.INTER_AREA)
+            if scaler == "opencv":
+                assert np.array_equal(got[k], area)
+            else:
+                assert_scaled_alike(got[k], area)
             ref = img_as_ubyte(resize(crop, (32, 32), anti_aliasing=True))
             assert np.abs(ref.astype(int) - got[k].astype(int)).mean() <= RESIZE_MEAN_TOL
             assert _psnr(ref, got[k]) >= RESIZE_PSNR_MIN
     timings = store.manifest["timings"]
     assert all(timings[f"{s}_s"] >= 0 for s in ("decode", "crop", "encode", "write")) and timings["decode_s"] > 0
+    assert store.manifest["run"]["scaled_frames"] == {scaler: store.manifest["num_frames"]}
 
 
 def test_taichi_ids_and_splits(vox_raw, tmp_path, ray_session):
@@ -143,6 +161,24 @@ def test_synthetic_same_store_whatever_the_worker_count(synth_set, tmp_path, ray
     assert all(vid.count("#") == 3 for vid in store.videos())
 
 
+def test_resume_of_a_store_made_before_the_scaler_option(synth_set, tmp_path, capsys, ray_session):
+    """A store whose recorded settings predate --scaler was made by the RGB path: --resume asks for
+    --scaler opencv (naming the setting and both values) and then has nothing to redo."""
+    out = tmp_path / "store"
+    args = ["synthetic", "--src", str(synth_set), "--out", str(out), "--workers", "1", "--size", "32",
+            "--no-progress"]
+    assert pipeline_cli.main([*args, "--scaler", "opencv"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["run"]["scaled_frames"] == {"opencv": manifest["num_frames"]}
+    del manifest["config"]["config"]["scaler"]  # as written before the option existed
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert pipeline_cli.main([*args, "--resume"]) == 2
+    assert "(scaler: 'opencv' then, 'ffmpeg' now)" in capsys.readouterr().err
+    assert pipeline_cli.main([*args, "--resume", "--scaler", "opencv"]) == 0
+    assert "0 processed, 4 skipped" in capsys.readouterr().out
+
+
 def test_cli_prep_resume_and_errors(synth_set, tmp_path, capsys, ray_session):
     """`animbench prep synthetic`: prints done / skipped / failed; a non-empty --out needs --resume or
     --overwrite; --resume skips finished videos and gives the same store."""
@@ -160,7 +196,7 @@ def test_cli_prep_resume_and_errors(synth_set, tmp_path, capsys, ray_session):
     again = json.loads((out / "manifest.json").read_text())
     assert again["content_hash"] == first["content_hash"] and again["shards"] == first["shards"]
     assert pipeline_cli.main([*args[:-3], "--size", "32", "--resume", "--no-progress"]) == 2
-    assert "different settings (config)" in capsys.readouterr().err
+    assert "different settings (size: 64 then, 32 now)" in capsys.readouterr().err
 
 
 def _write_gif(path, frames):

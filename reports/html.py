@@ -209,10 +209,13 @@ def _grids(results: Any, max_videos: int, max_frames: int) -> dict[str, Any]:
     scores, hib = _video_scores(results)
     metric = next((m for m in results.metrics if m in scores), None)
     videos = results.sample_videos()
+    total = len(videos)
     if metric is not None:  # worst first: what the selector opens on
         known = [v for v in videos if v in scores[metric]]
         known.sort(key=lambda v: (scores[metric][v] * (1 if hib.get(metric) else -1), v))
         videos = known + [v for v in videos if v not in scores[metric]]
+        if len(known) > max_videos:  # keep both ends: the worst ones and the best ones, not only the worst
+            videos = known[:(max_videos + 1) // 2] + known[len(known) - max_videos // 2:]
     videos = videos[:max_videos]
     grids = []
     for rank, video in enumerate(videos):
@@ -228,7 +231,7 @@ def _grids(results: Any, max_videos: int, max_frames: int) -> dict[str, Any]:
         grids.append({"id": f"video-{rank}", "video": video, "score": None if score is None else fmt(score),
                       "animation": _data_uri(*animated_grid(columns)),
                       "source": _png_uri(source[0]) if source else None, "still": still})
-    return {"videos": grids, "metric": metric, "with_source": with_source,
+    return {"videos": grids, "total": total, "metric": metric, "with_source": with_source,
             "driving_label": INPUT_LABELS.get(protocol, "driving"), "methods": list(results.methods),
             "higher_is_better": bool(hib.get(metric)) if metric else False}
 

@@ -181,3 +181,13 @@ def test_speed_plot_labels_minor_ticks_only_on_a_narrow_range(tmp_path):
 
     assert minor_labels((0.0012, 0.0018))  # within one decade: minor ticks carry the numbers
     assert not minor_labels((0.0003, 0.06))  # over two decades: only the decades, no crowded labels
+
+
+def test_with_more_sample_videos_than_shown_the_selector_keeps_both_ends(hostile_results):
+    # 3 sample videos, 2 shown: the worst and the best, so "best:" labels the real best, not the 2nd worst
+    text = render_html(hostile_results, max_videos=2, plots=False)
+    select = re.search(r'<select id="video-select">(.*?)</select>', text, re.S).group(1)
+    options = re.findall(r'<option value="video-\d">(.*?)</option>', select)
+    assert len(options) == 2
+    assert options[0].startswith("worst: clip#2 (l1 ") and options[1].startswith("best: clip#0 (l1 ")
+    assert "the worst and the best 2 of the 3 videos with samples" in text

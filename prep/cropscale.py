@@ -17,6 +17,7 @@ Frames that are already RGB (decord, frame folders) always take that path.
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 import cv2
@@ -111,8 +112,9 @@ class AVScaler:
             self._graph.push(frame)
         finally:
             frame.colorspace, frame.color_range = tags
-        yuv = self._graph.pull().to_ndarray()  # 3 x H x W, full-chroma YUV
-        return cv2.transform(np.ascontiguousarray(yuv.transpose(1, 2, 0)), yuv_to_rgb_matrix(*tags))
+        out = self._graph.pull()  # full-chroma YUV: its Y, U, V planes, interleaved by cv2.merge (one copy)
+        yuv = cv2.merge([np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in out.planes])
+        return cv2.transform(yuv, yuv_to_rgb_matrix(*tags))
 
 
 # Kr, Kb of the matrices libswscale knows, by AVColorSpace (1 BT.709, 4 FCC, 5/6 BT.601, 7 SMPTE 240M,
@@ -120,6 +122,7 @@ class AVScaler:
 _KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 7: (0.212, 0.087), 9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}
 
 
+@functools.lru_cache(maxsize=32)
 def yuv_to_rgb_matrix(colorspace: int, color_range: int) -> np.ndarray:
     """The 3 x 4 affine map (for cv2.transform) from 8-bit Y, U, V to R, G, B of a frame tagged with this
     AVColorSpace and AVColorRange (2: full, JPEG; anything else: limited, MPEG): the conversion libswscale
@@ -131,7 +134,9 @@ def yuv_to_rgb_matrix(colorspace: int, color_range: int) -> np.ndarray:
                      [1, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
                      [1, 2 * (1 - kb), 0]])
     m = rows * np.array([y_scale, c_scale, c_scale])
-    return np.hstack([m, -(m @ np.array([y0, 128.0, 128.0]))[:, None]]).astype(np.float32)
+    out = np.hstack([m, -(m @ np.array([y0, 128.0, 128.0]))[:, None]]).astype(np.float32)
+    out.flags.writeable = False  # cached: shared by every caller
+    return out
 
 
 class AVFrame:

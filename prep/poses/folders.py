@@ -111,6 +111,10 @@ def render_folder(src: str | os.PathLike, out: str | os.PathLike, *, size=(1024,
         if path is not None:
             _check_out(path, overwrite, flag)
     folder = read_openpose_folder(src)
+    if not folder.frames:
+        first = next(iter(sorted(folder.skipped.items())), ("", ""))
+        raise AnimbenchError(f"{src}: every frame was skipped ({len(folder.skipped)} of {len(folder.skipped)}), "
+                             f"e.g. {first[0]}: {first[1]}; expected frames with one person")
     summary = RenderSummary(str(out), str(faces_out) if faces_out else None, skipped=dict(folder.skipped))
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)

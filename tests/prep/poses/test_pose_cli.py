@@ -129,3 +129,16 @@ def test_normalize_median_fracs_are_flags_and_the_error_names_them(tmp_path, cap
     assert (params.t_max, params.t_hor) == (700.0, 500.0)
     assert main([*args, "--out", str(tmp_path / "c"), "--target-median-frac", "0"]) == 2
     assert "--target-median-frac 0.0: expected a number > 0" in capsys.readouterr().err
+
+
+def test_render_with_every_frame_skipped_is_an_error_and_writes_nothing(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a_keypoints.json").write_text('{"version": 1.3, "people": []}')
+    pose = standing(700, 250)
+    write_json(src / "b_keypoints.json", pose, pose)
+    out = tmp_path / "labels"
+    assert main(["pose", "render", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "every frame was skipped (2 of 2)" in err and "a: no person detected" in err and err.count("\n") == 1
+    assert not out.exists() and not (tmp_path / "labels_facetexts128").exists()

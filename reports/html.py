@@ -231,7 +231,9 @@ def _grids(results: Any, max_videos: int, max_frames: int) -> dict[str, Any]:
         grids.append({"id": f"video-{rank}", "video": video, "score": None if score is None else fmt(score),
                       "animation": _data_uri(*animated_grid(columns)),
                       "source": _png_uri(source[0]) if source else None, "still": still})
-    return {"videos": grids, "total": total, "metric": metric, "with_source": with_source,
+    scored = len(scores.get(metric, {})) if metric else 0
+    return {"videos": grids, "total": total, "scored": scored, "partial": 0 < total < scored,
+            "metric": metric, "with_source": with_source,
             "driving_label": INPUT_LABELS.get(protocol, "driving"), "methods": list(results.methods),
             "higher_is_better": bool(hib.get(metric)) if metric else False}
 

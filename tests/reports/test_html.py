@@ -191,3 +191,19 @@ def test_with_more_sample_videos_than_shown_the_selector_keeps_both_ends(hostile
     assert len(options) == 2
     assert options[0].startswith("worst: clip#2 (l1 ") and options[1].startswith("best: clip#0 (l1 ")
     assert "the worst and the best 2 of the 3 videos with samples" in text
+
+
+def test_when_only_some_videos_have_samples_the_selector_says_so(hostile_results, tmp_path):
+    # the bench saves samples for --sample-videos videos only: "worst:" must not claim the worst of every video
+    import shutil
+
+    from bench.results import sample_dir_name
+
+    part = tmp_path / "part"
+    shutil.copytree(hostile_results.root, part)
+    for method_dir in (part / "samples").iterdir():
+        shutil.rmtree(method_dir / sample_dir_name("clip#2"), ignore_errors=True)  # the worst video
+    text = render_html(Results(part), plots=False)
+    options = re.findall(r'<option value="video-\d">(.*?)</option>', text)
+    assert options[0].startswith("worst sampled: ") and options[-1].startswith("best sampled: clip#0")
+    assert "Samples exist for 2 of the 3 videos scored" in text and "--sample-videos" in text

@@ -110,6 +110,11 @@ def render_folder(src: str | os.PathLike, out: str | os.PathLike, *, size=(1024,
     for path, flag in ((out, "--out"), (faces_out, "face box folder")):
         if path is not None:
             _check_out(path, overwrite, flag)
+    stale = facetexts_dir(out)
+    if not facetexts and stale.is_dir() and any(stale.iterdir()):
+        # animate pairs <out>_facetexts128 with these label maps by name: old boxes would be taken as theirs
+        raise AnimbenchError(f"--no-facetexts: face box folder {stale} exists beside --out, and animate would "
+                             "take its boxes for these label maps; remove it, or render with face boxes")
     folder = read_openpose_folder(src)
     if not folder.frames:
         first = next(iter(sorted(folder.skipped.items())), ("", ""))

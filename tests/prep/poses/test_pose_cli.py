@@ -38,9 +38,16 @@ def test_render_cli_writes_the_library_maps(shared_dir, tmp_path, capsys):
     # a non-empty --out is refused without --overwrite, kept with it
     assert main(["pose", "render", str(src), "--out", str(out), "--size", "512x256", "--no-facetexts"]) == 2
     assert "not empty" in capsys.readouterr().err
+    # without face boxes, the earlier 1024x512 boxes beside it would be paired with the new maps: refused
     assert main(["pose", "render", str(src), "--out", str(out), "--size", "512x256", "--overwrite",
-                 "--no-facetexts"]) == 0
+                 "--no-facetexts"]) == 2
+    err = capsys.readouterr().err
+    assert "train_facetexts128 exists beside --out" in err and err.count("\n") == 1
+    assert _read(out / "frame020005.png").shape == (512, 1024, 3)  # nothing replaced
+    assert main(["pose", "render", str(src), "--out", str(out), "--size", "512x256", "--overwrite"]) == 0
     assert _read(out / "frame020005.png").shape == (256, 512, 3)
+    assert (tmp_path / "data" / "train_facetexts128" / "frame020005.txt").read_text() == " ".join(
+        map(str, face_box(poses["frame020005"], out_size=(512, 256))))
 
 
 @pytest.mark.parametrize("args, message", [

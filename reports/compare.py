@@ -87,7 +87,9 @@ class GateRow:
     diff: float = math.nan  # the bootstrap difference new - old (paired: over the videos both scored)
     ci_low: float = math.nan
     ci_high: float = math.nan
-    n_videos: int = 0
+    n_videos: int = 0  # paired: the videos both runs scored; unpaired: the smaller side
+    n_new: int = 0  # unpaired: the videos each side scored
+    n_baseline: int = 0
     paired: bool = False
     verdict: str = "ok"  # regression | lost value | worse (within tolerance) | unchanged | improved | ...
 
@@ -296,7 +298,8 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
             else:
                 row.diff, row.ci_low, row.ci_high = _unpaired(a, b, by, pooling=pooling, n_boot=n_boot, level=level,
                                                               rng=rng)
-                row.n_videos = int(min((a["n_valid"] > 0).sum(), (b["n_valid"] > 0).sum()))
+                row.n_new, row.n_baseline = int((a["n_valid"] > 0).sum()), int((b["n_valid"] > 0).sum())
+                row.n_videos = min(row.n_new, row.n_baseline)
         row.verdict = _verdict(row, "ci" if tolerance_ci else "tolerance")
         rows.append(row)
 
@@ -370,14 +373,15 @@ def _tolerance_cell(r: GateRow, mode: str, level: float) -> str:
 
 
 def _interval_cell(r: GateRow) -> str:
-    kind = "paired" if r.paired else "unpaired"
+    kind = f"paired, {r.n_videos} videos" if r.paired else \
+        f"unpaired, {r.n_new} new / {r.n_baseline} baseline videos"
     if r.weighting == "set":
         return "– (set metric)"
     if math.isnan(r.ci_low) or math.isnan(r.ci_high):
         return "–"
     if not r.has_interval:  # too few videos: the difference, no interval (the tables' rule)
-        return f"{_signed(r.diff)} ({kind}, {r.n_videos} videos; no interval below {MIN_VIDEOS_FOR_CI})"
-    return f"{_signed(r.diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] ({kind}, {r.n_videos} videos)"
+        return f"{_signed(r.diff)} ({kind}; no interval below {MIN_VIDEOS_FOR_CI})"
+    return f"{_signed(r.diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] ({kind})"
 
 
 HEADER = ("method", "metric", "baseline", "new", "Δ new − base", "change", "tolerance", "Δ [CI]", "verdict")

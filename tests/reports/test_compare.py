@@ -121,7 +121,7 @@ def test_different_stores_are_compared_unpaired_and_say_why(tmp_path, capsys):
     assert row(r, "m", "l1").has_interval and row(r, "m", "l1").ci_low > 0
     assert main(["compare", str(new), "--baseline", str(old), "--format", "text"]) == 1
     out = capsys.readouterr().out
-    assert "unpaired (store fingerprint differs" in out and "(unpaired, 12 videos)" in out
+    assert "unpaired (store fingerprint differs" in out and "(unpaired, 12 new / 12 baseline videos)" in out
 
 
 def test_a_method_missing_from_the_new_run_fails_unless_allowed(tmp_path, capsys):
@@ -258,3 +258,10 @@ def test_a_corrupt_results_table_is_bad_input_exit_2_not_a_regression(pair, caps
     assert main(["compare", str(new), "--baseline", str(old)]) == 2
     err = capsys.readouterr().err
     assert "videos.parquet" in err and "unreadable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unpaired_row_states_each_side_s_videos(tmp_path):
+    old = write(tmp_path / "old", {("m", "l1"): videos(0.1, n=6)})
+    new = write(tmp_path / "new", {("m", "l1"): videos(0.1, n=9)}, fingerprint="e" * 64)
+    line = next(x for x in to_text(compare_results(new, old)).splitlines() if x.startswith("m "))
+    assert "(unpaired, 9 new / 6 baseline videos)" in line

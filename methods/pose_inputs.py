@@ -140,6 +140,11 @@ def label_items(path: str | os.PathLike, face_box_dir: Path | None, need_boxes: 
                 raise AnimbenchError(f"face box {box_file}: missing (every label map of {path} needs one in "
                                      f"{face_box_dir})")
             box = read_face_box(box_file)
+            miny, maxy, minx, maxx = box
+            if miny < 0 or minx < 0 or maxy > label.shape[0] or maxx > label.shape[1]:
+                raise AnimbenchError(f"face box {box_file}: line 1: {' '.join(map(str, box))} lies outside the "
+                                     f"{label.shape[1]}x{label.shape[0]} label map {file.name}; expected the "
+                                     "facetexts128 box made for this map")
         yield PoseItem(name=file.stem, label=label, face_box=box)
 
 

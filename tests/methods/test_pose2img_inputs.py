@@ -29,3 +29,18 @@ def test_label_maps_of_one_size_are_read_in_name_order(tmp_path):
         _png(tmp_path / f"{name}.png", 32, 16)
     items = list(label_items(tmp_path, None, need_boxes=False))
     assert [i.name for i in items] == ["a", "b", "c"] and items[0].label.shape == (16, 32, 3)
+
+
+def test_a_face_box_outside_its_label_map_names_the_file(tmp_path):
+    labels, boxes = tmp_path / "labels", tmp_path / "labels_facetexts128"
+    labels.mkdir()
+    boxes.mkdir()
+    for name, box in (("a", "0 16 0 16"), ("b", "40 56 60 76")):  # b: x 60..76 in a 64 px wide map
+        _png(labels / f"{name}.png", 64, 64)
+        (boxes / f"{name}.txt").write_text(box)
+    items = label_items(labels, boxes, need_boxes=True)
+    assert next(items).face_box == (0, 16, 0, 16)
+    with pytest.raises(AnimbenchError) as info:
+        next(items)
+    message = str(info.value)
+    assert "b.txt" in message and "outside the 64x64 label map" in message and "\n" not in message

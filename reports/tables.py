@@ -203,8 +203,8 @@ def to_markdown(results: Any, by: str = "frame") -> str:
 
 
 def _md_note(text: str) -> str:
-    out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
-    return out.replace("*", "\\*")
+    """A footnote line: the same escapes as a cell (paths and labels may hold _ [ ] ` * < &), on one line."""
+    return _md(text)
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

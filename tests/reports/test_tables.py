@@ -140,3 +140,12 @@ def test_html_title_names_the_store_when_the_results_record_no_path(tmp_path):
     make_results(tmp_path / "r", {"fomm": 0.1})  # store path ""
     assert "<title>animbench: reconstruction on store ffffffffffff</title>" in render_html(
         load_results(tmp_path / "r"), plots=False)
+
+
+def test_markdown_notes_escape_markup_in_run_paths(tmp_path):
+    # a results path such as /x/_a_/r or [b] would turn into emphasis or a link in the footnotes
+    make_results(tmp_path / "_a_" / "r", {"fomm": 0.1})
+    make_results(tmp_path / "[b]" / "r", {"oracle": 0.0}, seed=1)
+    md = tables.to_markdown(load_results([tmp_path / "_a_" / "r", tmp_path / "[b]" / "r"]))
+    runs = next(line for line in md.splitlines() if line.startswith("- Runs: "))
+    assert r"/\_a\_/r" in runs and r"/\[b\]/r" in runs and "/_a_/" not in runs

@@ -249,7 +249,9 @@ def normalized(names: Sequence[str], poses: Sequence[PoseFrame], target: str | o
     moved = normalize_poses(list(poses), params, frame_size=frame_size)
     kept = [(n, p) for n, p in zip(names, moved, strict=True) if p is not None]
     if not kept:
-        raise AnimbenchError(f"--normalize-to {target}: no source frame has the joints normalisation needs")
+        raise AnimbenchError(f"--normalize-to {target}: no frame left of the {len(names)} source frames (frames "
+                             "before the first with head, right ankle and left ear are dropped, and the median "
+                             "smoothing over 7 frames writes none for a shorter run)")
     record = {"target": str(target), "params": _as_plain(params), "dropped": len(names) - len(kept)}
     return [n for n, _ in kept], [p for _, p in kept], record
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from methods.pose_inputs import label_items
+from methods.pose_inputs import label_items, normalized
 from plumbing.errors import AnimbenchError
+from prep.poses import normalize
+from tests.prep.poses.helpers import standing, write_json
 
 
 def _png(path, w, h):
@@ -44,3 +46,16 @@ def test_a_face_box_outside_its_label_map_names_the_file(tmp_path):
         next(items)
     message = str(info.value)
     assert "b.txt" in message and "outside the 64x64 label map" in message and "\n" not in message
+
+
+def test_normalize_to_with_fewer_frames_than_the_median_window_says_so(tmp_path, monkeypatch):
+    target = tmp_path / "target"
+    target.mkdir()
+    write_json(target / "t_keypoints.json", standing(700, 250))
+    monkeypatch.setattr(normalize, "fit_norm_params",
+                        lambda *a, **k: normalize.NormParams(1.0, 1.0, 700.0, 590.0, 700.0, 590.0))
+    poses = [standing(700, 250) for _ in range(5)]
+    with pytest.raises(AnimbenchError) as info:
+        normalized([f"f{i}" for i in range(5)], poses, target, (1920, 1080))
+    message = str(info.value)
+    assert "5 source frames" in message and "median smoothing over 7 frames" in message and "\n" not in message

@@ -803,16 +803,30 @@ def animate_set(model: nn.Module, provenance: Mapping[str, Any], source: str | o
         path = write_animation(produced(), out, fps=fps or driving_fps, overwrite=overwrite)
     finally:
         bar.close()
+    no_face = _no_face_counts(source_boxes, driving_boxes)
+    for what, (missed, total) in no_face.items():
+        if missed:
+            print(f"animate: no face found in {missed} of {total} {what} frame(s): the official fallback window "
+                  "(0, 0, 200, 200) was cut there (boxes in OUT.json)", file=sys.stderr)
     record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": list(made[0]),
               "fps": fps or driving_fps, "source": None if source is None else str(source), "driving": str(driving),
               "identity": ("the checkpoint's own (fine-tuned)" if held else
                            f"pooled over {len(source_names)} source image(s)"), "sources": source_names,
               "crop": {"style": crop, "detector": (detector or DEFAULT_DETECTOR) if det is not None else None,
-                       "source_boxes": source_boxes or None, "driving_boxes": driving_boxes or None},
+                       "source_boxes": source_boxes or None, "driving_boxes": driving_boxes or None,
+                       "no_face": {k: v[0] for k, v in no_face.items()}},
               "mode": mode.as_dict(), "values": "clamp(output, 0, 1)",
               "quantisation": None if kind == "npy" else QUANTISATION, "provenance": dict(provenance)}
     _write_json(path.with_name(path.name + ".json"), record)
     return record
+
+
+def _no_face_counts(source_boxes: list, driving_boxes: list) -> dict[str, tuple[int, int]]:
+    """{"source" | "driving": (frames cut at the latent-pose crop's no-face fallback, frames cut)}."""
+    from prep.latentpose_crop import NO_FACE_BOX as FALLBACK
+
+    return {what: (sum(1 for b in boxes if tuple(b) == FALLBACK), len(boxes))
+            for what, boxes in (("source", source_boxes), ("driving", driving_boxes)) if boxes}
 
 
 # --- pose-driven families ------------------------------------------------------------------------------------

@@ -132,11 +132,15 @@ def test_a_meta_checkpoint_pools_the_source_images_and_no_crop_reads_as_load_cro
         "0000000.png", "0000001.png", "0000002.png"]
 
 
-def test_the_latent_pose_crop_cuts_every_image(models, folders, tmp_path):
+def test_the_latent_pose_crop_cuts_every_image(models, folders, tmp_path, capsys):
+    """Every driver is cut by the official procedure; frames without a face (the moving squares) are cut at the
+    official fallback window, and the user is told how many (a note on stderr, counts in OUT.json)."""
     model = models["tuned"]
     frames, record = _drive(model, None, folders, tmp_path / "c.npy", detector="dlib")
     assert frames.shape == (3, 256, 256, 3) and record["crop"]["style"] == "latentpose"
     assert record["crop"]["detector"] == "dlib" and len(record["crop"]["driving_boxes"]) == 3
+    assert record["crop"]["no_face"] == {"driving": 3}
+    assert "no face found in 3 of 3 driving frame(s)" in capsys.readouterr().err
     from prep.detect import make_detector
 
     crops = [crop_frame(cv2.imread(str(p))[..., ::-1], make_detector("dlib"))[0] for p in _files(folders["drv"])]

@@ -50,8 +50,10 @@ class Board:
         return {m for m, v in vals.items() if v == target}
 
     def n_videos(self, method: str) -> int:
-        """The videos a method was scored on (the most over its metrics)."""
-        ns = [int(c["n_videos"]) for (m, _), c in self.cells.items() if m == method and c["weighting"] != "set"]
+        """The videos a method was scored on: with at least one valid frame (the most over its metrics; what the
+        intervals count and the HTML report shows)."""
+        ns = [int(c["n_videos_used"]) for (m, _), c in self.cells.items()
+              if m == method and c["weighting"] != "set"]
         return max(ns) if ns else 0
 
     @property

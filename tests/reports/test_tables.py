@@ -149,3 +149,14 @@ def test_markdown_notes_escape_markup_in_run_paths(tmp_path):
     md = tables.to_markdown(load_results([tmp_path / "_a_" / "r", tmp_path / "[b]" / "r"]))
     runs = next(line for line in md.splitlines() if line.startswith("- Runs: "))
     assert r"/\_a\_/r" in runs and r"/\[b\]/r" in runs and "/_a_/" not in runs
+
+
+def test_n_counts_the_videos_scored_in_every_format(tmp_path):
+    # fomm's first video has no valid frame: it is not scored, so n is 5 in Markdown, LaTeX and HTML alike
+    from reports.html import render_html
+
+    make_results(tmp_path / "r", {"fomm": 0.1, "oracle": 0.0}, metrics=("aed_face",), skip={"fomm": 4})
+    res = load_results(tmp_path / "r")
+    assert "| fomm | 5 |" in tables.to_markdown(res) and "| oracle | 6 |" in tables.to_markdown(res)
+    assert any(line.startswith("fomm & 5 &") for line in tables.to_latex(res).splitlines())
+    assert "<tr><td>fomm</td><td>5</td>" in render_html(res, plots=False)

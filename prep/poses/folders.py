@@ -74,6 +74,20 @@ def _check_out(path: Path, overwrite: bool, flag: str = "--out") -> None:
         raise AnimbenchError(f"{flag} {path}: folder is not empty (pass --overwrite to replace it)")
 
 
+def _check_not_input(out: Path | None, flag: str, *inputs: str | os.PathLike | None) -> None:
+    """--overwrite replaces the output folder whole: never when it is, or holds, one of the inputs."""
+    if out is None:
+        return
+    target = Path(os.path.realpath(out))
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(os.path.realpath(given))
+        if target == source or target in source.parents:
+            raise AnimbenchError(f"{flag} {out}: would replace the input folder {given} (with everything in it); "
+                                 "expected a folder of its own")
+
+
 def _check_box_fits(size: tuple[int, int], optional: bool, box: int = 128) -> None:
     if box > min(size):
         raise AnimbenchError(f"--size {size[0]}x{size[1]}: the {box} px face boxes do not fit (pass "
@@ -108,6 +122,7 @@ def render_folder(src: str | os.PathLike, out: str | os.PathLike, *, size=(1024,
     if facetexts:
         _check_box_fits(size, optional=True)
     for path, flag in ((out, "--out"), (faces_out, "face box folder")):
+        _check_not_input(path, flag, src)
         if path is not None:
             _check_out(path, overwrite, flag)
     stale = facetexts_dir(out)
@@ -145,6 +160,7 @@ def normalize_folder(source: str | os.PathLike, out: str | os.PathLike, *, targe
     out/test_facetexts128/frame%06d.txt, out/norm_params.txt and out/frames.csv (output -> source frame)."""
     out = Path(os.path.abspath(out))
     _check_box_fits(size, optional=False)  # test_facetexts128 is always written
+    _check_not_input(out, "--out", source, target, norm_params)
     _check_out(out, overwrite)
     if target is None and norm_params is None:
         raise AnimbenchError("pose normalize: --target is required to fit the normalisation (or pass "

@@ -149,3 +149,19 @@ def test_render_with_every_frame_skipped_is_an_error_and_writes_nothing(tmp_path
     err = capsys.readouterr().err
     assert "every frame was skipped (2 of 2)" in err and "a: no person detected" in err and err.count("\n") == 1
     assert not out.exists() and not (tmp_path / "labels_facetexts128").exists()
+
+
+@pytest.mark.parametrize("command", ["render", "normalize"])
+def test_overwrite_never_replaces_the_input_folders(tmp_path, capsys, command):
+    src = tmp_path / "data" / "keypoints"
+    src.mkdir(parents=True)
+    for i in range(3):
+        write_json(src / f"f{i}_keypoints.json", standing(700, 250))
+    before = sorted(p.name for p in src.iterdir())
+    for out in (src, tmp_path / "data"):
+        args = ["pose", "render", str(src)] if command == "render" else \
+            ["pose", "normalize", "--source", str(src), "--target", str(src)]
+        assert main([*args, "--out", str(out), "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert f"would replace the input folder {src}" in err and err.count("\n") == 1
+        assert sorted(p.name for p in src.iterdir()) == before

@@ -48,6 +48,7 @@ def check_pose_source(spec: str, units: Sequence[Unit]) -> None:
                 if not path.is_file():
                     raise AnimbenchError(f"--poses synthetic: {path} is missing (expected `animbench synth` "
                                          f"ground truth for {Path(unit.source).name})")
+                _check_synthetic_shape(path)
             elif not Path(spec).is_dir():
                 raise AnimbenchError(f"--poses {spec}: not a folder, nor one of synthetic, rtpose, dwpose")
             elif _openpose_folder(spec, unit, clip) is None:
@@ -69,6 +70,18 @@ def transform_pose(pose: PoseFrame, affine: Affine) -> PoseFrame:
         return out
 
     return PoseFrame(move(pose.body), move(pose.face), move(pose.hand_left), move(pose.hand_right))
+
+
+def _check_synthetic_shape(path: Path, shape: tuple[int, ...] | None = None) -> None:
+    """The ground truth must be body poses, (frames, 18, 2); a faces set holds 68 landmarks."""
+    if shape is None:
+        try:
+            shape = np.load(path, mmap_mode="r").shape
+        except (OSError, ValueError) as exc:
+            raise AnimbenchError(f"--poses synthetic: {path} cannot be read ({exc})") from None
+    if len(shape) != 3 or tuple(shape[1:]) != (18, 2):
+        raise AnimbenchError(f"--poses synthetic: {path} has shape {tuple(shape)}, expected (frames, 18, 2): the "
+                             "COCO-18 body poses of a `synth --kind bodies` set")
 
 
 def _synthetic_file(unit: Unit) -> Path:
@@ -146,8 +159,7 @@ class PoseSource:
             truth = np.load(path)
         except (OSError, ValueError) as exc:
             raise AnimbenchError(f"--poses synthetic: {path} cannot be read ({exc})") from None
-        if truth.ndim != 3 or truth.shape[1:] != (18, 2):
-            raise AnimbenchError(f"--poses synthetic: {path} has shape {truth.shape}, expected (frames, 18, 2)")
+        _check_synthetic_shape(path, truth.shape)
         zeros = np.zeros((FACE_POINTS, 3), np.float32), np.zeros((HAND_POINTS, 3), np.float32)
 
         def read(k, source_frame, stored_frame):

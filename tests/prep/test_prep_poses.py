@@ -162,3 +162,14 @@ def test_openpose_folder_errors(tmp_path, ray_session, capsys):  # noqa: F811
     with pytest.raises(AnimbenchError, match="nor one of synthetic, rtpose, dwpose"):
         run_prep(folder.plan(src), tmp_path / "s3", PrepConfig("folder", poses=str(tmp_path / "nope")),
                  progress=False)
+
+
+def test_synthetic_poses_of_a_faces_set_are_refused_before_any_work(tmp_path, capsys):
+    faces = tmp_path / "faces"
+    make_synthetic(faces, kind="faces", num_videos=1, num_frames=3, width=64, height=64, seed=1)
+    out = tmp_path / "store"
+    assert cli_main(["prep", "synthetic", "--src", str(faces), "--out", str(out), "--poses", "synthetic",
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "expected (frames, 18, 2)" in err and "synth --kind bodies" in err
+    assert not out.exists()

@@ -98,7 +98,7 @@ def find_face_box_folder(labels_dir: str | os.PathLike, given: str | os.PathLike
         candidate = (labels_dir.parent / pattern.format(name=labels_dir.name)) if "{name}" in pattern \
             else labels_dir / pattern
         if candidate.is_dir():
-            return candidate
+            return Path(os.path.normpath(candidate))
     return None
 
 

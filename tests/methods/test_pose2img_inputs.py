@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from methods.pose_inputs import label_items, normalized
+from methods.pose_inputs import find_face_box_folder, label_items, normalized
 from plumbing.errors import AnimbenchError
 from prep.poses import normalize
 from tests.prep.poses.helpers import standing, write_json
@@ -59,3 +59,10 @@ def test_normalize_to_with_fewer_frames_than_the_median_window_says_so(tmp_path,
         normalized([f"f{i}" for i in range(5)], poses, target, (1920, 1080))
     message = str(info.value)
     assert "5 source frames" in message and "median smoothing over 7 frames" in message and "\n" not in message
+
+
+def test_face_boxes_found_beside_pose_normalize_output_are_named_plainly(tmp_path):
+    (tmp_path / "transfer" / "test_label").mkdir(parents=True)
+    (tmp_path / "transfer" / "test_facetexts128").mkdir()
+    found = find_face_box_folder(tmp_path / "transfer" / "test_label", None)
+    assert str(found) == str(tmp_path / "transfer" / "test_facetexts128")  # no "test_label/.." in records

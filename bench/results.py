@@ -256,9 +256,12 @@ def per_video(frames: pd.DataFrame, pooling: dict[str, str] | None = None) -> pd
     return out[cols + list(PROVENANCE_COLUMNS)].sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def _rng(seed: int, *key: str) -> np.random.Generator:
-    # a stream per (metric, method, weighting): results do not depend on which other methods ran
-    return np.random.default_rng([seed] + [zlib.crc32(k.encode()) for k in key])
+def bootstrap_rng(seed: int, metric: str, weighting: str, *video_ids: Iterable[Any]) -> np.random.Generator:
+    """The resampling stream of one interval: keyed by the metric, the weighting and the videos resampled (in
+    sorted order), never by a method's label or by which other methods ran, so one model on one store gives one
+    interval whatever it is called."""
+    videos = hashlib.sha256("\n".join("\t".join(sorted(map(str, ids))) for ids in video_ids).encode()).hexdigest()
+    return np.random.default_rng([seed] + [zlib.crc32(k.encode()) for k in (metric, weighting, videos)])
 
 
 def _statistic(sums: np.ndarray, counts: np.ndarray, weighting: str, idx: np.ndarray | None = None,
@@ -304,10 +307,11 @@ def aggregate(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], n_boot
     """One row per (method, metric, weighting) with the estimate, its bootstrap CI over videos and counts."""
     rows = []
     for (method, metric), g in videos.groupby(["method", "metric"], sort=True):
-        used = g[g["n_valid"] > 0]
+        used = g[g["n_valid"] > 0].sort_values("video_id", kind="stable")
         for weighting in WEIGHTINGS:
+            rng = bootstrap_rng(seed, metric, weighting, used["video_id"])
             est, lo, hi = bootstrap_ci(used["sum"].to_numpy(), used["n_valid"].to_numpy(), weighting,
-                                       n_boot=n_boot, level=level, rng=_rng(seed, metric, method, weighting),
+                                       n_boot=n_boot, level=level, rng=rng,
                                        pooling=(pooling or {}).get(metric, "mean"))
             row = {"method": method, "metric": metric, "weighting": weighting, "mean": est, "ci_low": lo,
                    "ci_high": hi, "ci_level": level, "n_boot": n_boot, "n_videos": len(g),
@@ -334,6 +338,7 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, weighting: str, *, highe
     winner does not come out ahead: a one-sided bootstrap analogue of a p-value (small = a robust winner).
     """
     m = a[a["n_valid"] > 0].merge(b[b["n_valid"] > 0], on="video_id", suffixes=("_a", "_b"))
+    m = m.sort_values("video_id", kind="stable")  # resampled in id order: the input's order does not matter
     row = {"metric": a["metric"].iloc[0] if len(a) else "", "weighting": weighting, "method_a": names[0],
            "method_b": names[1], "n_videos": len(m), "higher_is_better": higher_is_better, "ci_level": level,
            "n_boot": n_boot}
@@ -361,6 +366,10 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, weighting: str, *, highe
             "better": better}
 
 
+def _scored(rows: pd.DataFrame) -> pd.Series:
+    return rows.loc[rows["n_valid"] > 0, "video_id"]
+
+
 def compare_methods(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], n_boot: int = DEFAULT_BOOT,
                     level: float = DEFAULT_CI, seed: int = 0, pooling: dict[str, str] | None = None) -> pd.DataFrame:
     """Paired comparisons of every pair of methods (sorted names: a < b) on every metric and weighting."""
@@ -373,7 +382,8 @@ def compare_methods(videos: pd.DataFrame, *, higher_is_better: dict[str, bool], 
                 for weighting in WEIGHTINGS:
                     rows.append(paired_comparison(
                         by_method[ma], by_method[mb], weighting, higher_is_better=higher_is_better.get(metric, False),
-                        names=(ma, mb), n_boot=n_boot, level=level, rng=_rng(seed, metric, ma, mb, weighting),
+                        names=(ma, mb), n_boot=n_boot, level=level,
+                        rng=bootstrap_rng(seed, metric, weighting, _scored(by_method[ma]), _scored(by_method[mb])),
                         pooling=(pooling or {}).get(metric, "mean")))
     return pd.DataFrame(rows, columns=_CMP_COLUMNS)
 

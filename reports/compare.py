@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from bench.results import (
     WEIGHTING_LABELS,
     WEIGHTINGS,
     Results,
+    bootstrap_rng,
     interval_is_shown,
     paired_comparison,
     psnr_from_mse,
@@ -289,7 +289,7 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
         if n["weighting"] != "set" and o["weighting"] != "set":
             a = new_groups.get((method, metric), empty)
             b = old_groups.get((method, metric), empty)
-            rng = np.random.default_rng([seed, zlib.crc32(method.encode()), zlib.crc32(metric.encode())])
+            rng = bootstrap_rng(seed, metric, by, a["video_id"], b["video_id"])  # the scores', not the label's
             pooling = poolings.get(metric, "mean")
             if paired:
                 c = paired_comparison(a, b, by, higher_is_better=hib, names=("new", "baseline"), n_boot=n_boot,

@@ -64,6 +64,19 @@ def test_a_video_with_every_frame_skipped_is_counted_but_enters_no_mean(tmp_path
     assert a["mean"] == 2 and a["n_videos"] == 2 and a["n_videos_used"] == 1 and a["n_skipped"] == 2
 
 
+def test_an_interval_does_not_depend_on_the_method_label_or_the_row_order(tmp_path):
+    """One model on one store gives one interval whatever it is called and whichever methods ran beside it."""
+    rng = np.random.default_rng(2)
+    data = {f"v{i:02d}": list(rng.uniform(0, 1, size=4)) for i in range(12)}
+    other = {k: [x + 0.1 for x in v] for k, v in data.items()}
+    alone = write(tmp_path, rows("fomm", "l1", data), name="a")
+    renamed = write(tmp_path, pd.concat([rows("other", "l1", other), rows("my-fomm", "l1", dict(reversed(
+        list(data.items()))))]), name="b")
+    for weighting in ("frame", "video"):
+        a, b = agg(alone, "fomm", "l1", weighting), agg(renamed, "my-fomm", "l1", weighting)
+        assert (a["mean"], a["ci_low"], a["ci_high"]) == (b["mean"], b["ci_low"], b["ci_high"])
+
+
 def test_bootstrap_ci_contains_the_mean_and_is_seeded(tmp_path):
     rng = np.random.default_rng(1)
     data = {f"v{i:02d}": list(rng.uniform(0, 1, size=rng.integers(3, 9))) for i in range(20)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from plumbing.errors import AnimbenchError
@@ -44,6 +45,9 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}"
 
 
+INTERNAL_ERROR = 3  # a crash: not a user error (2), not a command's own result (0/1)
+
+
 def _stdout_gone() -> int:
     """The reader of our output left (`animbench ... | head -1`): send what remains to /dev/null, as Python's
     documentation advises, so the interpreter's final flush cannot fail again; exit as SIGPIPE would."""
@@ -55,7 +59,8 @@ def _stdout_gone() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one command; user errors print one line and exit 2, a closed output pipe exits 141
-    quietly, and a filesystem error on a user's path is one line too (exit 2), never a traceback."""
+    quietly, and a filesystem error on a user's path is one line too (exit 2), never a traceback; anything
+    else is a bug: its traceback and exit 3."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -71,10 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as exc:
         if exc.filename is None:  # not about a path the user gave: a real fault, keep its traceback
-            raise
+            return _internal_error()
         print(f"animbench: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - a bug: its traceback, and a code no command uses for a result
+        return _internal_error()
     return int(code or 0)
+
+
+def _internal_error() -> int:
+    """A fault that is not the user's: the traceback, a line saying so, exit 3 (so that, e.g., `animbench
+    compare` in CI can tell a crash from a regression, which exits 1)."""
+    traceback.print_exc()
+    print("animbench: internal error (a bug, not your input: please report it with the traceback above)",
+          file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -291,7 +291,15 @@ def to_csv(results: Any, by: str = "frame") -> str:
     a.loc[[not s for s in shown], ["ci_low", "ci_high"]] = math.nan
     a["metric_label"] = [metric_header(results, m) for m in a["metric"]]
     a["note"] = [skipped_note(r) for _, r in a.iterrows()]
-    return a[CSV_COLUMNS].to_csv(index=False)
+    return a[CSV_COLUMNS].map(_inert).to_csv(index=False)
+
+
+def _inert(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first: a method label or a run
+    name from a user) gets a leading apostrophe, as OWASP advises; numbers are left alone."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def comparisons_markdown(results: Any, by: str = "frame") -> str:

@@ -160,3 +160,12 @@ def test_n_counts_the_videos_scored_in_every_format(tmp_path):
     assert "| fomm | 5 |" in tables.to_markdown(res) and "| oracle | 6 |" in tables.to_markdown(res)
     assert any(line.startswith("fomm & 5 &") for line in tables.to_latex(res).splitlines())
     assert "<tr><td>fomm</td><td>5</td>" in render_html(res, plots=False)
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_inert(tmp_path):
+    """A method label starting with =, +, - or @ is written with a leading apostrophe (OWASP's CSV
+    injection advice); numbers, negative ones included, are written as numbers."""
+    make_results(tmp_path / "r", {"=HYPERLINK(\"http://x\")": 0.1, "-m": 0.2, "oracle": 0.0}, metrics=("l1",))
+    csv = pd.read_csv(io.StringIO(tables.to_csv(load_results(tmp_path / "r"))))
+    assert set(csv["method"]) == {"'=HYPERLINK(\"http://x\")", "'-m", "oracle"}
+    assert pd.api.types.is_float_dtype(csv["mean"]) and not csv["mean"].isna().any()

@@ -351,6 +351,19 @@ def _prune_checkpoints(out: Path, keep: int, names: list[str]) -> list[str]:
     return [n for n in names if n not in gone]
 
 
+def _check_counts(**flags: int | None) -> None:
+    """The counts a user passes (`--batch-size`, `--max-steps`, ...): one-line errors naming the flag, before any
+    work (a zero batch size used to end in a ZeroDivisionError traceback)."""
+    for name, value in flags.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        least = 0 if name == "workers" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            expected = "zero or more worker processes" if least == 0 else "a positive whole number"
+            raise AnimbenchError(f"{flag} {value!r}: expected {expected}")
+
+
 def train(
     method: str,
     store: str | os.PathLike | FrameStore,
@@ -383,6 +396,8 @@ def train(
     "avd" started --init-from its main run; the method's `stage_config` gives the schedule it trains with.
     """
     t_start = time.perf_counter()
+    _check_counts(epochs=epochs, repeats=num_repeats, max_steps=max_steps, batch_size=batch_size,
+                  workers=num_workers)
     card = get_method(method)
     if not card.trainable:
         raise AnimbenchError(f"method {method}: not trainable (a reference baseline)")
@@ -413,6 +428,10 @@ def train(
     num_epochs = int(epochs if epochs is not None else default_epochs)
     repeats = int(num_repeats if num_repeats is not None else tp.get("num_repeats", 1))
     global_batch = int(batch_size if batch_size is not None else tp["batch_size"])
+    for key, value in (("num_epochs", num_epochs), ("num_repeats", repeats), ("batch_size", global_batch)):
+        if value < 1:  # from the config (the flags were checked above)
+            raise AnimbenchError(f"{cfg['_meta']['path'] or '<config>'}: train_params.{key}: expected a positive "
+                                 f"whole number, got {value}")
     dev = _pick_device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)

@@ -154,3 +154,20 @@ def test_cli_train_flags(store, tmp_path, capsys):
                  "--batch-size", "2", "--log-every", "0", "--no-progress", "--keep-checkpoints", "1"]) == 0
     assert "train fomm" not in capsys.readouterr().err
     assert json.loads((out / "run.json").read_text())["schedule"]["keep_checkpoints"] == 1
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--batch-size", "0", "a positive whole number"), ("--batch-size", "-2", "a positive whole number"),
+    ("--max-steps", "0", "a positive whole number"), ("--max-steps", "-1", "a positive whole number"),
+    ("--epochs", "0", "a positive whole number"), ("--repeats", "-1", "a positive whole number"),
+    ("--workers", "-1", "zero or more worker processes")])
+def test_cli_train_refuses_counts_below_one_naming_the_flag(store, tmp_path, capsys, flag, value, expected):
+    from animbench.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "fomm", "--store", str(store), "--config", "tiny", "--out", str(out), "--no-progress",
+                 "--device", "cpu", flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{flag} {value}: expected {expected}" in err and "Traceback" not in err
+    assert not out.exists()  # refused before any work

@@ -24,7 +24,7 @@ def id_problem(value: object, *, allow_hash: bool = True, max_bytes: int = MAX_I
     An identifier is one non-empty path component: no path separators, not '.' or '..', no leading dot
     (temporary and hidden files start with one), no control or format characters, no surrounding whitespace,
     at most `max_bytes` bytes of UTF-8. With allow_hash=False it may not hold '#', which joins the parts of
-    official clip names (`person#video#start#end`).
+    official clip names (`person#video#start#end`). The reason never repeats the value: callers name it.
     """
     if not isinstance(value, str):
         return f"expected text, got {type(value).__name__}"
@@ -33,7 +33,7 @@ def id_problem(value: object, *, allow_hash: bool = True, max_bytes: int = MAX_I
     if value != value.strip():
         return "has leading or trailing whitespace"
     if value in (".", ".."):
-        return f"{value!r} is not a name"
+        return "is not a name (it means this folder or the one above)"  # the caller names the value
     bad = sorted({c for c in value if c in _FORBIDDEN or unicodedata.category(c).startswith("C")})
     if bad:
         return f"contains {', '.join(repr(c) for c in bad)} (path separators and control characters are refused)"

@@ -477,6 +477,28 @@ def _output_path(out: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def check_out_apart(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Refuse an OUT that is, holds or lies inside one of `inputs` ({flag: path}; None skipped), or whose OUT.json
+    is one: --overwrite replaces OUT whole, and a PNG folder would mix the outputs into the inputs."""
+    path = Path(str(out).rstrip("/" + os.sep))
+    target = Path(os.path.realpath(path))
+    record = Path(os.path.realpath(path.with_name(path.name + ".json")))
+    for flag, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(os.path.realpath(given))
+        if target == source or record == source:
+            how = "is"
+        elif target in source.parents:
+            how = "holds"
+        elif source in target.parents:
+            how = "lies inside"
+        else:
+            continue
+        raise AnimbenchError(f"--out {out}: {how} the input {flag} {given}; expected an output path apart from the "
+                             "inputs (nothing was written)")
+
+
 def _checked(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     for frame in frames:
         frame = np.asarray(frame, dtype=np.float32)
@@ -587,12 +609,20 @@ def reconstruct(method: str, store: str | os.PathLike, out_dir: str | os.PathLik
                              overwrite=overwrite)
 
 
+def _frame_size(height_width: Iterable[int]) -> dict[str, Any]:
+    """OUT.json's frame size as [width, height], the order of every size in the record (poses.frame_size, --frame-size
+    WxH); frames themselves are (H, W, 3)."""
+    height, width = (int(v) for v in height_width)
+    return {"frame_size": [width, height], "frame_size_order": "width, height"}
+
+
 def animate(method: str, source: str | os.PathLike | None, driving: str | os.PathLike, out: str | os.PathLike, *,
             checkpoint: str | None = None, config: str | None = None, relative: bool | None = None,
             adapt_scale: bool | None = None, align_corners: bool | None = None, device: str = "cpu",
             fps: float | None = None, overwrite: bool = False, progress: bool = True, no_crop: bool = False,
             detector: str | None = None, avd: bool = False) -> dict[str, Any]:
-    """`animbench animate`: animate a source image by a driving video; writes OUT and OUT.json (provenance).
+    """`animbench animate`: animate a source image by a driving video; writes OUT and OUT.json (provenance;
+    frame_size is [width, height]). OUT may not be, hold or lie inside --source or --driving (refused first).
 
     The driving video is streamed: decoded, centre-cropped to the model's aspect ratio (a warning on stderr when
     it is not already) and resized one frame at a time, animated in chunks, and written as it is produced.
@@ -603,6 +633,7 @@ def animate(method: str, source: str | os.PathLike | None, driving: str | os.Pat
     from methods.registry import load_model
 
     kind = output_kind(out)  # a bad OUT fails before any work
+    check_out_apart(out, {"--source": source, "--driving": driving})
     _output_path(out, overwrite)
     check_avd(method, avd)
     check_align_corners(method, align_corners)
@@ -636,7 +667,7 @@ def animate(method: str, source: str | os.PathLike | None, driving: str | os.Pat
         path = write_animation(produced(), out, fps=fps or video.fps, overwrite=overwrite)
     finally:
         bar.close()
-    record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": list(made[0]),
+    record = {"output": str(path), "format": kind, "num_frames": len(made), **_frame_size(made[0]),
               "fps": fps or video.fps, "source": str(source), "driving": str(driving),
               "crop": {"source": source_crop, "driving": video.crop},
               "mode": mode.as_dict(),
@@ -749,6 +780,7 @@ def animate_set(model: nn.Module, provenance: Mapping[str, Any], source: str | o
     from methods.config import load_config
 
     kind = output_kind(out)
+    check_out_apart(out, {"--source": source, "--driving": driving})
     crop = "none" if no_crop else model.input_crop
     if no_crop and model.input_crop is None:
         raise AnimbenchError(f"--no-crop: method {provenance.get('method')} takes no face crop")
@@ -808,7 +840,7 @@ def animate_set(model: nn.Module, provenance: Mapping[str, Any], source: str | o
         if missed:
             print(f"animate: no face found in {missed} of {total} {what} frame(s): the official fallback window "
                   "(0, 0, 200, 200) was cut there (boxes in OUT.json)", file=sys.stderr)
-    record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": list(made[0]),
+    record = {"output": str(path), "format": kind, "num_frames": len(made), **_frame_size(made[0]),
               "fps": fps or driving_fps, "source": None if source is None else str(source), "driving": str(driving),
               "identity": ("the checkpoint's own (fine-tuned)" if held else
                            f"pooled over {len(source_names)} source image(s)"), "sources": source_names,
@@ -960,7 +992,8 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
     """`animbench animate METHOD --poses P`: frames of a pose-driven family from label maps, OpenPose keypoints
     (rendered with model.pose_condition; with normalize_to, globally normalised to that target subject's
     OpenPose folder first), a frame store's poses or a video's poses found by `pose_backend` (rtpose, dwpose);
-    writes OUT and OUT.json (provenance, inputs, normalisation).
+    writes OUT and OUT.json (provenance, inputs, normalisation; frame_size and poses.frame_size are both
+    [width, height]). OUT may not be, hold or lie inside an input folder (refused before any work).
 
     frame_size (W, H): the frame OpenPose keypoints refer to (default EDN's 1920x1080); a store's and a video's
     are their own."""
@@ -969,6 +1002,7 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
 
     check_animate_inputs(method, poses=poses)
     kind = output_kind(out)  # a bad OUT fails before any work
+    check_out_apart(out, {"--poses": poses, "--face-boxes": face_boxes, "--normalize-to": normalize_to})
     _output_path(out, overwrite)
     source = pi.pose_input_kind(poses)
     if source == pi.LABELS and normalize_to is not None:
@@ -991,12 +1025,13 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
         check_pose_detector(pose_backend)  # a missing weight file fails before the model loads
     elif pose_backend is not None:
         raise AnimbenchError(f"--pose-backend: only for a video, but --poses {poses} is {pi.KIND_WORDS[source]}")
+    box_dir = pi.find_face_box_folder(poses, face_boxes) if source == pi.LABELS else None
+    check_out_apart(out, {"face box folder (found beside --poses)": box_dir})
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device)
     inputs: dict[str, Any] = {"path": str(poses), "kind": source}
     normalization = None
     default_fps = 25.0
     if source == pi.LABELS:
-        box_dir = pi.find_face_box_folder(poses, face_boxes)
         inputs["face_boxes"] = None if box_dir is None else str(box_dir)
         size = tuple(model.generator_size)
         count = len(pi.label_files(poses))
@@ -1021,7 +1056,7 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
         items = ((*model.pose_condition(pose, size), name) for name, pose in zip(names, pose_list, strict=True))
     bar = progress_bar(count, f"generate {method}", "frame", enabled=progress)
     made: list[str] = []
-    shape: list[int] = []
+    shape: list[int] = []  # (H, W) of the frames made
 
     def produced() -> Iterator[np.ndarray]:
         for frame, name in _pose_frames(model.eval(), items):
@@ -1034,7 +1069,7 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
         path = write_animation(produced(), out, fps=fps or default_fps, overwrite=overwrite, num_frames=count)
     finally:
         bar.close()
-    record = {"output": str(path), "format": kind, "num_frames": len(made), "frame_size": shape,
+    record = {"output": str(path), "format": kind, "num_frames": len(made), **_frame_size(shape),
               "fps": fps or default_fps, "poses": inputs, "frames": made, "normalization": normalization,
               "values": "(raw + 1) / 2 at the generator's resolution, unclamped" if kind == "npy" else None,
               "conditioning": "first frame on zeros, each later frame on the previous raw output",

@@ -393,3 +393,81 @@ def test_a_failed_or_miscounted_npy_never_reaches_the_final_name(tmp_path):
     with pytest.raises(AnimbenchError):
         write_animation(iter(_ramp(1)), out, num_frames=2, overwrite=True)
     assert np.array_equal(np.load(out), np.stack(_ramp(2)))
+
+
+# --- OUT never replaces an input; OUT.json sizes are [width, height] -----------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _label_maps(folder: Path, width: int = 96, height: int = 64, count: int = 3) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(count):
+        label = np.zeros((height, width, 3), np.uint8)
+        label[10:30, 20 + i:40 + i] = 1
+        Image.fromarray(label).save(folder / f"f{i}.png")
+    return folder
+
+
+POSE2IMG_TINY = REPO / "configs/pose2img-tiny.yaml"
+
+
+def test_animate_poses_never_writes_over_its_inputs(tmp_path, capsys):
+    """`--out` equal to, holding or inside --poses / --face-boxes / the face box folder found beside --poses is
+    refused before any work, --overwrite or not: one line naming both paths, the inputs unchanged."""
+    from animbench.cli import main
+
+    labels = _label_maps(tmp_path / "data" / "test_label")
+    boxes = tmp_path / "data" / "test_label_facetexts128"  # found beside the label maps
+    boxes.mkdir()
+    for i in range(3):
+        (boxes / f"f{i}.txt").write_text("10 30 20 40\n")
+    given_boxes = tmp_path / "boxes"
+    given_boxes.mkdir()
+    (given_boxes / "f0.txt").write_text("10 30 20 40\n")
+    before = {d: _tree(d) for d in (labels, boxes, given_boxes)}
+    cases = [(labels, [], "is", "--poses", labels), (tmp_path / "data", [], "holds", "--poses", labels),
+             (labels / "out", [], "lies inside", "--poses", labels), (labels / "out.mp4", [], "lies inside",
+                                                                      "--poses", labels),
+             (boxes, [], "is", "face box folder (found beside --poses)", boxes),
+             (given_boxes, ["--face-boxes", str(given_boxes)], "is", "--face-boxes", given_boxes)]
+    for out, extra, how, flag, given in cases:
+        code = main(["animate", "pose2img", "--config", str(POSE2IMG_TINY), "--poses", str(labels), "--out",
+                     str(out), "--overwrite", "--no-progress", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--out {out}: {how} the input {flag} {given}" in err
+        assert {d: _tree(d) for d in before} == before
+    assert not (tmp_path / "data" / "test_label.json").exists()
+
+
+def test_animate_video_driven_never_writes_over_source_or_driving(checkpoint, tmp_path, capsys):
+    from animbench.cli import main
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    drive = _write_video(inputs / "drive.mp4", _driving_frames(3))
+    Image.fromarray(_driving_frames(1)[0]).save(inputs / "source.png")
+    before = _tree(inputs)
+    for out, how, flag, given in ((drive, "is", "--driving", drive),
+                                  (inputs, "holds", "--source", inputs / "source.png")):
+        code = main(["animate", "fomm", "--checkpoint", str(checkpoint), "--config", str(FOMM_TINY), "--source",
+                     str(inputs / "source.png"), "--driving", str(drive), "--out", str(out), "--overwrite",
+                     "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--out {out}: {how} the input {flag} {given}" in err
+        assert _tree(inputs) == before
+
+
+def test_animate_record_sizes_are_width_then_height(tmp_path):
+    """OUT.json: frame_size is [width, height], the order of poses.frame_size and --frame-size WxH."""
+    from methods.infer import animate_poses
+
+    labels = _label_maps(tmp_path / "labels", width=96, height=64)
+    rec = animate_poses("pose2img", labels, tmp_path / "out.npy", config=str(POSE2IMG_TINY), progress=False)
+    assert np.load(tmp_path / "out.npy").shape == (3, 64, 96, 3)  # frames are (T, H, W, 3)
+    saved = json.loads((tmp_path / "out.npy.json").read_text())
+    assert rec["frame_size"] == saved["frame_size"] == [96, 64] and saved["frame_size_order"] == "width, height"

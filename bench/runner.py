@@ -91,22 +91,47 @@ def parse_method_spec(text: str) -> MethodSpec:
                       label.strip() if label else None)
 
 
-def _check_methods(methods: Sequence[MethodSpec]) -> None:
+def _check_methods(methods: Sequence[MethodSpec], protocol: str | None = None) -> None:
+    """Names, labels, checkpoints and (given the protocol) what drives each method, from the method cards: before
+    any model is built and before Ray starts."""
     if not methods:
         raise AnimbenchError("--methods: give at least one method")
     from methods.registry import get_method
 
     seen = set()
     for m in methods:
-        get_method(m.name)  # an unknown name fails here, before any work
+        card = get_method(m.name)  # an unknown name fails here, before any work
         if m.key in seen:
             raise AnimbenchError(f"--methods: {m.key!r} appears twice; give one a label (LABEL:{m.name}=...)")
         if m.key.startswith("_"):
             raise AnimbenchError(f"--methods: label {m.key!r} must not start with '_' (reserved for inputs)")
         check_id(m.key, field="label", where="--methods")  # it names a samples folder
         seen.add(m.key)
-        if m.checkpoint is not None and not Path(m.checkpoint).is_file():
-            raise AnimbenchError(f"method {m.key}: checkpoint {m.checkpoint} does not exist")
+        if protocol is not None:
+            protocols.check_driven_by(protocol, m.key, card.driven_by)
+        if m.checkpoint is not None:
+            _check_checkpoint(m, card)
+
+
+def _check_checkpoint(m: MethodSpec, card: Any) -> None:
+    """A checkpoint file, or a folder for a family that reads folders (its own `read_checkpoint`, e.g. official
+    per-network files, which a training run folder also holds); any other folder names the file to pass."""
+    from methods.interface import Method
+
+    path = Path(m.checkpoint)
+    if path.is_file():
+        return
+    if not path.is_dir():
+        raise AnimbenchError(f"method {m.key}: checkpoint {m.checkpoint} does not exist")
+    owner = getattr(card.build, "__self__", None)
+    if isinstance(owner, type) and owner.read_checkpoint is not Method.read_checkpoint:
+        return  # the family reads the folder (a missing file is its one-line error)
+    from methods.train import LAST_CHECKPOINT, find_last_checkpoint
+
+    last = find_last_checkpoint(path)
+    hint = f"e.g. {last}" if last is not None else f"e.g. {path / LAST_CHECKPOINT} of a training run"
+    raise AnimbenchError(f"method {m.key}: checkpoint {m.checkpoint} is a folder; method {m.name} loads a "
+                         f"checkpoint file ({hint})")
 
 
 @dataclass(frozen=True)
@@ -478,7 +503,7 @@ def bench(methods: Sequence[MethodSpec], store: str | os.PathLike, settings: Ben
     for spec in specs.values():  # so do missing weight files: no results directory is started without them
         for name in spec.needs:
             locate(name, verify_hash=False)  # the hash is checked where the metric loads the file
-    _check_methods(methods)
+    _check_methods(methods, s.protocol)  # a method/protocol mismatch fails here, before Ray starts
     if s.in_process:  # the models this process will run anyway: a method/protocol mismatch fails before any output
         for m in methods:
             model, _ = _load(m, s.device)

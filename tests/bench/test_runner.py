@@ -438,3 +438,58 @@ def test_method_labels_must_be_plain_names(store, tmp_path):
             run_bench([MethodSpec("oracle", label=label)], store.root, "reconstruction", ["l1"], tmp_path / "o",
                       workers=1)
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ checks from the method cards, before Ray
+POSE2IMG_TINY = str(REPO / "configs" / "pose2img-tiny.yaml")
+
+
+def test_a_method_under_the_wrong_protocol_is_refused_before_ray_starts(store, tmp_path, monkeypatch):
+    import bench.runner as runner
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started before the method/protocol check")
+
+    monkeypatch.setattr(runner, "ray_session", no_ray)
+    with pytest.raises(AnimbenchError, match="method pose2img is driven by poses and cannot run under the "
+                                             "reconstruction protocol"):
+        run_bench([MethodSpec("pose2img", None, POSE2IMG_TINY)], store.root, "reconstruction", ["l1"],
+                  tmp_path / "a", workers=2)
+    with pytest.raises(AnimbenchError, match="method copy-source is driven by video and cannot run under the "
+                                             "pose-transfer protocol"):
+        run_bench([MethodSpec("copy-source")], store.root, "pose-transfer", ["l1"], tmp_path / "b", workers=2)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_run_folder_is_a_checkpoint_where_the_family_reads_folders(tmp_path):
+    """pose2img reads the official per-network files a training run folder also holds; a family that loads one
+    file is told which file of the folder to pass."""
+    import torch
+
+    from bench.runner import _check_methods, _load
+    from methods.registry import load_model
+    from methods.train import LAST_CHECKPOINT
+
+    torch.manual_seed(0)
+    model, _ = load_model("pose2img", config=POSE2IMG_TINY)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, state in model.official_files().items():
+        torch.save(state, run / name)
+    spec = MethodSpec("pose2img", str(run), POSE2IMG_TINY)
+    _check_methods([spec], "pose-transfer")
+    loaded, provenance = _load(spec, "cpu")
+    assert provenance["checkpoint"]["path"] == str(run)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.generator.state_dict().values(),
+                                                 model.generator.state_dict().values(), strict=True))
+    fomm_run = tmp_path / "fomm-run"
+    fomm_run.mkdir()
+    with pytest.raises(AnimbenchError) as err:
+        _check_methods([MethodSpec("fomm", str(fomm_run))], "reconstruction")
+    assert str(err.value) == (f"method fomm: checkpoint {fomm_run} is a folder; method fomm loads a checkpoint file "
+                              f"(e.g. {fomm_run / LAST_CHECKPOINT} of a training run)")
+    (fomm_run / LAST_CHECKPOINT).write_bytes(b"x")
+    with pytest.raises(AnimbenchError, match=f"loads a checkpoint file \\(e.g. {fomm_run / LAST_CHECKPOINT}\\)$"):
+        _check_methods([MethodSpec("fomm", str(fomm_run))], "reconstruction")
+    with pytest.raises(AnimbenchError, match="checkpoint .*nothing does not exist"):
+        _check_methods([MethodSpec("fomm", str(tmp_path / "nothing"))], "reconstruction")

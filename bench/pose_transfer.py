@@ -92,7 +92,7 @@ class PoseTransferVideo:
 
 def generate_video(model: Any, store: Any, video_id: str) -> PoseTransferVideo:
     """Generate every posed frame of a store video from its own pose (methods.infer.store_pose_frames)."""
-    from methods.infer import store_pose_frames  # bench's layer may import methods; keep it off module import
+    from methods.infer_pose import store_pose_frames  # bench may import methods; kept off module import
 
     records = list(store_pose_frames(model, store, video_id))
     info = store.info(video_id)

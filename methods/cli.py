@@ -230,7 +230,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    from methods.infer import animate, animate_poses, check_animate_inputs
+    from methods.infer import check_animate_inputs
+    from methods.infer_pose import animate_poses
+    from methods.infer_set import animate
 
     pose_options = {"normalize_to": args.normalize_to, "face_boxes": args.face_boxes, "video": args.video,
                     "frame_size": args.frame_size, "pose_backend": args.pose_backend}

@@ -138,7 +138,8 @@ def write_image_store(images: str | os.PathLike, root: Path, *, crop: str = "lat
                       person_id: str = "identity") -> dict[str, Any]:
     """A folder of images of one person -> a frame store at root (train split, one video per image, named by
     its file name), each image cut the latent-pose way or stored as it is (crop "none"); returns what was done."""
-    from methods.infer import image_files, make_face_detector, read_rgb
+    from methods.infer_inputs import image_files, read_rgb
+    from methods.infer_set import make_face_detector
     from prep.latentpose_crop import NO_FACE_BOX, crop_frame
     from prep.store import FrameStoreWriter
 

@@ -23,7 +23,7 @@ Adding a family is one new file in methods/ (plus a `<family>_keypoints.py` when
      label map as the official loader reads it) and `generate(labels, face_boxes, previous)` (frames made
      autoregressively, the previous raw output carried between calls). The defaults below render with
      prep.poses.render at `label_size` / `canvas_size` and resize to `generator_size` as pix2pixHD's loader does;
-     a family overrides what it does differently. methods/infer.py streams `generate` (`generate_poses`,
+     a family overrides what it does differently. methods/infer_pose.py streams `generate` (`generate_poses`,
      `store_pose_frames`); `animbench animate` takes `--poses` for these families, `--source/--driving` for the
      others.
 4. Its training hooks, which the one loop in methods/train.py calls and never special-cases:
@@ -271,7 +271,7 @@ class Method(nn.Module):
         (outputs (T, 3, h, w) raw, unclamped; the last raw output, the next call's `previous`)."""
         raise AnimbenchError(f"{type(self).__name__}: driven by {self.driven_by}, it does not generate from poses")
 
-    # --- how `animbench animate` feeds a video-driven family (methods/infer.py) ---
+    # --- how `animbench animate` feeds a video-driven family (methods/infer_set.py) ---
     # "one": animate takes exactly one source image; "set": any number of source images of one person, pooled by
     # the family's animate_sources into one identity
     source_images: ClassVar[str] = "one"

@@ -692,7 +692,7 @@ class LatentPose(Method):
         setting exists (the pose code is absolute)."""
         return self.animate_sources(check_animate_shapes(source, driving_video), driving_video, mode)
 
-    # the driving inputs (methods/infer.py's set path and bench's reenactment protocol read these)
+    # the driving inputs (methods/infer_set.py's set path and bench's reenactment protocol read these)
     source_images: ClassVar[str] = "set"  # the identity is the mean over any number of source images
     input_crop: ClassVar[str | None] = "latentpose"  # sources and drivers are cut the latent-pose way
 

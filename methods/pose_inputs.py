@@ -11,8 +11,8 @@ P is one of
   prep.poses.detectors (user-placed weights), its poses in the video's pixels; frames where the detector finds
   nobody are skipped and recorded.
 
-Each reader yields `PoseItem`s in frame order; methods/infer.py renders the poses (model.pose_condition) and
-generates the frames.
+Each reader yields `PoseItem`s in frame order; methods/infer_pose.py renders the poses (model.pose_condition)
+and generates the frames.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ from bench.metrics.pose_distance import (
 )
 from bench.pose_transfer import target_geometry
 from bench.runner import MethodSpec, run_bench
-from methods.infer import quantise, store_pose_frames
+from methods.infer import quantise
+from methods.infer_pose import store_pose_frames
 from methods.registry import load_model
 from plumbing.errors import AnimbenchError
 from prep.poses.detectors import make_pose_detector

@@ -18,7 +18,7 @@ import torch
 
 from animbench.cli import main
 from methods.checkpoints import load_into, save_checkpoint
-from methods.infer import animate_set
+from methods.infer_set import animate_set
 from methods.latent_pose import LatentPose
 from plumbing.errors import AnimbenchError
 from prep.latentpose_crop import crop_frame, read_cropped

@@ -17,16 +17,15 @@ from PIL import Image
 from methods.checkpoints import save_checkpoint
 from methods.config import load_config
 from methods.infer import (
-    animate,
     animate_video,
     animation_settings,
     quantise,
-    read_image,
-    read_video,
     reconstruct,
     reconstruct_store,
     write_animation,
 )
+from methods.infer_inputs import read_image, read_video
+from methods.infer_set import animate
 from methods.registry import load_model
 from methods.train import make_optimizers, train_step
 from plumbing.errors import AnimbenchError
@@ -464,7 +463,7 @@ def test_animate_video_driven_never_writes_over_source_or_driving(checkpoint, tm
 
 def test_animate_record_sizes_are_width_then_height(tmp_path):
     """OUT.json: frame_size is [width, height], the order of poses.frame_size and --frame-size WxH."""
-    from methods.infer import animate_poses
+    from methods.infer_pose import animate_poses
 
     labels = _label_maps(tmp_path / "labels", width=96, height=64)
     rec = animate_poses("pose2img", labels, tmp_path / "out.npy", config=str(POSE2IMG_TINY), progress=False)

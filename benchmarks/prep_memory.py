@@ -44,9 +44,10 @@ def rss_mb() -> float:
 
 def child(video: Path, backend: str, case: str) -> dict:
     """Prepare the case's clips of `video` into a temp shard as a worker does; report memory and time."""
+    from prep.config import PrepConfig
     from prep.decode import open_source
     from prep.recipes import Clip, Unit
-    from prep.worker import PrepConfig, UnitProcessor
+    from prep.worker import UnitProcessor
 
     source = open_source(video, backend="pyav")
     n, h, w = source.num_frames, *next(source.frames(0, 1))[1].shape[:2]

@@ -37,10 +37,11 @@ from benchmarks.prep_throughput import (  # noqa: E402
 from benchmarks.proc_cpu import cpu_by_role  # noqa: E402
 from plumbing.files import atomic_write_text  # noqa: E402
 from plumbing.ray_session import ray_session  # noqa: E402
+from prep.config import PrepConfig  # noqa: E402
 from prep.imagecodec import EncodeOptions  # noqa: E402
 from prep.pipeline import release_workers, run_prep  # noqa: E402
 from prep.recipes import vox  # noqa: E402
-from prep.worker import SEEK_GAP, PrepConfig  # noqa: E402
+from prep.worker import SEEK_GAP  # noqa: E402
 
 METADATA = REPO.parent / "shared" / "data" / "metadata"
 OFFICIAL_CLIPS = {"vox": 20_075, "taichi": 3_334}  # the row counts the official csvs ship with

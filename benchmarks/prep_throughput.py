@@ -33,11 +33,11 @@ from benchmarks.proc_cpu import cores_used, cpu_by_role, ray_cores  # noqa: E402
 from plumbing.errors import AnimbenchError  # noqa: E402
 from plumbing.provenance import package_versions  # noqa: E402
 from plumbing.ray_session import ray_session  # noqa: E402
+from prep.config import PrepConfig  # noqa: E402
 from prep.imagecodec import EncodeOptions  # noqa: E402
 from prep.pipeline import release_workers, run_prep  # noqa: E402
 from prep.recipes import vox  # noqa: E402
 from prep.synth import make_synthetic  # noqa: E402
-from prep.worker import PrepConfig  # noqa: E402
 
 CACHE = REPO / "bench_out" / "cache"
 

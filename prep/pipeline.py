@@ -32,6 +32,7 @@ from plumbing.errors import AnimbenchError
 from plumbing.files import atomic_path
 from plumbing.progress import progress_bar
 from plumbing.ray_session import ray_session
+from prep.config import PrepConfig
 from prep.detect import check_detector
 from prep.recipes import Unit, check_unique
 from prep.stages import STAGES
@@ -49,7 +50,7 @@ from prep.store import (
     finalize_store,
     read_manifest,
 )
-from prep.worker import PrepConfig, UnitProcessor, unit_video_ids
+from prep.worker import UnitProcessor, unit_video_ids
 
 WORK_DIR = "_work"
 RUN_FILE = "run.json"

@@ -88,7 +88,7 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
 
 def plan_and_config(args: argparse.Namespace):
     """The units and PrepConfig an argument namespace asks for (the recipe reads its own arguments)."""
-    from prep.worker import PrepConfig
+    from prep.config import PrepConfig
 
     recipe = recipes()[args.recipe]
     units = recipe.plan_from_args(args)

@@ -21,7 +21,7 @@ from prep.recipes import Clip, Unit
 from prep.store import failure_row
 
 if TYPE_CHECKING:
-    from prep.worker import PrepConfig
+    from prep.config import PrepConfig
 
 STAGES = ("download", "decode", "detect", "crop", "poses", "masks", "encode", "write")
 

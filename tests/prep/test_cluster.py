@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from prep.config import PrepConfig
 from prep.pipeline import run_prep
 from prep.recipes import synthetic
 from prep.synth import make_synthetic
-from prep.worker import PrepConfig
 from tests.prep import prep_helpers
 
 ray_session = prep_helpers.ray_session  # the one local Ray session of the prep tests

@@ -13,9 +13,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from prep.config import PrepConfig
 from prep.decode import DecodeStopped, open_source
 from prep.recipes import Clip, Unit
-from prep.worker import SEEK_GAP, PrepConfig, UnitProcessor, _lanes, _runs
+from prep.worker import SEEK_GAP, UnitProcessor, _lanes, _runs
 from tests.prep.prep_helpers import pattern_frame
 
 BACKENDS = ("decord", "pyav")

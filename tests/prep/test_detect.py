@@ -8,11 +8,11 @@ import pytest
 import skimage.data
 
 from plumbing.errors import AnimbenchError
+from prep.config import PrepConfig
 from prep.detect import S3FD_FILE, CropRules, enlarge, iou, locate_s3fd, track_tubes, tube_clips
 from prep.pipeline import run_prep
 from prep.recipes import vox
 from prep.store import FrameStore
-from prep.worker import PrepConfig
 from tests.prep import prep_helpers
 from tests.prep.prep_helpers import assert_scaled_alike, decode_all, decode_exact, make_video
 

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 
 from plumbing.errors import AnimbenchError
+from prep.config import PrepConfig
 from prep.pipeline import WORK_DIR, release_workers, run_prep, unit_name
 from prep.recipes import folder, vox
 from prep.store import FrameStore
-from prep.worker import PrepConfig, UnitProcessor
+from prep.worker import UnitProcessor
 from tests.prep import prep_helpers
 from tests.prep.prep_helpers import make_video, write_metadata
 

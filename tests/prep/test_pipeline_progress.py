@@ -9,10 +9,10 @@ import re
 import pytest
 
 from prep import pipeline_cli
+from prep.config import PrepConfig
 from prep.pipeline import progress_postfix, run_prep
 from prep.recipes import synthetic
 from prep.synth import make_synthetic
-from prep.worker import PrepConfig
 from tests.prep import prep_helpers
 
 ray_session = prep_helpers.ray_session  # the one local Ray session of the prep tests

@@ -12,12 +12,12 @@ import pytest
 
 from animbench.cli import main as cli_main
 from plumbing.errors import AnimbenchError
+from prep.config import PrepConfig
 from prep.pipeline import run_prep
 from prep.recipes import Clip, folder
 from prep.stages import crop_pad_resize, stored_affine
 from prep.store import FrameStore, verify_store
 from prep.synth import make_synthetic
-from prep.worker import PrepConfig
 from tests.prep.prep_helpers import ray_session  # noqa: F401 - the session fixture
 
 

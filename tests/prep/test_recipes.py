@@ -15,12 +15,12 @@ from skimage.util import img_as_ubyte
 
 from plumbing.errors import AnimbenchError
 from prep import pipeline_cli
+from prep.config import PrepConfig
 from prep.decode import frame_range, read_image
 from prep.pipeline import run_prep
 from prep.recipes import fashion, folder, synthetic, taichi, vox
 from prep.store import EncodeOptions, FrameStore, verify_store
 from prep.synth import make_synthetic
-from prep.worker import PrepConfig
 from tests.prep import prep_helpers
 from tests.prep.prep_helpers import (
     assert_scaled_alike,

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
+from prep.config import PrepConfig
 from prep.recipes import Clip, Unit, recipes
 from prep.stages import StageTimer, crop_pad_resize, fetch
-from prep.worker import PrepConfig
 
 
 def test_timer_nested_stage_time_is_not_the_outer_stage_time():

@@ -143,9 +143,10 @@ def test_worker_stores_graphonomy_masks(weights_dir, tmp_path):
     import cv2
 
     from plumbing.files import sha256_file
+    from prep.config import PrepConfig
     from prep.recipes import folder
     from prep.store import FRAMES_DIR, FrameStore, finalize_store
-    from prep.worker import PrepConfig, UnitProcessor
+    from prep.worker import UnitProcessor
 
     _small_file(weights_dir, official_names=False)
     src = tmp_path / "src" / "train" / "clip"

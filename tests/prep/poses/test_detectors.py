@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from plumbing.errors import AnimbenchError
+from prep.config import PrepConfig
 from prep.poses.detectors import (
     DW_INPUT,
     WB_TO_BODY25,
@@ -22,7 +23,7 @@ from prep.poses.detectors import (
 )
 from prep.recipes import Clip, Unit
 from prep.store import FrameStore, finalize_store
-from prep.worker import PrepConfig, UnitProcessor
+from prep.worker import UnitProcessor
 
 
 @pytest.mark.parametrize("name, file", [("rtpose", "pose_model.pth"), ("dwpose", "dw-ll_ucoco_384.onnx")])

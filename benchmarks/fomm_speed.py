@@ -35,10 +35,9 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from methods.config import load_config  # noqa: E402
 from methods.interface import Method  # noqa: E402
 from methods.losses import VGG19_FILE  # noqa: E402
-from methods.registry import get_method, load_model  # noqa: E402
+from methods.registry import get_method, load_config, load_model  # noqa: E402
 from methods.train import make_optimizers, train_step  # noqa: E402
 from plumbing.provenance import package_versions  # noqa: E402
 from plumbing.weights import get as get_weight  # noqa: E402

@@ -52,8 +52,7 @@ import torch  # noqa: E402
 
 from bench.metrics.registry import get_metric  # noqa: E402
 from benchmarks.common import emit_report  # noqa: E402
-from methods.config import load_config  # noqa: E402
-from methods.registry import load_model  # noqa: E402
+from methods.registry import load_config, load_model  # noqa: E402
 from methods.train import train  # noqa: E402
 from plumbing.provenance import package_versions  # noqa: E402
 from prep.detect import DlibDetector  # noqa: E402

@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from benchmarks.common import emit_report, maxrss_mb  # noqa: E402
-from methods.config import load_config  # noqa: E402
 from methods.latent_pose import LatentPose  # noqa: E402
+from methods.registry import load_config  # noqa: E402
 from methods.train import make_optimizers, train_batch  # noqa: E402
 from plumbing.provenance import package_versions  # noqa: E402
 

@@ -31,9 +31,8 @@ from PIL import Image  # noqa: E402
 
 from bench.metrics.pixel import l1, psnr, ssim  # noqa: E402
 from benchmarks.common import emit_report  # noqa: E402
-from methods.config import load_config  # noqa: E402
 from methods.infer import quantise  # noqa: E402
-from methods.registry import get_method  # noqa: E402
+from methods.registry import get_method, load_config  # noqa: E402
 from methods.train import make_optimizers, train_batch  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "data" / "edn-sample" / "train"

@@ -29,8 +29,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from benchmarks.common import emit_report, maxrss_mb  # noqa: E402
-from methods.config import load_config  # noqa: E402
-from methods.registry import get_method  # noqa: E402
+from methods.registry import get_method, load_config  # noqa: E402
 from plumbing.provenance import package_versions  # noqa: E402
 
 STAGES = ("global", "local", "face")

@@ -15,8 +15,10 @@ name (`vox-256.yaml`). Names are looked up in $ANIMBENCH_CONFIGS (os.pathsep-sep
 `monkey_net/` or `monkeynet/`), then NAME. The official YAML files are not shipped: place them there.
 
 Each family states what its YAML may and must hold in a `ConfigSpec` on its card (in its own file); this module
-holds the mechanics. Every key is checked against the family's schema: a typo in any section is an error naming
-the file, the key, its section and the keys expected there; a missing required key names the file and the key.
+holds the mechanics and knows no family: the cards' specs and dataset names come from its caller,
+methods/registry.py, whose `load_config` is the one every caller uses. Every key is checked against the family's
+schema: a typo in any section is an error naming the file, the key, its section and the keys expected there; a
+missing required key names the file and the key.
 """
 
 from __future__ import annotations
@@ -50,12 +52,6 @@ class ConfigSpec:
     official_repo: str = ""  # where the official YAML files come from (we cannot ship them): its config/ folder
     check: Callable[[dict, str], None] | None = None  # the family's own checks of values: check(cfg, where)
 
-
-def config_specs() -> dict[str, ConfigSpec]:
-    """Method name -> ConfigSpec of every registered family that is built from a config."""
-    from methods.registry import METHODS
-
-    return {name: card.config_spec for name, card in sorted(METHODS.items()) if card.config_spec is not None}
 
 # Fields that must be positive integers when present (a float or a string here is a typo, not a choice).
 _POSITIVE_INTS = (
@@ -100,12 +96,12 @@ def get_path(cfg: Mapping[str, Any], dotted: str, default: Any = KeyError) -> An
     return node
 
 
-def detect_method(cfg: Mapping[str, Any]) -> str | None:
-    """The method of a config: its `method:` key, else the family one of whose section markers the config has
-    (e.g. MRAA's model_params.region_predictor_params), else the family whose marker fields its generator has."""
+def detect_method(cfg: Mapping[str, Any], specs: Mapping[str, ConfigSpec]) -> str | None:
+    """The method of a config among `specs` (method -> ConfigSpec): its `method:` key, else the family one of
+    whose section markers the config has (e.g. MRAA's model_params.region_predictor_params), else the family
+    whose marker fields its generator has."""
     if isinstance(cfg.get("method"), str):
         return cfg["method"]
-    specs = config_specs()
     by_section = [name for name, spec in specs.items()
                   if any(get_path(cfg, path, None) is not None for path in spec.section_markers)]
     if by_section:
@@ -127,16 +123,16 @@ def config_search_path() -> list[Path]:
     return [*env, Path.home() / ".cache" / "animbench" / "configs", PROJECT_CONFIGS]
 
 
-def resolve_config(name: str | os.PathLike, method: str | None = None) -> Path:
-    """A config file from an explicit path, a registry dataset name (`vox`) or a file name (`vox-256.yaml`)."""
+def resolve_config(name: str | os.PathLike, method: str | None = None, configs: Mapping[str, str] | None = None,
+                   official_repo: str = "") -> Path:
+    """A config file from an explicit path, a dataset name of the method's card (`vox`: `configs` maps dataset ->
+    config file) or a file name (`vox-256.yaml`); official_repo names where the official files come from."""
     given = Path(name)
     if given.is_file():
         return given
     file_name, official = str(name), set()
     if method is not None:
-        from methods.registry import METHODS  # the cards name each dataset's config
-
-        configs = METHODS[method].configs if method in METHODS else {}
+        configs = configs or {}
         file_name = configs.get(file_name, file_name)
         official = {f for f in configs.values() if not f.startswith("configs/")}
     if file_name.startswith("configs/") and (PROJECT_CONFIGS.parent / file_name).is_file():
@@ -150,9 +146,8 @@ def resolve_config(name: str | os.PathLike, method: str | None = None) -> Path:
             if candidate.is_file():
                 return candidate
     origin = ""
-    repo = config_specs()[method].official_repo if method in config_specs() else ""
-    if repo and base in official:
-        origin = f" ({base} is config/{base} of {repo}, not shipped with animbench)"
+    if official_repo and base in official:
+        origin = f" ({base} is config/{base} of {official_repo}, not shipped with animbench)"
     sub = f"{method}/" if method else ""
     raise AnimbenchError(
         f"{name}: config file not found{origin}; give its path, or place it in $ANIMBENCH_CONFIGS/{sub} or "
@@ -160,8 +155,11 @@ def resolve_config(name: str | os.PathLike, method: str | None = None) -> Path:
     )
 
 
-def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str | None = None) -> dict:
-    """Parse and validate a FOMM / Monkey-Net config (official or ours); adds cfg["_meta"] (path, sha256, method)."""
+def parse_config(path_or_dict: str | os.PathLike | Mapping[str, Any], specs: Mapping[str, ConfigSpec],
+                 method: str | None = None, configs: Mapping[str, str] | None = None) -> dict:
+    """Parse and validate a config (official or ours) of one of `specs`' families (method -> ConfigSpec;
+    `configs`: the method card's dataset -> config file); adds cfg["_meta"] (path, sha256, method).
+    registry.load_config passes the registered cards'."""
     if isinstance(path_or_dict, Mapping):
         where = "<dict>"
         cfg = copy.deepcopy(dict(path_or_dict))
@@ -169,7 +167,8 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str
         text = json.dumps(cfg, sort_keys=True, default=str).encode()
         path = None
     else:
-        path = resolve_config(path_or_dict, method)
+        repo = specs[method].official_repo if method in specs else ""
+        path = resolve_config(path_or_dict, method, configs, repo)
         where = str(path)
         text = path.read_bytes()
         try:
@@ -181,9 +180,8 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], method: str
     if not isinstance(cfg, dict):
         raise AnimbenchError(f"{where}: expected a mapping at the top level, got {type(cfg).__name__}")
 
-    found = detect_method(cfg)
+    found = detect_method(cfg, specs)
     method = method or found
-    specs = config_specs()
     if method not in specs:
         raise AnimbenchError(
             f"{where}: method: cannot tell the method (got {method!r}); expected a `method:` key with one of "

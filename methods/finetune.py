@@ -71,8 +71,7 @@ def iterations_rule(num_images: int, batch_size: int, iters: int | str | None = 
 def _finetune_config(method: str, config: str | os.PathLike | None) -> tuple[Any, dict[str, Any]]:
     """(the config as given, loaded): the fine-tuning config (the card's `finetune` one by default); one-line error for a method without a
     fine-tuning stage or a config of another stage."""
-    from methods.config import load_config
-    from methods.registry import get_method
+    from methods.registry import get_method, load_config
 
     card = get_method(method)
     owner = getattr(card.build, "__self__", None)

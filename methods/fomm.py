@@ -24,7 +24,6 @@ from methods.config import (
     ConfigSpec,
     get_path,
     is_inverse_int,
-    load_config,
 )
 from methods.fomm_keypoints import normalize_kp
 from methods.interface import (
@@ -46,7 +45,7 @@ from methods.layers import (
     warp,
 )
 from methods.losses import ImagePyramide, PerceptualPyramidLoss, Transform, scale_key
-from methods.registry import MethodCard, register_method
+from methods.registry import MethodCard, load_config, register_method
 from plumbing.errors import AnimbenchError
 
 KP_VARIANCE = 0.01  # absent from every official config; the modules' default

@@ -78,7 +78,7 @@ def to_hwc(pred: torch.Tensor) -> np.ndarray:
 
 def evaluation_size(method: str, config: str | os.PathLike | None) -> tuple[int, int] | None:
     """(H, W) a method runs and is scored at: its config's frame shape; None (the store's size) without a config."""
-    from methods.config import load_config
+    from methods.registry import load_config
 
     return frame_shape(load_config(config, method=method)) if config is not None else None
 
@@ -520,7 +520,7 @@ def animate_image(model: nn.Module, provenance: Mapping[str, Any], source: str |
     The driving video is streamed: decoded, centre-cropped to the model's aspect ratio (a warning on stderr when
     it is not already) and resized one frame at a time, animated in chunks, and written as it is produced.
     avd: animation via disentanglement (`--avd`), for the families that have it (`supports_avd`)."""
-    from methods.config import load_config
+    from methods.registry import load_config
 
     method = provenance.get("method")
     kind = output_kind(out)

@@ -120,7 +120,7 @@ def animate_set(model: nn.Module, provenance: Mapping[str, Any], source: str | o
     says (the latent-pose crop with `detector`), or taken as a crop as it is with no_crop (the family then reads
     it as the official loader reads crops). When `model.holds_identity()` (a fine-tuned avatar) the source is
     not needed and, if given, not used (a note on stderr). Writes OUT and OUT.json."""
-    from methods.config import load_config
+    from methods.registry import load_config
 
     kind = output_kind(out)
     check_out_apart(out, {"--source": source, "--driving": driving})

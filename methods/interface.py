@@ -198,7 +198,7 @@ class Method(nn.Module):
     # --- building ---
     @classmethod
     def from_config(cls, cfg: dict, align_corners: bool = True) -> Method:
-        """Build from a validated config (methods.config.load_config)."""
+        """Build from a validated config (methods.registry.load_config)."""
         raise NotImplementedError
 
     @classmethod

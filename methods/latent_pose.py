@@ -39,7 +39,7 @@ import torchvision
 from torch import Tensor, nn
 
 from methods.checkpoints import load_checkpoint, load_matching
-from methods.config import LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec, get_path, load_config
+from methods.config import LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec, get_path
 from methods.interface import (
     AnimationMode,
     Method,
@@ -59,7 +59,7 @@ from methods.latent_pose_losses import (
     feature_matching,
     hinge_losses,
 )
-from methods.registry import MethodCard, register_method
+from methods.registry import MethodCard, load_config, register_method
 from plumbing.errors import AnimbenchError
 from plumbing.weights import CAFFE_VGG19_FILE, VGG_FACE_FILE
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.config import get_path, load_config
+from methods.config import get_path
 from methods.interface import (
     AnimationMode,
     Method,
@@ -54,7 +54,7 @@ from methods.mraa_regions import (
     revert_axis_swap,
     to_homogeneous,
 )
-from methods.registry import MethodCard, register_method
+from methods.registry import MethodCard, load_config, register_method
 from plumbing.errors import AnimbenchError
 
 ALIGN_CORNERS = False  # the official code's grid_sample calls under torch 1.4 (§1.8.1): every site, every mode

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from methods.checkpoints import load_checkpoint
-from methods.config import LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec, get_path, load_config
+from methods.config import LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec, get_path
 from methods.interface import Method, inference_mode
 from methods.pose2img_losses import (
     PERCEPTUAL_FALLBACKS,
@@ -44,7 +44,7 @@ from methods.pose2img_losses import (
     paste_residual,
     scale_box,
 )
-from methods.registry import MethodCard, register_method
+from methods.registry import MethodCard, load_config, register_method
 from plumbing.errors import AnimbenchError
 
 NormLayer = Callable[[int], nn.Module]

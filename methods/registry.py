@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from methods.config import ConfigSpec
+from methods.config import ConfigSpec, parse_config
 from methods.interface import Method
 from plumbing.errors import AnimbenchError
 
@@ -107,6 +107,18 @@ def list_methods(pattern: str = "*") -> list[str]:
     return sorted(n for n in METHODS if fnmatch.fnmatchcase(n, pattern))
 
 
+def config_specs() -> dict[str, ConfigSpec]:
+    """Method name -> ConfigSpec of every registered family that is built from a config."""
+    return {name: card.config_spec for name, card in sorted(METHODS.items()) if card.config_spec is not None}
+
+
+def load_config(path_or_dict: str | Path | Mapping[str, Any], method: str | None = None) -> dict:
+    """Parse and validate a config of a registered family (official or ours), named by a path, a dataset name of
+    the method's card (`vox`) or a file name; adds cfg["_meta"] (path, sha256, method). See methods/config.py."""
+    configs = METHODS[method].configs if method is not None and method in METHODS else None
+    return parse_config(path_or_dict, config_specs(), method, configs)
+
+
 def _device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
@@ -130,7 +142,6 @@ def load_model(
     grid_sample convention (align_corners), device and dtype. Record it with every output.
     """
     from methods.checkpoints import checkpoint_sha256, load_into
-    from methods.config import load_config
 
     card = get_method(name)
     dev = _device(device)

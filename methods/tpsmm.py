@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from methods.config import get_path, load_config
+from methods.config import get_path
 from methods.interface import (
     AnimationMode,
     Method,
@@ -52,7 +52,7 @@ from methods.layers import (
     warp,
 )
 from methods.losses import PerceptualPyramidLoss
-from methods.registry import MethodCard, register_method
+from methods.registry import MethodCard, load_config, register_method
 from methods.tpsmm_config import CONFIG_SPEC
 from methods.tpsmm_tps import (
     KeypointTPS,

@@ -1,5 +1,5 @@
 """TPSMM's YAML: what the official configs (and ours) may and must hold (reference §2.8). The official files load
-as they are through methods.config.load_config, which tells them by `model_params.common_params.num_tps`."""
+as they are through methods.registry.load_config, which tells them by `model_params.common_params.num_tps`."""
 
 from __future__ import annotations
 

@@ -59,10 +59,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from methods.checkpoints import checkpoint_sha256, load_into, save_checkpoint
-from methods.config import get_path, load_config
+from methods.config import get_path
 from methods.data import make_transform
 from methods.interface import Method
-from methods.registry import DEFAULT_ALIGN_CORNERS, get_method
+from methods.registry import DEFAULT_ALIGN_CORNERS, get_method, load_config
 from plumbing.errors import AnimbenchError
 from plumbing.files import atomic_path, atomic_write_text, sha256_file
 from plumbing.ids import safe_join

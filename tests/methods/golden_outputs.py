@@ -28,9 +28,8 @@ def _flat(prefix: str, value, out: dict[str, np.ndarray]) -> None:
 
 def outputs(method: str) -> dict[str, np.ndarray]:
     """Every saved output of one method (call with one torch thread for bit-reproducible CPU kernels)."""
-    from methods.config import load_config
     from methods.infer import animate_video
-    from methods.registry import load_model
+    from methods.registry import load_config, load_model
     from methods.train import make_optimizers, train_step
 
     torch.manual_seed(0)

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from methods.checkpoints import checkpoint_sha256, load_checkpoint, load_into, save_checkpoint
-from methods.config import load_config
 from methods.fomm import FOMM, Discriminator
+from methods.registry import load_config
 from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]

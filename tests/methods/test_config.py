@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from methods.config import load_config
+from methods.registry import load_config
 from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]

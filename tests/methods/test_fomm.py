@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods.config import load_config
 from methods.fomm import FOMM
 from methods.fomm_keypoints import normalize_kp
 from methods.interface import AnimationMode
 from methods.layers import make_coordinate_grid, warp
 from methods.losses import VGG19_SLICES, PerceptualPyramidLoss, random_vgg19
+from methods.registry import load_config
 from plumbing import weights
 from plumbing.errors import AnimbenchError
 from plumbing.files import sha256_file

@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 from methods.checkpoints import save_checkpoint
-from methods.config import load_config
 from methods.infer import (
     animate_video,
     animation_settings,
@@ -26,7 +25,7 @@ from methods.infer import (
 )
 from methods.infer_inputs import read_image, read_video
 from methods.infer_set import animate
-from methods.registry import load_model
+from methods.registry import load_config, load_model
 from methods.train import make_optimizers, train_step
 from plumbing.errors import AnimbenchError
 from prep.pairs import FramePairDataset, to_tensor

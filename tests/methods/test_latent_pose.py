@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from methods.checkpoints import save_checkpoint
-from methods.config import load_config
 from methods.latent_pose import LatentPose
 from methods.latent_pose_data import FinetuneDataset, LatentPoseDataset, official_mask
+from methods.registry import load_config
 from methods.train import make_optimizers, train, train_batch
 from plumbing.errors import AnimbenchError
 from prep.store import FrameStore

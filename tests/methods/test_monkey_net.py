@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from methods.checkpoints import load_checkpoint, load_into, save_checkpoint
-from methods.config import load_config
 from methods.layers import make_coordinate_grid
 from methods.monkey_net import MonkeyNet
 from methods.monkey_net_keypoints import gaussian2kp, kp2gaussian, normalize_kp, symmetrise_positive
+from methods.registry import load_config
 from plumbing.errors import AnimbenchError
 
 REPO = Path(__file__).resolve().parents[2]

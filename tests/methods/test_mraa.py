@@ -18,7 +18,6 @@ import torch
 
 from animbench.cli import main
 from methods.checkpoints import load_checkpoint
-from methods.config import load_config
 from methods.infer import check_avd, resolve_mode
 from methods.layers import make_coordinate_grid
 from methods.mraa import MRAA
@@ -28,7 +27,7 @@ from methods.mraa_regions import (
     region_transform,
     relative_region_params,
 )
-from methods.registry import load_model
+from methods.registry import load_config, load_model
 from methods.train import make_optimizers, train, train_batch
 from plumbing.errors import AnimbenchError
 from tests.methods.tiny_store import make_store

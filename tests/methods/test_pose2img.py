@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from methods.checkpoints import load_into, save_checkpoint
-from methods.config import load_config
-from methods.registry import get_method
+from methods.registry import get_method, load_config
 from methods.train import make_optimizers, train, train_batch
 from plumbing.errors import AnimbenchError
 from prep.poses.format import PoseFrame
@@ -169,7 +168,7 @@ def test_config_errors_name_the_key(tmp_path):
 _FRESH = """
 import sys, torch
 torch.set_num_threads(1)
-from methods.config import load_config
+from methods.registry import load_config
 from methods.checkpoints import load_into
 from methods.registry import get_method
 cfg_path, ckpt, inputs, out = sys.argv[1:5]

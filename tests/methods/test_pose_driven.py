@@ -21,10 +21,10 @@ from torch import nn
 from animbench.cli import main
 from methods import registry
 from methods.checkpoints import folder_sha256, load_checkpoint, read_torch_file
-from methods.config import LEAF, ConfigSpec, load_config
+from methods.config import LEAF, ConfigSpec
 from methods.infer_pose import generate_poses, store_pose_frames
 from methods.interface import Method, scale_box
-from methods.registry import MethodCard, load_model, register_method
+from methods.registry import MethodCard, load_config, load_model, register_method
 from methods.train import find_last_checkpoint, linear_decay, make_optimizers, train, train_batch
 from plumbing.errors import AnimbenchError
 from prep.poses.format import PoseFrame

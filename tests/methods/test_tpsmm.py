@@ -13,10 +13,9 @@ import pytest
 import torch
 
 from methods.checkpoints import load_into, save_checkpoint
-from methods.config import load_config
 from methods.interface import AnimationMode
 from methods.layers import make_coordinate_grid
-from methods.registry import get_method
+from methods.registry import get_method, load_config
 from methods.tpsmm import TPSMM
 from methods.tpsmm_tps import (
     KeypointTPS,

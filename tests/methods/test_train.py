@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from methods.checkpoints import load_checkpoint
-from methods.config import load_config
-from methods.registry import load_model
+from methods.registry import load_config, load_model
 from methods.train import find_last_checkpoint, make_optimizers, train, train_step
 from plumbing.errors import AnimbenchError
 from prep.pairs import FramePairDataset

@@ -1,7 +1,7 @@
 """The pose-transfer protocol's generation and per-frame inputs (bench.protocols describes the protocol).
 
 A pose-driven method generates each posed frame of a store video from its own pose through
-methods.infer.store_pose_frames (the one generation path). The metrics then need, besides the frames, the pose
+methods.infer_pose.store_pose_frames (the one generation path). The metrics then need, besides the frames, the pose
 each frame came from in the PREDICTION's pixels. The store holds poses in the stored frame's pixels and the method
 brings frames to its generator by its own letterbox and resizes (pose_target); rather than re-deriving that
 geometry per family, `target_geometry` measures it through pose_target itself: bright bands at known columns and
@@ -91,7 +91,7 @@ class PoseTransferVideo:
 
 
 def generate_video(model: Any, store: Any, video_id: str) -> PoseTransferVideo:
-    """Generate every posed frame of a store video from its own pose (methods.infer.store_pose_frames)."""
+    """Generate every posed frame of a store video from its own pose (methods.infer_pose.store_pose_frames)."""
     from methods.infer_pose import store_pose_frames  # bench may import methods; kept off module import
 
     records = list(store_pose_frames(model, store, video_id))

@@ -12,7 +12,7 @@
   generated frame with the source frame.
 - pose-transfer (Everybody Dance Now's evaluation, reference §1.12): for each test video of a store with poses
   (the trained subject's held-out frames), every frame with a pose is generated from its OWN pose by a pose-driven
-  method (methods.infer.store_pose_frames: the method's label map and face box of the pose, generated in frame
+  method (methods.infer_pose.store_pose_frames: the method's label map and face box of the pose, generated in frame
   order, each frame conditioned on the previous output) and compared with the real frame brought to the
   generator's resolution by the method (pose_target). Frames without a pose are not generated. There is no source
   frame (the subject lives in the trained weights): rows carry source_frame -1. Metrics that need the input
@@ -300,7 +300,7 @@ def describe(protocol: str, variant: str, *, pairs: str | None = None, skipped_p
         d["compared_with"] = "the ground-truth frame t"
     elif protocol == "pose-transfer":
         d["frames"] = ("every frame of each test video that has a pose, generated from its own pose in frame order "
-                       "(methods.infer.store_pose_frames: label map + face box, each frame conditioned on the "
+                       "(methods.infer_pose.store_pose_frames: label map + face box, each frame conditioned on the "
                        "previous output); no source frame (source_frame -1)")
         d["compared_with"] = ("the real frame at the generator's resolution (the method's pose_target), rounded to "
                               "uint8; crop and pose metrics get the input keypoints in the prediction's pixels and "

@@ -19,7 +19,7 @@ either the self-driving items against the driver frames or the cross-driving ite
 
 Pose-driven methods (Method.driven_by == "poses") run under the pose-transfer protocol only, and video-driven ones
 never (protocols.check_driven_by, before any output): each posed frame is generated from its own pose through
-methods.infer.store_pose_frames (bench.pose_transfer), and metrics that ask for per-frame inputs (the input
+methods.infer_pose.store_pose_frames (bench.pose_transfer), and metrics that ask for per-frame inputs (the input
 keypoints, the face boxes) get them.
 
 One model, one number: reconstruction goes through methods.infer.reconstruction_batches, the function

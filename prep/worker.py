@@ -224,6 +224,7 @@ class UnitProcessor:
         known: dict[str, dict[str, str]] = {}
         stop: DecodeStopped | None = None
         for _ in range(len(clips) + 2):  # every redo adds a known failure, so this ends
+            self._scaled = dict.fromkeys(SCALERS, 0)  # count only the attempt whose frames are kept
             try:
                 source = self._open(unit, path)
             except Exception as exc:  # noqa: BLE001 - unreadable file: every clip fails at decode

@@ -1,4 +1,4 @@
-"""Driving a latent-pose avatar through methods/infer.py's set path (`animate_set`): a fine-tuned checkpoint without
+"""Driving a latent-pose avatar through methods/infer_set.py (`animate_set`): a fine-tuned checkpoint without
 sources, a meta checkpoint with a set of source images (identity = their mean EMA embedding), the --no-crop path
 (the official loader's read of crops) and the latent-pose crop, outputs equal to calling the model; one-line errors.
 

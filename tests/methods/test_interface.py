@@ -75,10 +75,17 @@ def test_mode_flags_override_the_config():
 
 
 def test_shared_loops_name_no_method():
-    for path in ("methods/train.py", "methods/infer.py"):
+    """Training, inference and the bench runner ask the interface, never which family a model is."""
+    from methods.registry import METHODS
+
+    families = "|".join(sorted(METHODS))
+    paths = ["methods/train.py", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "methods").glob("infer*.py")),
+             "bench/runner.py", "bench/pose_transfer.py"]
+    assert len(paths) >= 6
+    for path in paths:
         for number, line in enumerate((REPO / path).read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            assert not re.search(r"isinstance\(model, |== \"(fomm|monkey_net)\"", code), f"{path}:{number}: {line}"
+            assert not re.search(rf"isinstance\(model, |[=!]= [\"']({families})[\"']", code), f"{path}:{number}: {line}"
 
 
 def test_the_registry_finds_family_files_without_a_list():

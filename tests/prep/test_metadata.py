@@ -149,7 +149,10 @@ def test_a_clip_past_the_end_is_a_failure_with_the_numbers(tmp_path, ray_session
     assert "done     1 video(s)" in out and "failed   2 video(s): decode/ShortVideo 2" in out
     from prep.store import FrameStore
 
-    failures = FrameStore(tmp_path / "store").failures().set_index("video_id")["message"].to_dict()
+    store = FrameStore(tmp_path / "store")
+    failures = store.failures().set_index("video_id")["message"].to_dict()
+    # the unit was redone without the failed clip: only the kept attempt's frames are counted
+    assert store.manifest["run"]["scaled_frames"] == {"ffmpeg": store.manifest["num_frames"]}
     assert "clip [6, 20) runs past the end of the video (12 frames)" in failures["id10001#AAAA#000006#000020"]
     assert "clip [30, 40) starts after the end of the video (12 frames)" in failures["id10001#AAAA#000030#000040"]
 

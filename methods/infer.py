@@ -155,6 +155,8 @@ def reconstruct_store(
     A run that fails (a corrupt store, a failing model) removes what it wrote, so the same command runs again."""
     store = store if isinstance(store, FrameStore) else FrameStore(store)
     out = Path(out_dir)
+    # OUT/predictions is replaced whole with --overwrite: it may not be, hold or lie inside the store read
+    check_out_apart(out / PREDICTIONS_DIR, {"--store": store.root}, shown=f"--out {out} (its {PREDICTIONS_DIR}/)")
     if out.exists() and not out.is_dir():
         raise AnimbenchError(f"output {out}: exists and is not a directory")
     if (out / SUMMARY_FILE).exists() and not overwrite:
@@ -369,9 +371,11 @@ def output_path(out: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
-def check_out_apart(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None]) -> None:
+def check_out_apart(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None],
+                    shown: str | None = None) -> None:
     """Refuse an OUT that is, holds or lies inside one of `inputs` ({flag: path}; None skipped), or whose OUT.json
-    is one: --overwrite replaces OUT whole, and a PNG folder would mix the outputs into the inputs."""
+    is one: --overwrite replaces OUT whole, and a PNG folder would mix the outputs into the inputs. `shown`: how
+    the message names OUT (default `--out OUT`)."""
     path = Path(str(out).rstrip("/" + os.sep))
     target = Path(os.path.realpath(path))
     record = Path(os.path.realpath(path.with_name(path.name + ".json")))
@@ -387,8 +391,8 @@ def check_out_apart(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLi
             how = "lies inside"
         else:
             continue
-        raise AnimbenchError(f"--out {out}: {how} the input {flag} {given}; expected an output path apart from the "
-                             "inputs (nothing was written)")
+        raise AnimbenchError(f"{shown or f'--out {out}'}: {how} the input {flag} {given}; expected an output path "
+                             "apart from the inputs (nothing was written)")
 
 
 def _checked(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

@@ -29,7 +29,7 @@ from methods.registry import load_config, load_model
 from methods.train import make_optimizers, train_step
 from plumbing.errors import AnimbenchError
 from prep.pairs import FramePairDataset, to_tensor
-from prep.store import FrameStore
+from prep.store import FrameStore, verify_store
 from tests.methods.tiny_store import make_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +103,18 @@ def test_reconstruction_protocol(store, checkpoint, tmp_path):
     assert saved["provenance"]["align_corners"] is True
     with pytest.raises(AnimbenchError, match="--overwrite"):
         reconstruct_store(model, store, tmp_path / "rec")
+
+
+def test_reconstruction_never_writes_over_the_store_it_reads(tmp_path):
+    """--out the store itself (predictions would land inside it) or the folder whose predictions/ is the store
+    (--overwrite would replace it): one line, nothing written, the store intact."""
+    nested = make_store(tmp_path / "run" / "predictions", train=1, test=2, frames=4, person_ids=False)
+    before = FrameStore(nested).manifest["content_hash"]
+    for out in (nested, tmp_path / "run"):
+        with pytest.raises(AnimbenchError, match=r"--out .* \(its predictions/\): (lies inside|is) the input --store"):
+            reconstruct("copy-source", nested, out, overwrite=True)
+    assert not (nested / "reconstruction.json").exists() and not (tmp_path / "run" / "reconstruction.json").exists()
+    assert FrameStore(nested).manifest["content_hash"] == before and verify_store(nested) == []
 
 
 def test_baselines_through_the_protocol(tmp_path):

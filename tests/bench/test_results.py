@@ -239,3 +239,17 @@ def test_a_bad_official_list_is_a_one_line_error_naming_it(tmp_path):
     bad.write_text("video_id,start,end,partition\nx,zero,5,test\n")
     with pytest.raises(AnimbenchError, match="line 2: start/end must be integers"):
         R.official_clip_ids(bad)
+
+
+def test_overwrite_never_deletes_a_frame_store(tmp_path):
+    """`bench --out STORE --overwrite` (a slip of the keyboard): the store's manifest says it is no results
+    directory, so nothing is deleted; an earlier results directory is still replaced."""
+    from prep.store import FrameStore, verify_store
+    from tests.methods.tiny_store import make_store
+
+    store = make_store(tmp_path / "store", train=1, test=1, frames=3, person_ids=False)
+    with pytest.raises(AnimbenchError, match="holds a animbench-frame-store manifest, not results"):
+        R.prepare_results_dir(store, overwrite=True)
+    assert verify_store(store) == [] and FrameStore(store).videos()
+    old = write(tmp_path, rows("m", "l1", {"a": [1.0]}), name="old")
+    assert R.prepare_results_dir(old.root, overwrite=True) == old.root and not (old.root / R.MANIFEST_FILE).exists()

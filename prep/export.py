@@ -27,16 +27,26 @@ def _selected(store: FrameStore, splits: Sequence[str] | None) -> list[str]:
     return [v for s in splits for v in store.videos(s)]
 
 
+SPLITS = ("train", "test", "val", "validation")  # split folders an earlier export may hold
+
+
 def _begin(store: FrameStore, out: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
     """Check --out and make the hidden folder beside it that the export is built in; return (out, tmp)."""
     out = Path(os.path.abspath(out))
     real_out, real_store = os.path.realpath(out), os.path.realpath(store.root)
-    if os.path.commonpath([real_out, real_store]) == real_out:
-        raise AnimbenchError(f"--out {out} holds the store {store.root}; export to another folder")
+    if os.path.commonpath([real_out, real_store]) in (real_out, real_store):
+        how = "holds" if os.path.commonpath([real_out, real_store]) == real_out else "lies inside"
+        raise AnimbenchError(f"--out {out} {how} the store {store.root}; export to another folder")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise AnimbenchError(f"--out {out}: exists and is not a folder; expected a new or empty folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise AnimbenchError(f"--out {out}: folder is not empty (pass --overwrite to replace it)")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise AnimbenchError(f"--out {out}: folder is not empty (pass --overwrite to replace it)")
+        strays = sorted(p.name for p in out.iterdir() if not (p.is_dir() and p.name in {*store.splits(), *SPLITS}))
+        if strays:  # an export holds split folders only: anything else is not ours to delete
+            raise AnimbenchError(f"--out {out}: holds {strays[0]!r}, which no export writes (an export holds split "
+                                 "folders), so --overwrite will not replace it; expected a new folder or an earlier "
+                                 "export")
     tmp = out.parent / f".{out.name}.export-partial"
     try:
         if tmp.exists():  # left by an export that was killed

@@ -48,6 +48,7 @@ from prep.store import (
     VIDEOS_FILE,
     failure_row,
     finalize_store,
+    is_store_dir,
     read_manifest,
 )
 from prep.worker import UnitProcessor, unit_video_ids
@@ -387,6 +388,10 @@ def _prepare(root: Path, record: dict[str, Any], resume: bool, overwrite: bool, 
         elif resume:
             raise AnimbenchError(f"--resume {root}: not a prep output (no {WORK_DIR}/{RUN_FILE})")
         elif overwrite:
+            if not (run_file.is_file() or is_store_dir(root)):  # never a folder of sources or anything else
+                raise AnimbenchError(f"--out {root}: neither a frame store nor an unfinished prep output (no "
+                                     f"{MANIFEST_FILE} of a store, no {WORK_DIR}/{RUN_FILE}), so --overwrite will not "
+                                     "delete it; expected a new folder or an earlier store")
             shutil.rmtree(root)
         else:
             raise AnimbenchError(f"--out {root}: directory is not empty (pass --resume to continue it or "

@@ -44,7 +44,8 @@ def _common(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--address", default=None, help="join this Ray cluster (e.g. 10.0.0.1:6379) instead of a local one")
     g.add_argument("--resume", action="store_true", help="continue a crashed or partial run: skip finished videos")
     g.add_argument("--retry-failed", action="store_true", help="with --resume, also redo videos that failed")
-    g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the store at --out (a folder that is not a frame store is never deleted)")
     g.add_argument("--timeout", type=float, default=300.0,
                    help="seconds a video may go without progress before its worker is killed (default 300)")
     g.add_argument("--retries", type=int, default=1, help="retries of a video whose worker died (default 1)")

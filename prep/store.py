@@ -491,12 +491,24 @@ def finalize_store(
     return manifest
 
 
+def is_store_dir(root: str | os.PathLike) -> bool:
+    """Whether `root` holds a frame store's manifest (by its `format`; its contents are not checked here)."""
+    try:
+        manifest = json.loads((Path(root) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+
+
 def _prepare_root(root: Path, overwrite: bool) -> None:
     if root.exists() and not root.is_dir():
         raise AnimbenchError(f"store {root}: is a file, expected a directory (a new or empty one)")
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise AnimbenchError(f"store {root}: directory is not empty (pass --overwrite to replace it)")
+        if not (is_store_dir(root) or (root / FRAMES_DIR).is_dir()):  # a store, or one a killed writer left
+            raise AnimbenchError(f"store {root}: not a frame store (no store {MANIFEST_FILE}, no {FRAMES_DIR}/), so "
+                                 "--overwrite will not delete it; expected a new folder or an earlier store")
         import shutil
 
         shutil.rmtree(root)

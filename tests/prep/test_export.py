@@ -8,7 +8,7 @@ import pytest
 
 from animbench import cli
 from plumbing.errors import AnimbenchError
-from prep.store import FrameStore, FrameStoreWriter
+from prep.store import FrameStore, FrameStoreWriter, verify_store
 
 
 def _frames(n: int = 3, seed: int = 0) -> list[np.ndarray]:
@@ -31,7 +31,8 @@ def _export(capsys, *args) -> tuple[int, str]:
 
 
 def test_export_refuses_a_non_empty_folder_unless_overwrite(tmp_path, capsys):
-    """A non-empty --out is refused; --overwrite replaces it as a whole (old files do not linger)."""
+    """A non-empty --out is refused; --overwrite replaces an earlier export as a whole (old files do not
+    linger) but never a folder holding anything an export does not write."""
     store = _store(tmp_path / "store")
     out = tmp_path / "out"
     out.mkdir()
@@ -39,10 +40,18 @@ def test_export_refuses_a_non_empty_folder_unless_overwrite(tmp_path, capsys):
     code, err = _export(capsys, store, "--out", out)
     assert code == 2 and "is not empty" in err and "--overwrite" in err
     assert (out / "notes.txt").read_text() == "mine"
+    code, err = _export(capsys, store, "--out", out, "--overwrite")
+    assert code == 2 and "holds 'notes.txt', which no export writes" in err
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    (out / "train" / "old.mp4").mkdir(parents=True)  # an earlier export's video, not in the store any more
+    (out / "train" / "old.mp4" / "0000000.png").write_bytes(b"stale")
     assert _export(capsys, store, "--out", out, "--overwrite")[0] == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
         f"{s}/{v}.mp4/{i:07d}.png" for s, v in (("test", "b"), ("train", "a")) for i in range(3)]
-    assert not (out / "notes.txt").exists()
+    assert not (out / "train" / "old.mp4").exists()
+    code, err = _export(capsys, store, "--out", store / "frames", "--overwrite")
+    assert code == 2 and "lies inside the store" in err and verify_store(store) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 

@@ -179,6 +179,20 @@ def test_resume_of_a_store_made_before_the_scaler_option(synth_set, tmp_path, ca
     assert "0 processed, 4 skipped" in capsys.readouterr().out
 
 
+def test_overwrite_deletes_only_a_store(synth_set, tmp_path, capsys, ray_session):
+    """`--out SRC --overwrite` (or any folder that is not a store): one line, exit 2, not a file touched; an
+    earlier store is replaced."""
+    before = sorted(p.relative_to(synth_set) for p in synth_set.rglob("*"))
+    args = ["synthetic", "--src", str(synth_set), "--workers", "1", "--size", "32", "--no-progress", "--overwrite"]
+    assert pipeline_cli.main([*args, "--out", str(synth_set)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "neither a frame store nor an unfinished prep output" in err
+    assert sorted(p.relative_to(synth_set) for p in synth_set.rglob("*")) == before
+    store = tmp_path / "store"
+    assert pipeline_cli.main([*args, "--out", str(store)]) == 0
+    assert pipeline_cli.main([*args, "--out", str(store)]) == 0  # a store is replaced
+
+
 def test_cli_prep_resume_and_errors(synth_set, tmp_path, capsys, ray_session):
     """`animbench prep synthetic`: prints done / skipped / failed; a non-empty --out needs --resume or
     --overwrite; --resume skips finished videos and gives the same store."""

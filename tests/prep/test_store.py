@@ -159,6 +159,20 @@ def test_writer_killed_mid_shard_leaves_nothing_complete(tmp_path):
     assert FrameStore(root).videos() == ["v"]
 
 
+def test_overwrite_replaces_a_store_but_never_another_folder(tmp_path):
+    """--overwrite replaces an earlier store (or a killed writer's frames/); a folder of anything else is
+    refused in one line and left as it was."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(AnimbenchError, match="not a frame store .* --overwrite will not delete it"):
+        FrameStoreWriter(mine, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    _write(tmp_path / "store", {"a": _video(1)})
+    _write(tmp_path / "store", {"b": _video(2)}, overwrite=True)
+    assert FrameStore(tmp_path / "store").videos() == ["b"]
+
+
 def test_bad_frames_are_rejected_with_the_video_named(tmp_path):
     with pytest.raises(AnimbenchError, match="video 'bad' frame 1"):
         with FrameStoreWriter(tmp_path / "s") as w:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -364,10 +365,18 @@ def output_kind(out: str | os.PathLike) -> str:
 
 
 def output_path(out: str | os.PathLike, overwrite: bool) -> Path:
-    """OUT as a path (a trailing slash dropped); an existing one is an error unless overwrite."""
+    """OUT as a path (a trailing slash dropped); an existing one is an error unless overwrite, and overwrite
+    replaces only what an animation writes: a file of OUT's kind, or a folder of %07d.png frames."""
     path = Path(str(out).rstrip("/" + os.sep))
     if path.exists() and not overwrite:
         raise AnimbenchError(f"output {path}: already exists (pass --overwrite to replace it)")
+    if path.is_dir():
+        if output_kind(out) != "png_dir":
+            raise AnimbenchError(f"output {path}: is a folder; expected a path for the {output_kind(out)} file")
+        strays = sorted(p.name for p in path.iterdir() if not (p.is_file() and re.fullmatch(r"\d{7}\.png", p.name)))
+        if strays:
+            raise AnimbenchError(f"output {path}: an existing folder holding {strays[0]!r}, which no animation writes, "
+                                 "so --overwrite will not replace it; expected a new path or an earlier output")
     return path
 
 

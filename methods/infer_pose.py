@@ -139,7 +139,6 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
     check_animate_inputs(method, poses=poses)
     kind = output_kind(out)  # a bad OUT fails before any work
     check_out_apart(out, {"--poses": poses, "--face-boxes": face_boxes, "--normalize-to": normalize_to})
-    output_path(out, overwrite)
     source = pi.pose_input_kind(poses)
     if source == pi.LABELS and normalize_to is not None:
         raise AnimbenchError(f"--normalize-to: needs keypoints, but --poses {poses} holds label maps (pass a folder "
@@ -163,6 +162,7 @@ def animate_poses(method: str, poses: str | os.PathLike, out: str | os.PathLike,
         raise AnimbenchError(f"--pose-backend: only for a video, but --poses {poses} is {pi.KIND_WORDS[source]}")
     box_dir = pi.find_face_box_folder(poses, face_boxes) if source == pi.LABELS else None
     check_out_apart(out, {"face box folder (found beside --poses)": box_dir})
+    output_path(out, overwrite)  # after the input checks, whose messages say more
     model, provenance = load_model(method, checkpoint=checkpoint, config=config, device=device)
     inputs: dict[str, Any] = {"path": str(poses), "kind": source}
     normalization = None

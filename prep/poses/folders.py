@@ -67,11 +67,19 @@ def facetexts_dir(labels: str | os.PathLike) -> Path:
     return labels.with_name(f"{stem}_facetexts128")
 
 
+_OUTPUT_SUFFIXES = (".png", ".txt", ".yml", ".yaml", ".json")  # what render / normalize write into a folder
+
+
 def _check_out(path: Path, overwrite: bool, flag: str = "--out") -> None:
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise AnimbenchError(f"{flag} {path}: exists and is not a folder; expected a new or empty folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise AnimbenchError(f"{flag} {path}: folder is not empty (pass --overwrite to replace it)")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise AnimbenchError(f"{flag} {path}: folder is not empty (pass --overwrite to replace it)")
+        strays = sorted(p.name for p in path.iterdir() if not (p.is_file() and p.suffix.lower() in _OUTPUT_SUFFIXES))
+        if strays:  # label maps, face boxes, keypoints, norm_params: anything else is not ours to delete
+            raise AnimbenchError(f"{flag} {path}: holds {strays[0]!r}, which `animbench pose` never writes, so "
+                                 "--overwrite will not replace it; expected a new folder or an earlier output")
 
 
 def _check_not_input(out: Path | None, flag: str, *inputs: str | os.PathLike | None) -> None:

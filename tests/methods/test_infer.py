@@ -472,6 +472,31 @@ def test_animate_video_driven_never_writes_over_source_or_driving(checkpoint, tm
         assert _tree(inputs) == before
 
 
+def test_animate_overwrite_replaces_only_an_earlier_animation(checkpoint, tmp_path, capsys):
+    """--overwrite replaces an earlier PNG-folder output (frames only) but not a folder holding anything else,
+    and a folder is never taken for a .mp4 path."""
+    from animbench.cli import main
+
+    drive = _write_video(tmp_path / "drive.mp4", _driving_frames(3))
+    Image.fromarray(_driving_frames(1)[0]).save(tmp_path / "source.png")
+    argv = ["animate", "fomm", "--checkpoint", str(checkpoint), "--config", str(FOMM_TINY), "--source",
+            str(tmp_path / "source.png"), "--driving", str(drive), "--no-progress", "--overwrite", "--out"]
+    frames = tmp_path / "frames"
+    assert main([*argv, str(frames)]) == 0 and main([*argv, str(frames)]) == 0  # an earlier output: replaced
+    assert sorted(p.name for p in frames.iterdir()) == [f"{i:07d}.png" for i in range(3)]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    for out, expected in ((mine, "holding 'notes.txt', which no animation writes"),
+                          (tmp_path / "clip.mp4", "is a folder; expected a path for the mp4 file")):
+        out.mkdir(exist_ok=True)
+        assert main([*argv, str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, err
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
 def test_animate_record_sizes_are_width_then_height(tmp_path):
     """OUT.json: frame_size is [width, height], the order of poses.frame_size and --frame-size WxH."""
     from methods.infer_pose import animate_poses

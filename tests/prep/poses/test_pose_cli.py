@@ -44,6 +44,10 @@ def test_render_cli_writes_the_library_maps(shared_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train_facetexts128 exists beside --out" in err and err.count("\n") == 1
     assert _read(out / "frame020005.png").shape == (512, 1024, 3)  # nothing replaced
+    (out / "notes.odt").write_text("mine")  # not what render writes: --overwrite keeps its hands off
+    assert main(["pose", "render", str(src), "--out", str(out), "--size", "512x256", "--overwrite"]) == 2
+    assert "holds 'notes.odt', which `animbench pose` never writes" in capsys.readouterr().err
+    (out / "notes.odt").unlink()
     assert main(["pose", "render", str(src), "--out", str(out), "--size", "512x256", "--overwrite"]) == 0
     assert _read(out / "frame020005.png").shape == (256, 512, 3)
     assert (tmp_path / "data" / "train_facetexts128" / "frame020005.txt").read_text() == " ".join(

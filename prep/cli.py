@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=None, help="mp4 frame rate (default: the video's fps)")
     p.add_argument("--suffix", default=".mp4",
                    help="suffix of png folder names (FOMM names folders '<id>.mp4'); '' for none")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (its contents are deleted)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export at --out (a folder holding anything else is never deleted)")
     p.set_defaults(func=_store_export)
 
     from prep import pipeline_cli  # `animbench prep <recipe>`: each recipe registers its own arguments

@@ -6,7 +6,7 @@
 - DIR, mask files: `DIR/<store video id>/` holds one image per STORED frame (sorted name order = frame order;
   .png, or any image OpenCV reads), grayscale or colour (then channel 1, green, is read, as the official loader
   does with Graphonomy's three identical channels); a mask of another size than the stored frame is resized to
-  it (bilinear). A missing folder is an error before any work starts; a file count that does not match the
+  it (bilinear), one of another aspect ratio fails its video ("masks" stage: another picture's mask). A missing folder is an error before any work starts; a file count that does not match the
   frames is a failure row of that video ("masks" stage).
 - `graphonomy`: Graphonomy's universal model run on every stored frame (graphonomy.py).
 
@@ -162,7 +162,12 @@ class MaskSource:
         def read(k, source_frame, stored_frame, to_stored):
             if k >= len(files):
                 return np.zeros(stored_frame.shape[:2], np.uint8)  # counted by problem(): the video fails
-            return read_mask_file(files[k])
+            mask = read_mask_file(files[k])
+            (h, w), (fh, fw) = mask.shape[:2], stored_frame.shape[:2]
+            if abs(h * fw - w * fh) > max(h, w, fh, fw):  # more than rounding: another picture's mask
+                raise AnimbenchError(f"--masks {files[k]}: {w}x{h}, the stored frame {k} of {clip.video_id!r} is "
+                                     f"{fw}x{fh} (a mask of another size is resized, not one of another aspect ratio)")
+            return mask
 
         def problem(n):
             if len(files) != n:

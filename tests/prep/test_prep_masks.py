@@ -109,8 +109,9 @@ def _folder_set(tmp_path: Path, sizes: dict[str, int]) -> Path:
 
 def test_mask_files_fill_the_table(tmp_path, ray_session):  # noqa: F811
     """DIR/<video id>/ one PNG per stored frame: grey PNGs as they are, colour PNGs by their green channel,
-    another size resized to the frame; a video whose file count differs fails alone (stage masks)."""
-    src = _folder_set(tmp_path, {"good": 3, "short": 3})
+    another size resized to the frame; a video whose file count or mask aspect ratio differs fails alone (stage
+    masks)."""
+    src = _folder_set(tmp_path, {"good": 3, "short": 3, "wrong": 2})
     rng = np.random.default_rng(1)
     written = []
     for i in range(3):
@@ -125,14 +126,18 @@ def test_mask_files_fill_the_table(tmp_path, ray_session):  # noqa: F811
     (tmp_path / "masks" / "short").mkdir()
     for i in range(2):
         cv2.imwrite(str(tmp_path / "masks" / "short" / f"{i}.png"), np.zeros((48, 64), np.uint8))
+    (tmp_path / "masks" / "wrong").mkdir()  # square masks for 32x24 frames: another picture's, not resized
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "masks" / "wrong" / f"{i}.png"), np.zeros((24, 24), np.uint8))
     out = tmp_path / "store"
     assert _prep("folder", "--src", str(src), "--out", str(out), "--masks", str(tmp_path / "masks")) == 0
     store = FrameStore(out)
     assert store.videos() == ["good"] and store.mask_info["source"] == f"files:{(tmp_path / 'masks').resolve()}"
     for k, mask in store.masks("good").items():
         np.testing.assert_array_equal(mask, written[k].astype(np.float32) / 255)
-    [failure] = store.failures().to_dict("records")
-    assert failure["video_id"] == "short" and failure["stage"] == "masks" and "2 mask files" in failure["message"]
+    short, wrong = store.failures().sort_values("video_id").to_dict("records")
+    assert short["video_id"] == "short" and short["stage"] == "masks" and "2 mask files" in short["message"]
+    assert wrong["video_id"] == "wrong" and wrong["stage"] == "masks" and "not one of another aspect" in wrong["message"]
     assert verify_store(out) == []
 
 

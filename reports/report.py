@@ -58,9 +58,10 @@ def write_report(results_dirs: str | os.PathLike | list[str | os.PathLike], out:
         cov = coverage_markdown(results)
         written["md"] = [_write_text(out / "leaderboard.md", text + ("\n" + cov if cov else ""))]
     if "tex" in formats:
-        from reports.tables import to_latex
+        from reports.tables import comparisons_latex, to_latex
 
-        written["tex"] = [_write_text(out / "leaderboard.tex", to_latex(results, by))]
+        text = to_latex(results, by) + "\n" + comparisons_latex(results, by)
+        written["tex"] = [_write_text(out / "leaderboard.tex", text)]
     if "csv" in formats:
         from reports.tables import to_csv
 

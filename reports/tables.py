@@ -267,11 +267,54 @@ def to_latex(results: Any, by: str = "frame", caption: str | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+def _latex_value(x: float) -> str:
+    """A number in a LaTeX cell: math mode, or a text dash for no value (`--` in math is two minus signs)."""
+    return "--" if x is None or math.isnan(x) else f"${_latex_number(x)}$"
+
+
+def comparisons_latex(results: Any, by: str = "frame") -> str:
+    """Paired comparisons in one weighting as a booktabs table, by the rules of comparisons_markdown: n stated,
+    no interval or p_boot below MIN_VIDEOS_FOR_CI paired videos, p_boot 0 as '< 1/B', intervals as [low, high]."""
+    c = results.comparisons()
+    c = c[c["weighting"] == by]
+    if c.empty:
+        why = "only one method was scored" if len(results.methods) == 1 else \
+            "no two methods were scored on common videos of one comparable run"
+        return f"\\par\\noindent No paired comparison ({latex_escape(WEIGHTING_LABELS[by])}): {why}.\n"
+    levels = {round(100 * float(x)) for x in c.get("ci_level", pd.Series(dtype=float)).dropna()} or {95}
+    pct = "/".join(str(x) for x in sorted(levels))
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lllcllr}", r"\toprule",
+             rf"Metric & $a$ & $b$ & $a - b$ [{pct}\% CI] & Better & $p_\mathrm{{boot}}$ & $n$ (videos) \\",
+             r"\midrule"]
+    for _, r in c.iterrows():
+        n = int(r["n_videos"])
+        diff = _latex_value(float(r["diff"]))
+        better = latex_escape(r["better"])
+        if interval_is_shown(n):
+            lo, hi = float(r["ci_low"]), float(r["ci_high"])
+            if not (math.isnan(lo) or math.isnan(hi)):
+                diff += rf" {{\scriptsize $[{_latex_number(lo)}, {_latex_number(hi)}]$}}"
+            p = latex_escape(p_boot_text(float(r["p_boot"]), int(r["n_boot"])))
+        else:
+            p = "--"
+            if r["better"] not in ("tie", "undefined"):
+                better += " (not tested)"
+        lines.append(" & ".join([latex_escape(r["metric"]), latex_escape(r["method_a"]), latex_escape(r["method_b"]),
+                                 diff, better, p, str(n)]) + r" \\")
+    note = (f"Paired comparisons, {WEIGHTING_LABELS[by]}: a - b over the videos both methods scored, percentile "
+            "bootstrap interval. p_boot: share of paired bootstrap resamples in which the better method is not "
+            "ahead (small = a robust difference; 0 of B resamples reads < 1/B). Pairs scored on fewer than "
+            f"{MIN_VIDEOS_FOR_CI} common videos get no interval and no p_boot (not tested).")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip",
+              r"\parbox{\linewidth}{\footnotesize " + latex_escape(note) + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
 def latex_document(results: Any, by: str = "frame", caption: str | None = None) -> str:
-    """to_latex wrapped in a minimal article that compiles on its own (booktabs only)."""
+    """to_latex and comparisons_latex wrapped in a minimal article that compiles on its own (booktabs only)."""
     return ("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
             "\\usepackage[margin=1cm,landscape]{geometry}\n\\begin{document}\n"
-            + to_latex(results, by, caption) + "\\end{document}\n")
+            + to_latex(results, by, caption) + comparisons_latex(results, by) + "\\end{document}\n")
 
 
 CSV_COLUMNS = ["run", "method", "metric", "metric_label", "weighting", "mean", "ci_low", "ci_high", "ci_shown",

@@ -74,6 +74,48 @@ def test_coverage_counts_the_official_test_list_and_the_report_lists_the_missing
     assert "## Coverage" in md and cov.fingerprint in md and "id006#vid6#000000#000064" in md
 
 
+HOSTILE2 = r"#1 $x{y}~z^w"
+
+
+def test_paired_comparisons_table_states_n_intervals_and_p_boot_below_one_over_b(results):
+    tex = tables.comparisons_latex(results, "frame")
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"$n$ (videos)", r"[95\% CI]"):
+        assert token in tex, token
+    assert r"\pm" not in tex and "<" not in tex.replace(r"\textless{}", "")
+    c = results.comparisons()
+    c = c[c["weighting"] == "frame"]
+    r = c[(c["method_a"] == "copy_source") & (c["method_b"] == "oracle") & (c["metric"] == "l1")].iloc[0]
+    line = next(x for x in tex.splitlines() if x.startswith(r"l1 & copy\_source & oracle &"))
+    assert f"${tables.fmt(r['diff'])}$ {{\\scriptsize $[{tables.fmt(r['ci_low'])}, {tables.fmt(r['ci_high'])}]$}}" \
+        in line
+    assert float(r["p_boot"]) == 0 and rf"\textless{{}} 1/{int(r['n_boot'])}" in line  # 0 of B reads < 1/B
+    assert line.endswith(" & 6 \\\\")
+    hostile = r"\textless{}script\textgreater{}a\&b\_c\%d\textbackslash{}e"
+    assert hostile in tex and "<script>" not in tex
+
+
+def test_paired_comparisons_below_the_minimum_of_videos_have_no_interval_and_no_p(tmp_path):
+    make_results(tmp_path / "few", {HOSTILE2: 0.1, "oracle": 0.0}, n_videos=3)
+    tex = tables.comparisons_latex(load_results(tmp_path / "few"), "frame")
+    line = next(x for x in tex.splitlines() if x.startswith("l1 & "))
+    assert r"\#1 \$x\{y\}\textasciitilde{}z\textasciicircum{}w" in line
+    assert "[" not in line and "(not tested) & -- & 3 " in line
+    assert "fewer than 5 common videos get no interval and no p\\_boot" in tex
+
+
+def test_one_method_has_no_comparison_and_says_why(tmp_path):
+    make_results(tmp_path / "one", {"oracle": 0.0})
+    tex = tables.comparisons_latex(load_results(tmp_path / "one"), "frame")
+    assert "No paired comparison" in tex and "only one method was scored" in tex
+
+
+def test_the_report_s_tex_file_holds_the_comparisons(results, tmp_path):
+    from reports.report import write_report
+
+    tex = write_report(tmp_path / "r", tmp_path / "rep", ("tex",))["tex"][0].read_text(encoding="utf-8")
+    assert tex.count(r"\begin{table}") == 2 and r"$p_\mathrm{boot}$" in tex
+
+
 def _engine() -> list[str] | None:
     if shutil.which("pdflatex"):
         return ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"]
@@ -83,8 +125,14 @@ def _engine() -> list[str] | None:
 
 
 @pytest.mark.skipif(_engine() is None, reason="no LaTeX engine installed (neither pdflatex nor tectonic on PATH)")
-def test_the_table_compiles(results, tmp_path):
-    (tmp_path / "doc.tex").write_text(tables.latex_document(results, caption="50% & <more>"), encoding="utf-8")
+@pytest.mark.parametrize("n_videos", [6, 3])  # with intervals and p_boot < 1/B; below the minimum: neither
+def test_the_tables_compile(tmp_path, n_videos):
+    """The leaderboard and the paired comparisons, with every LaTeX special character in a method label."""
+    make_results(tmp_path / "r", {HOSTILE: 0.1, HOSTILE2: 0.05, "oracle": 0.0, "copy_source": 0.2},
+                 metrics=("l1", "aed_face"), n_videos=n_videos, skip={"copy_source": 2})
+    doc = tables.latex_document(load_results(tmp_path / "r"), caption="50% & <more>")
+    assert doc.count(r"\begin{tabular}") == 2 and "{y}~z^w" not in doc
+    (tmp_path / "doc.tex").write_text(doc, encoding="utf-8")
     run = subprocess.run(_engine(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:]
     assert (tmp_path / "doc.pdf").is_file()

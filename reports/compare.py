@@ -12,8 +12,12 @@ the gate fails. The rules, as documented in the README:
   (more than bootstrap noise). Metrics without an interval (set metrics such as FID, and rows scored on fewer
   than MIN_VIDEOS_FOR_CI videos, whose interval is neither printed nor trusted) fall back to the numeric
   tolerance.
-- Paired or not: when both runs scored the same videos (same store fingerprint, split, protocol and protocol
-  variant) the difference and its interval are a paired bootstrap over the videos both scored
+- Several runs per side: NEW and BASELINE may each be several results directories, merged as `animbench report`
+  merges them (reports.merge.load_results: store, split and protocol must agree unless allow_mixed; a method
+  label scored in several runs of one side becomes `label@run`, run = directory name, and is matched by that
+  label). A directory may not be on both sides.
+- Paired or not: when both runs of a method scored the same videos (same store fingerprint, split, protocol and
+  protocol variant) the difference and its interval are a paired bootstrap over the videos both scored
   (bench.results.paired_comparison); otherwise the interval resamples each run's videos independently and the
   result says "unpaired" and why.
 - Coverage: a method (or a method's metric) that the baseline has and the new run lacks fails the gate, unless
@@ -48,6 +52,7 @@ from bench.results import (
     psnr_from_mse,
 )
 from plumbing.errors import AnimbenchError
+from reports.merge import MergedResults, load_results
 from reports.tables import fmt
 
 # relative slack on "worse_by > tolerance", so that tolerance 0 does not fail on float rounding of equal numbers
@@ -109,7 +114,7 @@ class GateRow:
 class GateResult:
     """The whole comparison: rows, coverage differences, pairing, and whether the gate passes."""
 
-    new_root: Path
+    new_root: Path  # the first directory of each side (new_roots / baseline_roots: all of them)
     baseline_root: Path
     by: str
     mode: str  # "tolerance" or "ci"
@@ -125,6 +130,8 @@ class GateResult:
     metrics_only_new: list[tuple[str, str]] = field(default_factory=list)
     allow_missing: bool = False
     notes: list[str] = field(default_factory=list)
+    new_roots: list[Path] = field(default_factory=list)
+    baseline_roots: list[Path] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[GateRow]:
@@ -173,10 +180,11 @@ def _get(d: dict, path: tuple[str, ...]) -> object:
     return d if d != {} else None
 
 
-def _pairing(new: Results, old: Results) -> tuple[bool, str]:
-    """Paired when both runs scored the same videos under the same protocol; else the first difference."""
+def _pairing(new: dict, old: dict) -> tuple[bool, str]:
+    """Paired when two runs (their manifests) scored the same videos under the same protocol; else the first
+    difference."""
     for label, path in _PAIRING_FIELDS:
-        a, b = _get(new.manifest.get("run", {}), path), _get(old.manifest.get("run", {}), path)
+        a, b = _get(new.get("run", {}), path), _get(old.get("run", {}), path)
         if a != b:
             show = (lambda v: str(v)[:12]) if label == "store fingerprint" else str
             return False, f"{label} differs (new {show(a)}, baseline {show(b)})"
@@ -241,18 +249,45 @@ def _verdict(row: GateRow, mode: str) -> str:
     return "improved" if row.worse_by < 0 else "unchanged"
 
 
-def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLike | Results, *,
-                    tolerance: dict[str, Tolerance] | str | None = None, tolerance_ci: bool = False,
-                    by: str = "frame", allow_missing: bool = False, n_boot: int = DEFAULT_BOOT,
-                    level: float = DEFAULT_CI, seed: int = 0) -> GateResult:
-    """Compare NEW against BASELINE per method x metric in one weighting; see the module docstring for the rules."""
+Side = str | os.PathLike | Results | MergedResults | list[str | os.PathLike]
+
+
+def _side(side: Side, allow_mixed: bool) -> Results | MergedResults:
+    """One side of the gate: a results directory as it is, or several merged (reports.merge.load_results)."""
+    if isinstance(side, (Results, MergedResults)):
+        return side
+    if isinstance(side, (str, os.PathLike)):
+        return Results(side)
+    dirs = list(side)
+    return Results(dirs[0]) if len(dirs) == 1 else load_results(dirs, allow_mixed=allow_mixed)
+
+
+def _roots(r: Results | MergedResults) -> list[Path]:
+    return list(r.roots) if isinstance(r, MergedResults) else [r.root]
+
+
+def _manifest_of(r: Results | MergedResults, method: str) -> dict:
+    """The manifest of the run a method label came from (what its scores were computed on)."""
+    if isinstance(r, MergedResults):
+        label = r.run_of(method)
+        return next(run.manifest for run in r.runs if run.label == label)
+    return r.manifest
+
+
+def compare_results(new: Side, baseline: Side, *, tolerance: dict[str, Tolerance] | str | None = None,
+                    tolerance_ci: bool = False, by: str = "frame", allow_missing: bool = False,
+                    allow_mixed: bool = False, n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_CI,
+                    seed: int = 0) -> GateResult:
+    """Compare NEW against BASELINE (each one results directory or several, merged) per method x metric in one
+    weighting; see the module docstring for the rules."""
     if by not in WEIGHTINGS:
         raise AnimbenchError(f"compare --by {by!r}: expected one of {list(WEIGHTINGS)}")
-    new_r = new if isinstance(new, Results) else Results(new)
-    old_r = baseline if isinstance(baseline, Results) else Results(baseline)
-    if os.path.realpath(new_r.root) == os.path.realpath(old_r.root):  # would pass forever, gating nothing
-        raise AnimbenchError(f"compare {new_r.root}: NEW and --baseline are the same results directory; give the "
-                             "baseline run's directory")
+    new_r, old_r = _side(new, allow_mixed), _side(baseline, allow_mixed)
+    old_real = {os.path.realpath(p) for p in _roots(old_r)}
+    for root in _roots(new_r):
+        if os.path.realpath(root) in old_real:  # would pass forever, gating nothing
+            raise AnimbenchError(f"compare {root}: NEW and --baseline are the same results directory; give the "
+                                 "baseline run's directory")
     tol = parse_tolerance(tolerance) if isinstance(tolerance, str) or tolerance is None else dict(tolerance)
     default = tol.pop("*", Tolerance())
 
@@ -268,7 +303,6 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
     if not common:
         raise AnimbenchError(f"compare {new_r.root} with {old_r.root}: no method x metric in common (new has "
                              f"{sorted(set(new_r.methods))}, baseline {sorted(set(old_r.methods))}): nothing to gate")
-    paired, reason = _pairing(new_r, old_r)
     poolings = _poolings(new_r)
     new_v, old_v = new_r.videos(), old_r.videos()
     new_groups = dict(iter(new_v.groupby(["method", "metric"], sort=False)))
@@ -278,12 +312,15 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
     morder = {m: i for i, m in enumerate(list(old_r.metrics) + list(new_r.metrics))}
     order = {m: i for i, m in enumerate(list(old_r.methods) + list(new_r.methods))}
     common.sort(key=lambda k: (order.get(k[0], len(order)), morder.get(k[1], len(morder))))
-    rows = []
+    rows, reasons = [], {}  # unpaired reason -> methods
     for method, metric in common:
         n, o = new_cells[(method, metric)], old_cells[(method, metric)]
         hib = bool(n["higher_is_better"])
         new_x, old_x = float(n["mean"]), float(o["mean"])
         delta = new_x - old_x
+        paired, reason = _pairing(_manifest_of(new_r, method), _manifest_of(old_r, method))
+        if not paired:
+            reasons.setdefault(reason, []).append(method)
         row = GateRow(method, metric, hib, str(n["weighting"]), old_x, new_x, delta,
                       -delta if hib else delta, tol.get(metric, default), paired=paired)
         if n["weighting"] != "set" and o["weighting"] != "set":
@@ -304,6 +341,11 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
         rows.append(row)
 
     new_methods, old_methods = {m for m, _ in new_cells}, {m for m, _ in old_cells}
+    paired = not reasons
+    if len(reasons) == 1 and len({r.paired for r in rows}) == 1:
+        reason = next(iter(reasons))  # every method unpaired for one reason (one directory per side: always)
+    else:
+        reason = "; ".join(f"{', '.join(dict.fromkeys(ms))}: {why}" for why, ms in reasons.items())
     result = GateResult(
         new_root=new_r.root, baseline_root=old_r.root, by=by, mode="ci" if tolerance_ci else "tolerance",
         level=level, tolerances=tol, default_tolerance=default, paired=paired, unpaired_reason=reason, rows=rows,
@@ -311,7 +353,7 @@ def compare_results(new: str | os.PathLike | Results, baseline: str | os.PathLik
         methods_only_new=[m for m in new_r.methods if m not in old_methods],
         metrics_only_baseline=[k for k in old_cells if k not in new_cells and k[0] in new_methods],
         metrics_only_new=[k for k in new_cells if k not in old_cells and k[0] in old_methods],
-        allow_missing=allow_missing)
+        allow_missing=allow_missing, new_roots=_roots(new_r), baseline_roots=_roots(old_r))
     result.notes = _provenance_notes(new_a, old_a, common)
     return result
 
@@ -405,11 +447,19 @@ def _summary_lines(result: GateResult, escape) -> list[str]:
                 f"({_tolerance_text(result)})")
     else:
         gate = f"a regression is a change worse than the tolerance ({_tolerance_text(result)})"
-    lines = [f"New: {escape(result.new_root)}; baseline: {escape(result.baseline_root)}.",
-             f"Means: {WEIGHTING_LABELS[result.by]}. Gate: {gate}.",
-             "Δ [CI]: " + (f"paired bootstrap over the videos both runs scored ({pct}% interval)." if result.paired
-                           else f"unpaired ({escape(result.unpaired_reason)}): each run's videos resampled "
-                                f"independently ({pct}% interval).")]
+    new_roots = ", ".join(escape(p) for p in result.new_roots or [result.new_root])
+    old_roots = ", ".join(escape(p) for p in result.baseline_roots or [result.baseline_root])
+    if result.paired:
+        pairing = f"paired bootstrap over the videos both runs scored ({pct}% interval)."
+    elif any(r.paired for r in result.rows):
+        pairing = (f"paired bootstrap over the videos both runs scored ({pct}% interval) where a method's runs "
+                   f"share store, split and protocol; unpaired ({escape(result.unpaired_reason)}): each run's "
+                   "videos resampled independently.")
+    else:
+        pairing = (f"unpaired ({escape(result.unpaired_reason)}): each run's videos resampled independently "
+                   f"({pct}% interval).")
+    lines = [f"New: {new_roots}; baseline: {old_roots}.", f"Means: {WEIGHTING_LABELS[result.by]}. Gate: {gate}.",
+             "Δ [CI]: " + pairing]
     missing_rule = "listed, not gated: --allow-missing" if result.allow_missing else "fails the gate"
     if result.methods_only_baseline:
         lines.append(f"Methods only in the baseline ({missing_rule}): "

@@ -14,8 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "tolerance and the bootstrap interval of the difference (paired when both runs scored the same "
                     "videos: same store, split and protocol). Exit 1 when any metric got worse beyond its "
                     "tolerance or a method/metric of the baseline is missing from NEW, 0 otherwise, 2 on bad input.")
-    p.add_argument("new", help="results directory under test (written by `animbench bench`)")
-    p.add_argument("--baseline", required=True, help="results directory to compare against")
+    p.add_argument("new", nargs="+", help="results directories under test (written by `animbench bench`; several "
+                                          "merge into one leaderboard as for `report`)")
+    p.add_argument("--baseline", required=True, nargs="+", metavar="OLD",
+                   help="results directories to compare against (several merge likewise)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="merge runs of one side whose store, split or protocol differ (rows labelled by run) "
+                        "instead of refusing")
     p.add_argument("--tolerance", default=None, metavar="METRIC=VALUE,...",
                    help="how much worse each metric may get: absolute (l1=0.002) or percent of the baseline "
                         "(psnr=1%%); *=VALUE for every metric not named; default 0: any worsening fails")
@@ -35,6 +40,6 @@ def _compare(args: argparse.Namespace) -> int:
     from reports.compare import compare_results, to_markdown, to_text
 
     result = compare_results(args.new, args.baseline, tolerance=args.tolerance, tolerance_ci=args.tolerance_ci,
-                             by=args.by, allow_missing=args.allow_missing)
+                             by=args.by, allow_missing=args.allow_missing, allow_mixed=args.allow_mixed)
     print((to_markdown if args.format == "md" else to_text)(result), end="")
     return 0 if result.passed else 1

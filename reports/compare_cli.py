@@ -9,7 +9,7 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `compare` subcommand."""
     p = sub.add_parser(
-        "compare", help="regression gate: compare a results directory against a baseline (exit 1 on a regression)",
+        "compare", help="regression gate: compare results directories against a baseline (exit 1 on a regression)",
         description="Compare NEW against --baseline per method and metric: baseline, new, the signed change, the "
                     "tolerance and the bootstrap interval of the difference (paired when both runs scored the same "
                     "videos: same store, split and protocol). Exit 1 when any metric got worse beyond its "

@@ -44,7 +44,13 @@ from methods.layers import (
     upcast,
     warp,
 )
-from methods.losses import ImagePyramide, PerceptualPyramidLoss, Transform, scale_key
+from methods.losses import (
+    ImagePyramide,
+    PerceptualPyramidLoss,
+    Transform,
+    check_perceptual_fallback,
+    scale_key,
+)
 from methods.registry import MethodCard, load_config, register_method
 from plumbing.errors import AnimbenchError
 
@@ -487,7 +493,6 @@ class FOMM(Method):
 # --- the config ----------------------------------------------------------------------------------------------
 
 # train_params.perceptual_fallback: what the FOMM perceptual loss does when vgg19-dcbb9e9d.pth is absent.
-PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
 
 CONFIG_SCHEMA = {
     **SHARED_SECTIONS,
@@ -575,12 +580,7 @@ def _check_config(cfg: dict, where: str) -> None:
             f"{where}: train_params.loss_weights.perceptual must have 5 weights (VGG19 relu1_1..relu5_1), "
             f"got {len(weights['perceptual'])}"
         )
-    fallback = get_path(cfg, "train_params.perceptual_fallback", None)
-    if fallback is not None and fallback not in PERCEPTUAL_FALLBACKS:
-        raise AnimbenchError(
-            f"{where}: train_params.perceptual_fallback must be one of {list(PERCEPTUAL_FALLBACKS)} or absent, "
-            f"got {fallback!r}"
-        )
+    check_perceptual_fallback(cfg, where)
 
 
 CONFIG_SPEC = ConfigSpec(CONFIG_SCHEMA, REQUIRED_KEYS, markers=("num_bottleneck_blocks", "num_down_blocks"),

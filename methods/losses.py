@@ -105,6 +105,18 @@ def random_vgg19(seed: int = RANDOM_VGG_SEED) -> Vgg19Pyramid:
     return Vgg19Pyramid(features)
 
 
+# train_params.perceptual_fallback: what a VGG19 perceptual loss does when its weight file is absent
+PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
+
+
+def check_perceptual_fallback(cfg: dict, where: str) -> None:
+    """A config's train_params.perceptual_fallback is absent or one of PERCEPTUAL_FALLBACKS (every family)."""
+    fallback = (cfg.get("train_params") or {}).get("perceptual_fallback")
+    if fallback is not None and fallback not in PERCEPTUAL_FALLBACKS:
+        raise AnimbenchError(f"{where}: train_params.perceptual_fallback must be one of {list(PERCEPTUAL_FALLBACKS)} "
+                             f"or absent, got {fallback!r}")
+
+
 class PerceptualPyramidLoss(nn.Module):
     """Σ_scales Σ_layers w_layer · mean|VGG(pred) − VGG(target)| over an anti-aliased pyramid (FOMM §2.1)."""
 

@@ -15,6 +15,7 @@ from methods.config import (
     get_path,
     is_inverse_int,
 )
+from methods.losses import check_perceptual_fallback
 from plumbing.errors import AnimbenchError
 
 BG_TYPES = {"zero": 0, "shift": 2, "affine": 6, "perspective": 8}  # bg_type -> outputs of its fc layer
@@ -22,8 +23,6 @@ ANIMATION_MODES = ("standard", "relative", "avd")
 
 # --- the config ----------------------------------------------------------------------------------------------
 
-# train_params.perceptual_fallback: what the perceptual loss does when vgg19-dcbb9e9d.pth is absent (as FOMM's).
-PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
 
 CONFIG_SCHEMA = {
     **SHARED_SECTIONS,
@@ -83,10 +82,7 @@ def _check_config(cfg: dict, where: str) -> None:
     if bg_type not in BG_TYPES:
         raise AnimbenchError(f"{where}: model_params.bg_predictor_params.bg_type must be one of {list(BG_TYPES)}, "
                              f"got {bg_type!r}")
-    fallback = get_path(cfg, "train_params.perceptual_fallback", None)
-    if fallback is not None and fallback not in PERCEPTUAL_FALLBACKS:
-        raise AnimbenchError(f"{where}: train_params.perceptual_fallback must be one of "
-                             f"{list(PERCEPTUAL_FALLBACKS)} or absent, got {fallback!r}")
+    check_perceptual_fallback(cfg, where)
     mode = get_path(cfg, "animate_params.mode", "avd")
     if mode not in ANIMATION_MODES:
         raise AnimbenchError(f"{where}: animate_params.mode must be one of {list(ANIMATION_MODES)}, got {mode!r}")

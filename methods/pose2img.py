@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from methods.checkpoints import load_checkpoint
 from methods.config import LEAF, SHARED_SECTIONS, TRAIN_COMMON, ConfigSpec, get_path
 from methods.interface import Method, inference_mode
+from methods.losses import PERCEPTUAL_FALLBACKS
 from methods.pose2img_losses import (
-    PERCEPTUAL_FALLBACKS,
     VGGLoss,
     check_boxes,
     crop_faces,

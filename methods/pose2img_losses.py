@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.losses import VGG19_FILE, Vgg19Pyramid, load_vgg19, random_vgg19
+from methods.losses import PERCEPTUAL_FALLBACKS, VGG19_FILE, Vgg19Pyramid, load_vgg19, random_vgg19
 from plumbing.errors import AnimbenchError
 from plumbing.weights import get as get_weight_file
 
 VGG_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
-PERCEPTUAL_FALLBACKS = ("random_vgg19", "pixel_l1")
 
 
 def gan_loss(outputs: list[list[Tensor]] | Tensor, target_is_real: bool, lsgan: bool = True) -> Tensor:

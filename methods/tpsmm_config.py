@@ -12,6 +12,7 @@ from methods.config import (
     get_path,
     is_inverse_int,
 )
+from methods.losses import check_perceptual_fallback
 from plumbing.errors import AnimbenchError
 
 # --- the schema ----------------------------------------------------------------------------------------------
@@ -78,10 +79,7 @@ def _check_config(cfg: dict, where: str) -> None:
     if not isinstance(perceptual, list) or len(perceptual) != 5:
         raise AnimbenchError(f"{where}: train_params.loss_weights.perceptual must have 5 weights (VGG19 relu1_1.."
                              f"relu5_1), got {perceptual!r}")
-    fallback = get_path(cfg, "train_params.perceptual_fallback", None)
-    if fallback not in (None, "random_vgg19", "pixel_l1"):
-        raise AnimbenchError(f"{where}: train_params.perceptual_fallback must be random_vgg19, pixel_l1 or absent, "
-                             f"got {fallback!r}")
+    check_perceptual_fallback(cfg, where)
 
 
 # the official files have no `method:` key and FOMM-like generator_params; num_tps is TPSMM's alone

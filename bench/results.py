@@ -51,6 +51,7 @@ from plumbing.files import (
     atomic_write_bytes,
     atomic_write_text,
     load_manifest,
+    manifest_format,
     sha256_file,
     verify_tables,
 )
@@ -216,17 +217,6 @@ def _atomic_table(df: pd.DataFrame, path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "rows": len(df)}
 
 
-def _manifest_format(path: Path) -> str | None:
-    """The `format` a manifest.json declares ('unreadable' when it cannot be read as one); None without a file."""
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return "unreadable"
-    return str(manifest.get("format")) if isinstance(manifest, dict) else "unreadable"
-
-
 def prepare_results_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Create an empty results directory; with overwrite, the old manifest goes first, then everything else."""
     out = Path(out)
@@ -238,7 +228,7 @@ def prepare_results_dir(out: str | os.PathLike, overwrite: bool = False) -> Path
         if not ((out / MANIFEST_FILE).is_file() or (out / SAMPLES_DIR).is_dir()):
             raise AnimbenchError(f"results {out}: not a results directory (no {MANIFEST_FILE} or {SAMPLES_DIR}/), "
                                  "so --overwrite will not delete it")
-        kind = _manifest_format(out / MANIFEST_FILE)
+        kind = manifest_format(out / MANIFEST_FILE)
         if kind not in (None, FORMAT_NAME):  # e.g. the frame store being benched: never delete it
             raise AnimbenchError(f"results {out}: holds a {kind} manifest, not results, so --overwrite will not "
                                  "delete it; expected a new folder or an earlier results directory")

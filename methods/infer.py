@@ -49,7 +49,7 @@ from methods.data import frame_shape, resize_frames
 from methods.infer_inputs import DrivingVideo, as_float, load_image
 from methods.interface import RECONSTRUCTION_PROTOCOL, AnimationMode
 from plumbing.errors import AnimbenchError
-from plumbing.files import atomic_path, atomic_write_text
+from plumbing.files import atomic_path, atomic_write_text, path_relation
 from plumbing.progress import progress_bar
 from prep.pairs import to_tensor
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter
@@ -386,19 +386,12 @@ def check_out_apart(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLi
     is one: --overwrite replaces OUT whole, and a PNG folder would mix the outputs into the inputs. `shown`: how
     the message names OUT (default `--out OUT`)."""
     path = Path(str(out).rstrip("/" + os.sep))
-    target = Path(os.path.realpath(path))
-    record = Path(os.path.realpath(path.with_name(path.name + ".json")))
+    record = path.with_name(path.name + ".json")
     for flag, given in inputs.items():
         if given is None:
             continue
-        source = Path(os.path.realpath(given))
-        if target == source or record == source:
-            how = "is"
-        elif target in source.parents:
-            how = "holds"
-        elif source in target.parents:
-            how = "lies inside"
-        else:
+        how = "is" if path_relation(record, given) == "is" else path_relation(path, given)
+        if how is None:
             continue
         raise AnimbenchError(f"{shown or f'--out {out}'}: {how} the input {flag} {given}; expected an output path "
                              "apart from the inputs (nothing was written)")

@@ -95,6 +95,30 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def manifest_format(path: str | os.PathLike) -> str | None:
+    """The `format` a manifest file declares, without checking more ('unreadable' when it is not a JSON object);
+    None when there is no file. Lets a command tell its own output from anything else before deleting it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "unreadable"
+    return str(manifest.get("format")) if isinstance(manifest, dict) else "unreadable"
+
+
+def path_relation(path: str | os.PathLike, other: str | os.PathLike) -> str | None:
+    """How `path` stands to `other`, links resolved: "is", "holds" (other lies below it), "lies inside" (it lies
+    below other), or None when they are apart. An output is checked against the inputs with it."""
+    a, b = Path(os.path.realpath(path)), Path(os.path.realpath(other))
+    if a == b:
+        return "is"
+    if a in b.parents:
+        return "holds"
+    return "lies inside" if b in a.parents else None
+
+
 def load_manifest(root: str | os.PathLike, *, label: str, filename: str, format_name: str,
                   schema_version: int | tuple[int, ...], missing_hint: str) -> dict[str, Any]:
     """Load a JSON manifest and check its format and schema version (one, or a tuple of readable ones);

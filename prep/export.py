@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing.errors import AnimbenchError
-from plumbing.files import publish
+from plumbing.files import path_relation, publish
 from plumbing.ids import NAME_MAX, check_id, id_problem, safe_join
 from prep.imagecodec import decode_image, encode_image
 from prep.store import EncodeOptions, FrameStore, FrameStoreWriter
@@ -33,9 +33,9 @@ SPLITS = ("train", "test", "val", "validation")  # split folders an earlier expo
 def _begin(store: FrameStore, out: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
     """Check --out and make the hidden folder beside it that the export is built in; return (out, tmp)."""
     out = Path(os.path.abspath(out))
-    real_out, real_store = os.path.realpath(out), os.path.realpath(store.root)
-    if os.path.commonpath([real_out, real_store]) in (real_out, real_store):
-        how = "holds" if os.path.commonpath([real_out, real_store]) == real_out else "lies inside"
+    relation = path_relation(out, store.root)
+    if relation is not None:
+        how = "lies inside" if relation == "lies inside" else "holds"
         raise AnimbenchError(f"--out {out} {how} the store {store.root}; export to another folder")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise AnimbenchError(f"--out {out}: exists and is not a folder; expected a new or empty folder")

@@ -75,6 +75,7 @@ from plumbing.files import (
     atomic_path,
     atomic_write_text,
     load_manifest,
+    manifest_format,
     publish,
     sha256_file,
     tmp_name,
@@ -493,11 +494,7 @@ def finalize_store(
 
 def is_store_dir(root: str | os.PathLike) -> bool:
     """Whether `root` holds a frame store's manifest (by its `format`; its contents are not checked here)."""
-    try:
-        manifest = json.loads((Path(root) / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+    return manifest_format(Path(root) / MANIFEST_FILE) == FORMAT_NAME
 
 
 def _prepare_root(root: Path, overwrite: bool) -> None:

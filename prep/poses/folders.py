@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from plumbing.errors import AnimbenchError
-from plumbing.files import atomic_path
+from plumbing.files import atomic_path, path_relation
 from plumbing.ids import check_id, safe_join
 from prep.poses.format import PoseFrame
 from prep.poses.normalize import NormParams, fit_norm_params, normalize_poses
@@ -86,12 +86,8 @@ def _check_not_input(out: Path | None, flag: str, *inputs: str | os.PathLike | N
     """--overwrite replaces the output folder whole: never when it is, or holds, one of the inputs."""
     if out is None:
         return
-    target = Path(os.path.realpath(out))
     for given in inputs:
-        if given is None:
-            continue
-        source = Path(os.path.realpath(given))
-        if target == source or target in source.parents:
+        if given is not None and path_relation(out, given) in ("is", "holds"):
             raise AnimbenchError(f"{flag} {out}: would replace the input folder {given} (with everything in it); "
                                  "expected a folder of its own")
 

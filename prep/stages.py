@@ -77,18 +77,23 @@ def scaled_box(clip: Clip, w: int, h: int) -> tuple[int, int, int, int]:
     return int(left / (ref_w / w)), int(top / (ref_h / h)), int(right / (ref_w / w)), int(bot / (ref_h / h))
 
 
+def cut_box(clip: Clip, width: int, height: int, border: str | None) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of a width x height frame as the crop stage cuts it: the whole frame without a
+    box; the clip's box clamped to the frame, or kept whole (it may leave the frame) when `border` pads it."""
+    if clip.bbox is None:
+        return 0, 0, width, height
+    left, top, right, bot = scaled_box(clip, width, height)
+    if border is not None:  # the padded box keeps its size and origin
+        return left, top, right, bot
+    return max(left, 0), max(top, 0), min(right, width), min(bot, height)
+
+
 def stored_affine(width: int, height: int, clip: Clip, config: PrepConfig, border: str | None
                   ) -> tuple[float, float, float, float]:
     """(sx, sy, dx, dy): where crop_pad_resize puts a point of a width x height frame, x' = x * sx + dx and
     y' = y * sy + dy, with pixel centres at integers on both sides (a resize by s maps x to (x + 0.5) s - 0.5)."""
-    x0, y0, w, h = 0, 0, width, height
-    if clip.bbox is not None:
-        left, top, right, bot = scaled_box(clip, width, height)
-        if border is not None:  # the padded box keeps its size and origin
-            x0, y0, w, h = left, top, right - left, bot - top
-        else:  # the crop is clamped to the frame
-            x0, y0 = max(left, 0), max(top, 0)
-            w, h = min(right, width) - x0, min(bot, height) - y0
+    left, top, right, bot = cut_box(clip, width, height, border)
+    x0, y0, w, h = left, top, right - left, bot - top
     if config.pad and w != h:
         side = max(w, h)
         x0, y0, w, h = x0 - (side - w) // 2, y0 - (side - h) // 2, side, side
@@ -104,12 +109,9 @@ def direct_box(clip: Clip, width: int, height: int, config: PrepConfig, border: 
     the clip's box (clamped to the frame) or the whole frame. A decoder can then crop and scale the frame
     itself (prep/cropscale.py). None when padding is involved (--pad to a square, a box leaving the frame with
     --out-of-frame pad-*), the box is empty or nothing is resized (--size 0): crop_pad_resize's cases."""
-    box = (0, 0, width, height)
-    if clip.bbox is not None:
-        left, top, right, bot = scaled_box(clip, width, height)
-        if border is not None and (left < 0 or top < 0 or right > width or bot > height):
-            return None
-        box = (max(left, 0), max(top, 0), min(right, width), min(bot, height))
+    box = cut_box(clip, width, height, border)
+    if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:  # a padded box leaving the frame
+        return None
     if not config.size or box[2] <= box[0] or box[3] <= box[1]:
         return None
     if config.pad and box[2] - box[0] != box[3] - box[1]:

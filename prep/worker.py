@@ -43,7 +43,7 @@ from prep.latentpose_crop import (
     latentpose_crop,
 )
 from prep.recipes import Clip, Unit
-from prep.stages import StageTimer, crop_pad_resize, direct_box, fetch, scaled_box, stored_affine
+from prep.stages import StageTimer, crop_pad_resize, cut_box, direct_box, fetch, stored_affine
 from prep.store import ShardWriter, failure_row
 
 Report = Callable[[str, int], None]  # (stage, frames done): the worker's heartbeat
@@ -399,9 +399,7 @@ class UnitProcessor:
         h, w = frame_shape[:2]
         box = None
         if clip.bbox is not None and self.config.crop is None:
-            box = list(scaled_box(clip, w, h))
-            if self._border is None:  # the crop was clamped to the frame; a padded crop keeps its box
-                box = [max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h)]
+            box = list(cut_box(clip, w, h, self._border))  # clamped to the frame; a padded crop keeps its box
         return {"split": clip.split, "person_id": clip.person_id, "fps": source.fps, "orig_width": w,
                 "orig_height": h, "crop_box": box, "start": clip.start if clip.start is not None else lo,
                 "end": clip.end, "recipe": self.config.recipe}

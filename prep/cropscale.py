@@ -33,9 +33,11 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class Frame(Protocol):
-    """A decoded frame: its (width, height), the whole frame as RGB, or a box of it scaled to a size as RGB."""
+    """A decoded frame: its (width, height), the scaler its crop_scale uses (one of SCALERS), the whole frame as
+    RGB, or a box of it scaled to a size as RGB."""
 
     size: tuple[int, int]
+    scaler: str
 
     def rgb(self) -> np.ndarray: ...
 
